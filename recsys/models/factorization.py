@@ -48,8 +48,9 @@ def _use_gpu(device: str) -> bool:
         return False
     if device == "cuda" and not implicit.gpu.HAS_CUDA:
         raise RuntimeError(
-            "device='cuda' but implicit was built without CUDA support (implicit.gpu.HAS_CUDA "
-            "is False); fix: device='cpu', or install implicit's CUDA build"
+            "device='cuda' but implicit cannot use CUDA here (implicit.gpu.HAS_CUDA is False: "
+            "no GPU, or its CUDA extension could not load; it also needs the rmm package, e.g. "
+            "pip install rmm-cu13); fix: device='cpu' or device='auto'"
         )
     return bool(implicit.gpu.HAS_CUDA)
 

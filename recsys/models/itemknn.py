@@ -64,7 +64,8 @@ class ItemKNN(Recommender):
     Attributes
     ----------
     similarity_ : scipy.sparse.csr_matrix, float32, shape (n_items, n_items)
-        ``similar_items(i)`` ranks items by row ``i`` (cosine, in [0, 1] for non-negative data).
+        ``similar_items(i)`` ranks the stored neighbours of ``i`` by cosine (in (0, 1] for
+        non-negative data); items beyond them are padding (-1 / -inf).
     """
 
     def __init__(

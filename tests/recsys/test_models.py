@@ -295,3 +295,31 @@ def test_registry_and_params(tmp_path, board):
     np.savez(tmp_path / "plain.npz", a=np.zeros(2))
     with pytest.raises(ValueError, match="not a saved Recommender"):
         Recommender.load(tmp_path / "plain.npz")
+
+
+def _has_implicit_cuda() -> bool:
+    try:
+        import implicit.gpu
+
+        return bool(implicit.gpu.HAS_CUDA)
+    except ImportError:
+        return False
+
+
+@pytest.mark.skipif(_has_implicit_cuda(), reason="checks the no-CUDA error; CUDA is present")
+def test_cuda_device_without_cuda_raises(board):
+    with pytest.raises(RuntimeError, match="device='cpu'"):
+        ALS(factors=4, iterations=2, device="cuda").fit(board)
+    auto = ALS(factors=4, iterations=2, device="auto", num_threads=1).fit(board)  # CPU fallback
+    assert auto.item_factors_.shape == (N, 4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _has_implicit_cuda(), reason="implicit has no CUDA support here")
+@pytest.mark.parametrize("cls", [ALS, BPR])
+def test_gpu_fit_gives_numpy_factors_and_right_answer(cls, board):
+    model = cls(factors=8, iterations=200 if cls is BPR else 20, regularization=0.1, device="cuda")
+    model.fit(board)
+    assert isinstance(model.item_factors_, np.ndarray)
+    ids, _ = model.recommend(np.arange(N), board, k=1)
+    assert (ids[:, 0] == np.arange(N)).mean() >= 0.9
