@@ -1,0 +1,416 @@
+"""The ``recsys`` command line: parses arguments and calls library functions, nothing more.
+
+Exit status: 0 on success, 2 on bad usage (wrong arguments, missing input paths, empty query),
+1 on failure (a stage that could not complete). ``--json`` prints one JSON document on stdout;
+logs and progress bars go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import textwrap
+from pathlib import Path
+
+log = logging.getLogger("recsys")
+
+EPILOG = textwrap.dedent("""\
+    Start here:
+      recsys quickstart                       # the whole pipeline on a generated sample, offline, ~1 min
+      recsys run examples/shared_data.toml    # the same on real clips + MovieLens 100K
+    Every subcommand has --help with an example.""")
+
+
+class UsageError(Exception):
+    """Bad arguments: reported with exit status 2."""
+
+
+def _existing(path: str, what: str, *, folder: bool | None = None) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"{what} {p} does not exist")
+    if folder is True and not p.is_dir():
+        raise UsageError(f"{what} {p} is not a folder")
+    if folder is False and not p.is_file():
+        raise UsageError(f"{what} {p} is not a file")
+    return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{v} must be >= 1")
+    return v
+
+
+def _query_text(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the query is empty; give a description, e.g. --text \"a dog on a beach\"")
+    return text.strip()
+
+
+def _fraction(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"{v} must be between 0 and 1")
+    return v
+
+
+def _params(items: list[str] | None) -> dict:
+    """Parse ``key=value`` model parameters; values read as JSON when they parse (numbers, true/false)."""
+    out = {}
+    for item in items or []:
+        if "=" not in item:
+            raise UsageError(f"--param {item!r}: expected key=value, e.g. --param l2=200")
+        key, value = item.split("=", 1)
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+def _emit(args, payload, human: str) -> None:
+    if getattr(args, "json", False):
+        json.dump(payload, sys.stdout, indent=2, default=str, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(human.rstrip() + "\n")
+
+
+def _encoder_args(p: argparse.ArgumentParser, *, default_model="ViT-B-32", default_pretrained="openai") -> None:
+    g = p.add_argument_group("encoder")
+    g.add_argument("--model", default=default_model,
+                   help="open_clip architecture (ViT-B-32, ViT-L-14, ...), hf-hub:ORG/NAME, or tiny-clip "
+                        "(a tiny test model); default %(default)s")
+    g.add_argument("--pretrained", default=default_pretrained,
+                   help="open_clip pretrained tag (openai, laion2b_s34b_b79k, ...), a local checkpoint path, "
+                        "or 'none' for seeded random weights (outputs marked as such); default %(default)s")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    g.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_quickstart(args) -> int:
+    from recsys.quickstart import run_quickstart
+
+    res = run_quickstart(args.out, model=args.model, pretrained=args.pretrained, progress=not args.quiet)
+    note = ("NOTE: the encoder has random weights (no pretrained weights were asked for), so retrieval "
+            "scores are not meaningful; pass --model/--pretrained to use real weights.\n"
+            if res.random_weights else "")
+    _emit(args, {"out_dir": str(res.out_dir), "report": str(res.report), "seconds": res.seconds,
+                 "counts": res.counts, "random_weights": res.random_weights},
+          f"{note}Quickstart finished in {sum(res.seconds.values()):.1f} s.\nReport: {res.report}\n"
+          f"Outputs: {res.out_dir}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from recsys.config import load_pipeline, to_toml
+    from recsys.pipeline import run_pipeline
+
+    path = _existing(args.pipeline, "pipeline file", folder=False)
+    cfg = load_pipeline(path)
+    out = Path(args.out) if args.out else Path("runs") / path.stem
+    sys.stderr.write(f"Resolved settings (saved to {out / 'settings.toml'}):\n{to_toml(cfg)}\n")
+    res = run_pipeline(cfg, out, strict=args.strict, progress=not args.quiet)
+    note = "NOTE: random-weight encoder: retrieval numbers are not meaningful.\n" if res.random_weights else ""
+    skipped = f"{res.n_errors} input(s) skipped, see {out / 'errors.csv'}\n" if res.n_errors else ""
+    _emit(args, {"out_dir": str(out), "report": str(res.report), "seconds": res.seconds, "counts": res.counts,
+                 "n_errors": res.n_errors, "random_weights": res.random_weights},
+          f"{note}{skipped}Report: {res.report}")
+    return 0
+
+
+def cmd_embed(args) -> int:
+    from recsys import stages
+
+    _existing(args.video_dir, "video folder", folder=True)
+    if args.captions:
+        _existing(args.captions, "captions file", folder=False)
+    _, summary = stages.embed_catalog(
+        args.video_dir, args.out, captions=args.captions, model=args.model, pretrained=args.pretrained,
+        device=args.device, precision=args.precision, frames=args.frames, batch_size=args.batch_size,
+        shard_size=args.shard_size, num_workers=args.workers, max_side=args.max_side, progress=not args.quiet)
+    s = summary
+    human = (f"Embedded {s.n_embedded} of {s.n_inputs} inputs into {args.out} "
+             f"({s.n_shards_skipped} shard(s) already done); {s.n_failed} skipped.\n"
+             f"Seconds: read {s.seconds['read']:.2f} (summed over workers), encode {s.seconds['encode']:.2f}, "
+             f"write {s.seconds['write']:.2f}, total {s.seconds['total']:.2f}")
+    if len(s.errors):
+        human += "\nSkipped:\n" + "\n".join(f"  {r.path}: {r.error}" for r in s.errors.itertuples())
+    _emit(args, s.to_dict(), human)
+    if s.n_embedded + s.n_shards_skipped == 0 and s.n_inputs:
+        log.error("nothing could be embedded")
+        return 1
+    return 1 if (args.strict and len(s.errors)) else 0
+
+
+def cmd_index_build(args) -> int:
+    from recsys import stages
+
+    _existing(args.emb_dir, "embedding folder", folder=True)
+    index = stages.build_index(args.emb_dir, args.out, factory=args.factory, metric=args.metric,
+                               max_memory=args.max_memory)
+    _emit(args, {"out": str(args.out), "factory_string": index.factory_string, "ntotal": index.ntotal,
+                 "dim": index.dim, "metric": index.metric},
+          f"Built {index.factory_string} ({index.metric}) over {index.ntotal} vectors of dim {index.dim}: {args.out}")
+    return 0
+
+
+def _print_results(outcomes) -> str:
+    lines = []
+    for o in outcomes:
+        trig = ""
+        if o.threshold is not None:
+            trig = f"  backfill: {'TRIGGERED (' + ', '.join(o.generated) + ')' if o.triggered else 'not triggered'}"
+        lines.append(f"query: {o.query}\n  confidence: {o.confidence:.4f}"
+                     + (f" (threshold {o.threshold:.4f})" if o.threshold is not None else "") + trig)
+        for r in o.results:
+            tag = " [synthetic]" if r.get("synthetic") else ""
+            cap = f"  {r['caption']}" if r.get("caption") else ""
+            lines.append(f"  {r['rank']:>3}. {r['video_id']}  {r['score']:.4f}{tag}{cap}")
+    return "\n".join(lines)
+
+
+def cmd_search(args) -> int:
+    from embeddings.index import VideoIndex
+    from recsys import stages
+
+    index = VideoIndex.load(_existing(args.index_dir, "index folder", folder=True))
+    encoder = stages.open_encoder_for_index(index, device=args.device)
+    outcomes = stages.run_queries([args.text], index, encoder, k=args.k, backfill="none")
+    _emit(args, [o.to_dict() for o in outcomes], _print_results(outcomes))
+    return 0
+
+
+def cmd_query(args) -> int:
+    from embeddings.index import VideoIndex
+    from recsys import stages
+
+    index_dir = _existing(args.index_dir, "index folder", folder=True)
+    index = VideoIndex.load(index_dir)
+    encoder = stages.open_encoder_for_index(index, device=args.device)
+    emb_dir = Path(args.embeddings) if args.embeddings else index_dir.parent / "embeddings"
+    if args.backfill == "montage" and not emb_dir.is_dir():
+        raise UsageError(f"the montage backend cuts shots from the catalog's frame embeddings; {emb_dir} does not "
+                         "exist: pass --embeddings EMB_DIR (the folder `recsys embed` wrote)")
+    out_dir = Path(args.out) if args.out else index_dir.parent
+    outcomes = stages.run_queries([args.text], index, encoder, k=args.k, backfill=args.backfill,
+                                  threshold=args.threshold, out_dir=out_dir, emb_dir=emb_dir,
+                                  n_generate=args.n_generate,
+                                  generate_kwargs={"num_frames": args.num_frames, "height": args.height,
+                                                   "width": args.width, "fps": args.fps, "seed": args.seed})
+    if any(o.generated for o in outcomes):
+        index.save(index_dir)
+    _emit(args, [o.to_dict() for o in outcomes], _print_results(outcomes))
+    return 0
+
+
+def cmd_train(args) -> int:
+    from recsys import stages
+    from recsys.artifacts import save_trained
+    from recsys.data import load_interactions
+
+    path = _existing(args.interactions, "interaction file", folder=False)
+    df = load_interactions(path, sep=args.sep)
+    tm = stages.train_model(df, args.model, _params(args.param), source=str(path))
+    save_trained(args.out, tm)
+    _emit(args, {"out": str(args.out), **tm.info},
+          f"Trained {args.model} on {tm.info['n_interactions']} interactions ({tm.info['n_users']} users x "
+          f"{tm.info['n_items']} items) in {tm.info['fit_seconds']:.2f} s: {args.out}")
+    return 0
+
+
+def cmd_recommend(args) -> int:
+    from embeddings._io import write_parquet
+    from recsys import stages
+    from recsys.artifacts import load_trained
+
+    tm = load_trained(_existing(args.model_dir, "model folder", folder=True))
+    users = None if args.all_users else [args.user]
+    try:
+        recs = stages.recommend_users(tm, users, k=args.k)
+    except KeyError as e:
+        raise UsageError(str(e.args[0])) from None
+    if args.out:
+        out = Path(args.out)
+        if out.suffix == ".parquet":
+            write_parquet(out, recs)
+        else:
+            from embeddings._io import atomic_path
+
+            with atomic_path(out) as tmp:
+                recs.to_csv(tmp, index=False, sep="\t" if out.suffix in (".tsv", ".txt") else ",")
+    payload = recs.to_dict("records") if not args.all_users or not args.out else {"out": str(args.out),
+                                                                                  "n_rows": len(recs)}
+    human = (f"Wrote {len(recs)} rows for {recs['user_id'].nunique()} users to {args.out}" if args.out else
+             recs.to_string(index=False))
+    _emit(args, payload, human)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from recsys.data import load_interactions
+    from recsys.evaluate_report import write_evaluation
+
+    path = _existing(args.interactions, "interaction file", folder=False)
+    df = load_interactions(path, sep=args.sep)
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    res = write_evaluation(df, models, args.out, protocol=args.protocol, k=args.k, test_ratio=args.test_ratio,
+                           seed=args.seed, source=str(path))
+    _emit(args, {"out": str(args.out), "protocol": res["protocol"], "models": res["summary"].to_dict("records")},
+          res["summary"].to_string(index=False) + f"\n\nReport: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (exposed for tests and documentation)."""
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = argparse.ArgumentParser(prog="recsys", description="Short-video retrieval and recommendation engine.",
+                                epilog=EPILOG, formatter_class=fmt)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
+    p.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress bars")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name, help_, example, **kw):
+        sp = sub.add_parser(name, help=help_, description=help_, epilog="Example:\n  " + example,
+                            formatter_class=fmt, **kw)
+        sp.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+        return sp
+
+    s = add("quickstart", "Run the whole pipeline on a generated sample (offline, random-weight tiny encoder).",
+            "recsys quickstart --out /tmp/qs")
+    s.add_argument("--out", default="recsys-quickstart", help="output folder (default %(default)s)")
+    s.add_argument("--model", default="tiny-clip", help="open_clip model (default %(default)s: tiny, random)")
+    s.add_argument("--pretrained", default="none", help="pretrained tag or checkpoint path (default none)")
+    s.set_defaults(func=cmd_quickstart)
+
+    s = add("run", "Run a pipeline file: catalog -> encode -> index -> rank -> evaluate -> query/backfill -> report.",
+            "recsys run examples/shared_data.toml --out runs/shared")
+    s.add_argument("pipeline", metavar="PIPELINE.toml")
+    s.add_argument("--out", help="output folder (default runs/<file stem>)")
+    s.add_argument("--strict", action="store_true", help="fail if any input is skipped")
+    s.set_defaults(func=cmd_run)
+
+    s = add("embed", "Embed every video/image of a folder into an embedding folder (resumable: rerun to resume).",
+            "recsys embed ../shared/data/videos --out emb --captions ../shared/data/videos/manifest.csv "
+            "--pretrained none")
+    s.add_argument("video_dir", metavar="VIDEO_DIR")
+    s.add_argument("--out", required=True, metavar="EMB_DIR")
+    s.add_argument("--captions", metavar="CSV", help="video_id,path,caption[,extra columns]")
+    _encoder_args(s)
+    s.add_argument("--frames", type=_positive_int, default=8, help="frames per clip, sampled uniformly (default 8)")
+    s.add_argument("--batch-size", type=_positive_int, default=64, help="frames per encoder call (default 64)")
+    s.add_argument("--workers", type=_positive_int, default=2, help="decoding threads (default 2)")
+    s.add_argument("--shard-size", type=_positive_int, default=256, help="videos per shard (default 256)")
+    s.add_argument("--max-side", type=_positive_int, default=256, help="decode-time downscale, pixels (default 256)")
+    s.add_argument("--strict", action="store_true", help="exit 1 if any input is skipped")
+    s.set_defaults(func=cmd_embed)
+
+    s = sub.add_parser("index", help="Build FAISS indexes.", description="Build FAISS indexes.")
+    isub = s.add_subparsers(dest="index_command", metavar="ACTION", required=True)
+    b = isub.add_parser("build", help="Build an index over an embedding folder.",
+                        description="Build a FAISS index over the video embeddings of EMB_DIR.",
+                        epilog="Example:\n  recsys index build emb --out idx --factory 'HNSW32,Flat'",
+                        formatter_class=fmt)
+    b.add_argument("emb_dir", metavar="EMB_DIR")
+    b.add_argument("--out", required=True, metavar="INDEX_DIR")
+    b.add_argument("--factory", default="Flat", help="faiss factory string, or 'auto' (default %(default)s)")
+    b.add_argument("--metric", default="ip", choices=["ip", "l2"])
+    b.add_argument("--max-memory", metavar="SIZE", help="memory budget for --factory auto, e.g. 4G")
+    b.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    b.set_defaults(func=cmd_index_build)
+
+    s = add("search", "Text-to-video search over an index.", "recsys search idx --text 'a dog barking' -k 5")
+    s.add_argument("index_dir", metavar="INDEX_DIR")
+    s.add_argument("--text", required=True, type=_query_text)
+    s.add_argument("-k", type=_positive_int, default=10)
+    s.add_argument("--device", default="auto")
+    s.set_defaults(func=cmd_search)
+
+    s = add("query", "Search with a confidence score; synthesise clips when confidence is low (backfill).",
+            "recsys query runs/qs/index --text 'a red circle' --backfill montage --threshold 1.0")
+    s.add_argument("index_dir", metavar="INDEX_DIR")
+    s.add_argument("--text", required=True, type=_query_text)
+    s.add_argument("-k", type=_positive_int, default=10)
+    s.add_argument("--backfill", default="none", help="backend for low-confidence queries: montage, or none")
+    s.add_argument("--threshold", type=_fraction, help="confidence gate: 1.0 always generates, 0.0 never")
+    s.add_argument("--n-generate", type=_positive_int, default=1, help="clips per triggered query")
+    s.add_argument("--embeddings", metavar="EMB_DIR", help="embedding folder (montage shots); default "
+                   "INDEX_DIR/../embeddings")
+    s.add_argument("--out", metavar="DIR", help="where generated clips go (default INDEX_DIR/..)")
+    s.add_argument("--num-frames", type=_positive_int, default=24)
+    s.add_argument("--height", type=_positive_int, default=128)
+    s.add_argument("--width", type=_positive_int, default=128)
+    s.add_argument("--fps", type=_positive_int, default=8)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto")
+    s.set_defaults(func=cmd_query)
+
+    s = add("train", "Train a ranker on an interaction log (CSV/TSV/Parquet/MovieLens u.data).",
+            "recsys train ../shared/data/ml-100k/u.data --model ease --out models/ease --param l2=500")
+    s.add_argument("interactions", metavar="INTERACTIONS")
+    s.add_argument("--model", required=True, help="popularity, ease, itemknn, als, bpr")
+    s.add_argument("--out", required=True, metavar="MODEL_DIR")
+    s.add_argument("--param", action="append", metavar="KEY=VALUE", help="model parameter (repeatable)")
+    s.add_argument("--sep", help="column separator (default: sniffed)")
+    s.set_defaults(func=cmd_train)
+
+    s = add("recommend", "Top-k unseen items for one user or all users.",
+            "recsys recommend models/ease --user 196 -k 10")
+    s.add_argument("model_dir", metavar="MODEL_DIR")
+    who = s.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", metavar="USER_ID")
+    who.add_argument("--all-users", action="store_true")
+    s.add_argument("-k", type=_positive_int, default=10)
+    s.add_argument("--out", metavar="FILE", help="write .parquet, .csv or .tsv")
+    s.set_defaults(func=cmd_recommend)
+
+    s = add("evaluate", "Offline ranking evaluation of several models under a split protocol.",
+            "recsys evaluate ../shared/data/ml-100k/u.data --protocol stratified --models ease,popularity "
+            "-k 10 --out reports/ml100k")
+    s.add_argument("interactions", metavar="INTERACTIONS")
+    s.add_argument("--protocol", required=True, choices=["random_holdout", "leave_last_out", "stratified", "temporal"])
+    s.add_argument("--models", required=True, help="comma-separated: popularity,ease,itemknn,als,bpr")
+    s.add_argument("-k", type=_positive_int, default=10)
+    s.add_argument("--test-ratio", type=_fraction, default=0.2)
+    s.add_argument("--seed", type=int, default=42)
+    s.add_argument("--sep", help="column separator (default: sniffed)")
+    s.add_argument("--out", required=True, metavar="REPORT_DIR")
+    s.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``recsys`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        return int(args.func(args) or 0)
+    except UsageError as e:
+        parser.exit(2, f"recsys {args.command}: error: {e}\n")
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted; rerun the same command to resume\n")
+        return 130
+    except Exception as e:  # noqa: BLE001 - the CLI reports every failure as one line, exit 1
+        if args.verbose:
+            raise
+        sys.stderr.write(f"recsys {args.command}: {type(e).__name__}: {e}\n(rerun with -v for the traceback)\n")
+        return 1
+    return 0

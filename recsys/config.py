@@ -1,0 +1,223 @@
+"""The pipeline file (``PIPELINE.toml``): schema, defaults, validation and path resolution.
+
+Every table and key is listed in :data:`SCHEMA` with its default; an unknown table or key is
+an error that lists the valid ones (no hidden merged defaults: the resolved settings are printed
+at the start of a run and saved with its outputs). Paths in the file are relative to the file.
+
+A minimal file::
+
+    [catalog]
+    videos = "clips/"                 # folder of videos (and still images)
+    captions = "clips/captions.csv"   # optional: video_id,path,caption[,extra columns]
+
+    [interactions]
+    path = "ratings.tsv"              # user_id,item_id[,rating,timestamp]; MovieLens u.data accepted
+
+    [query]
+    texts = ["a dog on a beach"]
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+__all__ = ["SCHEMA", "PipelineConfigError", "load_pipeline", "resolve_pipeline", "to_toml"]
+
+
+class PipelineConfigError(ValueError):
+    """The pipeline file is malformed: unknown keys, wrong types, missing required values."""
+
+
+#: table -> key -> default.  ``REQUIRED`` marks keys without a default.
+REQUIRED = object()
+SCHEMA: dict[str, dict[str, Any]] = {
+    "catalog": {
+        "videos": REQUIRED,          # folder of media
+        "captions": None,            # CSV video_id,path,caption
+        "frames": 8,                 # frames sampled uniformly per clip (by seeking)
+        "max_side": 256,             # decode-time downscale of the longer side, pixels
+        "shard_size": 256,           # inputs per embedding shard
+        "num_workers": 2,            # reader threads
+    },
+    "encoder": {
+        "model": "ViT-B-32",         # open_clip architecture name, or hf-hub:org/name
+        "pretrained": "openai",      # open_clip tag, local checkpoint path, or "none" (seeded random weights)
+        "device": "auto",
+        "precision": "fp32",
+        "batch_size": 64,
+        "seed": 0,                   # seed of random weights when pretrained = "none"
+    },
+    "index": {
+        "factory": "Flat",           # faiss index factory string, or "auto"
+        "metric": "ip",
+        "max_memory": None,          # memory budget for "auto", e.g. "4G"
+    },
+    "interactions": {
+        "path": None,                # interaction log; without it the rank/evaluate stages are skipped
+        "sep": None,                 # column separator; None sniffs CSV/TSV/u.data
+    },
+    "rank": {
+        "models": ["ease", "popularity"],
+        "k": 10,
+        "params": {},                # per-model parameters, e.g. [rank.params.ease] l2 = 500.0
+        "n_users": 20,               # users whose top-k lists are written to the report (all go to Parquet)
+    },
+    "evaluate": {
+        "protocol": "random_holdout",  # random_holdout | leave_last_out | stratified | temporal
+        "test_ratio": 0.2,
+        "seed": 42,
+        "k": 10,
+        "metrics": ["precision", "recall", "ndcg", "map", "mrr", "hit_rate"],
+    },
+    "query": {
+        "texts": [],                 # text queries
+        "k": 5,
+        "backfill": "montage",       # backend for low-confidence queries, or "none"
+        "threshold": None,           # confidence gate; None = the encoder's documented default
+        "n_generate": 1,             # clips synthesised per low-confidence query
+        "num_frames": 24,
+        "height": 128,
+        "width": 128,
+        "fps": 8,
+        "seed": 0,
+    },
+}
+
+PATH_KEYS = {("catalog", "videos"), ("catalog", "captions"), ("interactions", "path")}
+PROTOCOLS = ("random_holdout", "leave_last_out", "stratified", "temporal")
+
+
+def _closest(name: str, valid) -> str:
+    import difflib
+
+    m = difflib.get_close_matches(name, list(valid), n=1)
+    return f" (did you mean {m[0]!r}?)" if m else ""
+
+
+def resolve_pipeline(raw: dict, base_dir: str | os.PathLike = ".") -> dict:
+    """Validate a parsed pipeline dict, fill defaults and resolve relative paths.
+
+    Parameters
+    ----------
+    raw : dict
+        Parsed TOML.
+    base_dir : path-like
+        Folder that relative paths in the file are relative to (the file's folder).
+
+    Returns
+    -------
+    dict
+        Every table of :data:`SCHEMA` with every key set; paths absolute strings.
+
+    Raises
+    ------
+    PipelineConfigError
+        Unknown table or key (the message lists the valid ones), a value of the wrong type,
+        a missing required key, or an unknown evaluation protocol.
+    """
+    unknown = [t for t in raw if t not in SCHEMA]
+    if unknown:
+        raise PipelineConfigError(
+            f"unknown table(s) {unknown}{_closest(unknown[0], SCHEMA)}; valid tables: {sorted(SCHEMA)}")
+    out: dict[str, dict] = {}
+    for table, spec in SCHEMA.items():
+        given = raw.get(table, {})
+        if not isinstance(given, dict):
+            raise PipelineConfigError(f"[{table}] must be a table, got {type(given).__name__}")
+        bad = [k for k in given if k not in spec]
+        if bad:
+            raise PipelineConfigError(
+                f"unknown key(s) {bad} in [{table}]{_closest(bad[0], spec)}; valid keys: {sorted(spec)}")
+        resolved = {}
+        for key, default in spec.items():
+            if key in given:
+                value = given[key]
+                if default not in (None, REQUIRED) and not isinstance(default, dict):
+                    expect = (int, float) if isinstance(default, float) else type(default)
+                    if isinstance(value, bool) != isinstance(default, bool) or not isinstance(value, expect):
+                        raise PipelineConfigError(
+                            f"[{table}] {key} = {value!r}: expected {type(default).__name__} like {default!r}")
+                resolved[key] = copy.deepcopy(value)
+            elif default is REQUIRED:
+                if table in raw:
+                    raise PipelineConfigError(f"[{table}] needs `{key} = ...`")
+                resolved[key] = None
+            else:
+                resolved[key] = copy.deepcopy(default)
+        out[table] = resolved
+    if "catalog" not in raw and "interactions" not in raw:
+        raise PipelineConfigError("the pipeline needs at least a [catalog] (videos) or an [interactions] table")
+    for table, key in PATH_KEYS:
+        v = out[table].get(key)
+        if v is not None:
+            p = Path(os.path.expanduser(str(v)))
+            out[table][key] = str((Path(base_dir) / p).resolve() if not p.is_absolute() else p)
+    if out["evaluate"]["protocol"] not in PROTOCOLS:
+        raise PipelineConfigError(
+            f"[evaluate] protocol = {out['evaluate']['protocol']!r}: expected one of {list(PROTOCOLS)}")
+    if not isinstance(out["rank"]["models"], list) or not out["rank"]["models"]:
+        raise PipelineConfigError("[rank] models must be a non-empty list, e.g. [\"ease\", \"popularity\"]")
+    if not isinstance(out["query"]["texts"], list) or not all(isinstance(t, str) for t in out["query"]["texts"]):
+        raise PipelineConfigError("[query] texts must be a list of strings")
+    return out
+
+
+def load_pipeline(path: str | os.PathLike) -> dict:
+    """Read and validate a ``PIPELINE.toml``; see :func:`resolve_pipeline`.
+
+    Raises
+    ------
+    PipelineConfigError
+        If the file is missing or not valid TOML (the message gives TOML's line and column),
+        or fails validation.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineConfigError(f"pipeline file {path} does not exist; see examples/ for one to copy")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise PipelineConfigError(f"{path} is not valid TOML: {e}") from None
+    return resolve_pipeline(raw, path.parent)
+
+
+def to_toml(cfg: dict) -> str:
+    """Render resolved settings back as TOML text (saved beside a run's outputs)."""
+    import json
+
+    def val(v):
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, str):
+            return json.dumps(v, ensure_ascii=False)
+        if isinstance(v, list):
+            return "[" + ", ".join(val(x) for x in v) + "]"
+        raise TypeError(type(v))
+
+    lines = []
+    for table, kv in cfg.items():
+        lines.append(f"[{table}]")
+        subtables = []
+        for k, v in kv.items():
+            if v is None:
+                lines.append(f"# {k} = (unset)")
+            elif isinstance(v, dict):
+                subtables.append((k, v))
+            else:
+                lines.append(f"{k} = {val(v)}")
+        for k, v in subtables:
+            for name, params in v.items():
+                lines.append(f"[{table}.{k}.{name}]")
+                lines.extend(f"{pk} = {val(pv)}" for pk, pv in params.items())
+        lines.append("")
+    return "\n".join(lines)

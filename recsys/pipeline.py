@@ -1,0 +1,250 @@
+"""``recsys run PIPELINE.toml``: every stage, end to end, into one output folder.
+
+Output folder::
+
+    OUT/
+      settings.toml           resolved settings of every stage (printed at start too)
+      run.json                status ("running" -> "complete" / "failed"), seconds per stage, counts
+      run.log                 the log, with per-stage and per-shard timings
+      embeddings/             embedding shards + manifest (resumable)
+      index/                  FAISS index folder (synthetic clips included after backfill)
+      models/NAME/            trained rankers (``recsys recommend`` reads them)
+      recommendations.parquet top-k unseen items per user from the best model
+      metrics.json            evaluation summary + protocol
+      per_user_metrics.parquet
+      queries.json, queries.parquet   per-query confidence, backfill, results with provenance
+      synthetic/              generated clips (mp4)
+      errors.csv              inputs skipped, with the reason
+      plots/*.png
+      report.md               written last: its presence means the run completed
+
+Every file is written to a temporary name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from embeddings._io import write_json, write_parquet
+from recsys import report, stages
+from recsys.config import to_toml
+
+log = logging.getLogger(__name__)
+
+__all__ = ["run_pipeline", "RunResult", "PipelineError"]
+
+
+class PipelineError(RuntimeError):
+    """A stage could not produce anything usable (for example, no clip could be decoded)."""
+
+
+@dataclass
+class RunResult:
+    """What a pipeline run produced: output folder, report path, per-stage seconds, counts."""
+
+    out_dir: Path
+    report: Path | None = None
+    seconds: dict = field(default_factory=dict)
+    counts: dict = field(default_factory=dict)
+    n_errors: int = 0
+    random_weights: bool = False
+
+
+@contextlib.contextmanager
+def _log_to(path: Path):
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(min(old_level, logging.INFO) if old_level else logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+        handler.close()
+
+
+def run_pipeline(cfg: dict, out_dir: str | Path, *, strict: bool = False, progress: bool = True) -> RunResult:
+    """Run every configured stage into ``out_dir``.
+
+    Parameters
+    ----------
+    cfg : dict
+        Resolved settings from :func:`recsys.config.load_pipeline`.
+    out_dir : path-like
+        Output folder (created; an earlier unfinished run there is resumed stage by stage:
+        finished embedding shards are kept).
+    strict : bool
+        Fail on the first skipped input instead of recording it and going on.
+    progress : bool
+        Progress bars on long stages.
+
+    Returns
+    -------
+    RunResult
+
+    Raises
+    ------
+    PipelineError
+        When no clip could be embedded, or with ``strict`` when any input was skipped.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "plots").mkdir(exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        (out / "report.md").unlink()  # a stale report must not vouch for this run
+    (out / "settings.toml").write_text(to_toml(cfg), encoding="utf-8")
+    result = RunResult(out_dir=out)
+    status = {"status": "running", "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    write_json(out / "run.json", status)
+    with _log_to(out / "run.log"):
+        log.info("resolved settings:\n%s", to_toml(cfg))
+        try:
+            _run(cfg, out, result, strict=strict, progress=progress)
+        except BaseException as e:
+            write_json(out / "run.json", {**status, "status": "failed", "error": f"{type(e).__name__}: {e}",
+                                          "seconds": result.seconds})
+            raise
+    write_json(out / "run.json", {**status, "status": "complete", "seconds": result.seconds,
+                                  "counts": result.counts, "random_weights": result.random_weights,
+                                  "n_errors": result.n_errors})
+    return result
+
+
+class _Timer:
+    def __init__(self, result: RunResult, name: str):
+        self.result, self.name = result, name
+
+    def __enter__(self):
+        log.info("stage %s: start", self.name)
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc):
+        s = time.perf_counter() - self.t0
+        self.result.seconds[self.name] = round(s, 3)
+        log.info("stage %s: %.2f s", self.name, s)
+
+
+def _run(cfg: dict, out: Path, result: RunResult, *, strict: bool, progress: bool) -> None:
+    sections: list[tuple[str, str]] = []
+    cat, enc_cfg = cfg["catalog"], cfg["encoder"]
+    encoder = index = None
+    errors = pd.DataFrame(columns=["video_id", "path", "error"])
+
+    if cat.get("videos"):
+        with _Timer(result, "catalog+encode"):
+            encoder, summary = stages.embed_catalog(
+                cat["videos"], out / "embeddings", captions=cat["captions"], model=enc_cfg["model"],
+                pretrained=enc_cfg["pretrained"], device=enc_cfg["device"], precision=enc_cfg["precision"],
+                seed=enc_cfg["seed"], frames=cat["frames"], batch_size=enc_cfg["batch_size"],
+                max_side=cat["max_side"], shard_size=cat["shard_size"], num_workers=cat["num_workers"],
+                progress=progress)
+        errors = summary.errors
+        result.n_errors = len(errors)
+        result.random_weights = bool(encoder.random_weights)
+        errors.to_csv(out / "errors.csv", index=False)
+        from embeddings.store import EmbeddingFolder
+
+        folder = EmbeddingFolder.open(out / "embeddings")
+        n_videos = int(folder.manifest["n_videos"])
+        result.counts.update({"inputs": int(folder.manifest["n_inputs"]), "videos_embedded": n_videos,
+                              "inputs_skipped": len(errors)})
+        if n_videos == 0:
+            raise PipelineError(f"no clip under {cat['videos']} could be decoded; see {out / 'errors.csv'}")
+        if strict and len(errors):
+            raise PipelineError(f"{len(errors)} input(s) were skipped and --strict is set; see {out / 'errors.csv'}")
+        with _Timer(result, "index"):
+            index = stages.build_index(out / "embeddings", out / "index", factory=cfg["index"]["factory"],
+                                       metric=cfg["index"]["metric"], max_memory=cfg["index"]["max_memory"])
+        enc = encoder.describe()
+        warn = ("\n**The encoder has random weights** (`pretrained = \"none\"`): similarities, confidences and "
+                "retrieval results below are not meaningful; they show that the machinery runs.\n"
+                if enc.get("random_weights") else "")
+        sections.append(("Catalog and embeddings", (
+            f"Encoder: `{enc['model']}` / `{enc['pretrained']}` on {enc['device']} ({enc['precision']}), "
+            f"embed_dim {enc['embed_dim']}.{warn}\n"
+            f"Inputs: {result.counts['inputs']}, embedded: {n_videos}, skipped: {len(errors)}; "
+            f"{cat['frames']} frames per clip sampled uniformly by seeking; video embedding = mean of frame "
+            f"embeddings, L2-normalised.\n\nIndex: `{index.factory_string}`, metric `{index.metric}`, "
+            f"{index.ntotal} vectors.\n\n### Skipped inputs\n\n" + report.markdown_table(errors))))
+
+    inter = cfg["interactions"]
+    if inter.get("path"):
+        from recsys.data import load_interactions
+
+        rank, ev = cfg["rank"], cfg["evaluate"]
+        with _Timer(result, "rank+evaluate"):
+            df = load_interactions(inter["path"], sep=inter["sep"])
+            res = stages.evaluate_models(df, rank["models"], protocol=ev["protocol"], test_ratio=ev["test_ratio"],
+                                         seed=ev["seed"], k=ev["k"], metrics=ev["metrics"], params=rank["params"])
+        summary_df = res["summary"]
+        write_json(out / "metrics.json", {"protocol": res["protocol"], "models": summary_df.to_dict("records")})
+        write_parquet(out / "per_user_metrics.parquet", res["per_user"])
+        k = ev["k"]
+        best = summary_df.sort_values(f"ndcg@{k}" if f"ndcg@{k}" in summary_df else summary_df.columns[1],
+                                      ascending=False)["model"].iloc[0]
+        from recsys.artifacts import save_trained
+
+        with _Timer(result, "recommend"):
+            for name, tm in res["trained"].items():
+                save_trained(out / "models" / name, tm)
+            recs = stages.recommend_users(res["trained"][best], k=rank["k"])
+            recs.insert(0, "model", best)
+            write_parquet(out / "recommendations.parquet", recs)
+        report.plot_metrics(summary_df, out / "plots" / "metrics.png", k=k,
+                            title=f"{Path(inter['path']).name}: {ev['protocol']} split, K={k}")
+        proto = res["protocol"]
+        sample_users = recs["user_id"].drop_duplicates().head(min(rank["n_users"], 5))
+        sample = recs[recs["user_id"].isin(sample_users)].groupby("user_id", sort=False)["item_id"].apply(
+            lambda s: ", ".join(map(str, s))).reset_index(name=f"top-{rank['k']} items")
+        result.counts.update({"users": proto["n_users"], "items": proto["n_items"],
+                              "interactions": len(df)})
+        sections.append(("Ranking evaluation", (
+            f"Log: `{inter['path']}` ({len(df)} interactions, {proto['n_users']} users, {proto['n_items']} items). "
+            f"Protocol: `{proto['protocol']}` (test ratio {proto['test_ratio']}, seed {proto['seed']}); "
+            f"{proto['ranking']}; users without test items excluded.\n\n"
+            + report.markdown_table(summary_df) + "\n![metrics](plots/metrics.png)\n\n"
+            f"### Recommendations ({best}, first users)\n\n" + report.markdown_table(sample))))
+
+    q = cfg["query"]
+    if q["texts"]:
+        if index is None:
+            raise PipelineError("[query] needs a [catalog] to search; add one or remove the queries")
+        with _Timer(result, "query+backfill"):
+            outcomes = stages.run_queries(
+                q["texts"], index, encoder, k=q["k"], backfill=q["backfill"], threshold=q["threshold"],
+                out_dir=out, emb_dir=out / "embeddings", n_generate=q["n_generate"],
+                generate_kwargs={"num_frames": q["num_frames"], "height": q["height"], "width": q["width"],
+                                 "fps": q["fps"], "seed": q["seed"]})
+            index.save(out / "index")  # synthetic clips are now part of the index
+        write_json(out / "queries.json", [o.to_dict() for o in outcomes])
+        flat = [{"query": o.query, "confidence": o.confidence, "backfill_triggered": o.triggered,
+                 **{k2: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k2, v in r.items()}}
+                for o in outcomes for r in o.results]
+        write_parquet(out / "queries.parquet", pd.DataFrame(flat))
+        thr = next((o.threshold for o in outcomes if o.threshold is not None), q["threshold"])
+        report.plot_query_confidence(outcomes, out / "plots" / "query_confidence.png", thr)
+        result.counts["synthetic_clips"] = sum(len(o.generated) for o in outcomes)
+        body = [f"Backfill backend: `{q['backfill']}`; threshold: {thr}.\n\n![confidence](plots/query_confidence.png)\n"]
+        for o in outcomes:
+            tbl = pd.DataFrame([{"rank": r.get("rank"), "video_id": r.get("video_id"), "score": r.get("score"),
+                                 "synthetic": bool(r.get("synthetic", False)), "caption": r.get("caption")}
+                                for r in o.results])
+            body.append(f"### “{o.query}”\n\nconfidence {o.confidence:.4f}; backfill "
+                        f"{'triggered: ' + ', '.join(o.generated) if o.triggered else 'not triggered'}\n\n"
+                        + report.markdown_table(tbl))
+        sections.append(("Text queries", "\n".join(body)))
+
+    timing = pd.DataFrame([{"stage": s, "seconds": v} for s, v in result.seconds.items()])
+    sections.append(("Timings", report.markdown_table(timing, "{:.2f}")))
+    sections.append(("Settings", "```toml\n" + to_toml(cfg) + "```\n"))
+    result.report = report.write_report(out / "report.md", sections, title="Pipeline run report")
