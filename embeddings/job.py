@@ -247,6 +247,8 @@ def run_embedding_job(
                 "settings. Use a new --out folder, or delete this one to start over.")
     else:
         write_json(jpath, job)
+    for stale in (out / SHARD_DIR).glob(".*.tmp"):  # temporary files of a killed run
+        stale.unlink(missing_ok=True)
 
     summary = JobSummary(n_inputs=len(inputs))
     t_start = time.perf_counter()
