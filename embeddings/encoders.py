@@ -67,8 +67,13 @@ _LOCAL_FILE_HINT = "--pretrained /path/to/open_clip_pytorch_model.bin"
 
 
 def _register_tiny_model() -> None:
-    if TINY_MODEL not in open_clip.list_models():
-        open_clip.add_model_config(_CONFIG_DIR / f"{TINY_MODEL}.json")
+    if TINY_MODEL in open_clip.list_models():
+        return
+    path = _CONFIG_DIR / f"{TINY_MODEL}.json"
+    if not path.is_file():  # open_clip would silently register nothing
+        raise FileNotFoundError(f"{path} is missing: the package was installed without its "
+                                "package data (embeddings/configs/*.json); reinstall it.")
+    open_clip.add_model_config(path)
 
 
 _register_tiny_model()
