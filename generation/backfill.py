@@ -2,11 +2,11 @@
 
 Flow of :func:`backfill`: encode the query -> search the index -> confidence of the top-k
 (:mod:`generation.confidence`) -> if under the threshold, generate ``n_generate`` clips
-(seeds 0..n-1) with the backend, write each as ``out_dir/synthetic/<synthetic_id>.mp4``
-(+ ``.json`` provenance), embed it with the SAME encoder as the index (sampled frames ->
-``encode_images`` -> ``pool_frames``), add it to the index as a ``synthetic`` item (every
-synthetic clip is a cold-start item), and search again. The merged results say which items
-are synthetic and carry their provenance.
+(seeds 0..n-1, or counting up from ``generate_kwargs["seed"]``) with the backend, write
+each as ``out_dir/synthetic/<synthetic_id>.mp4`` (+ ``.json`` provenance), embed it with the
+SAME encoder as the index (sampled frames -> ``encode_images`` -> ``pool_frames``), add it to
+the index as a ``synthetic`` item (every synthetic clip is a cold-start item), and search
+again. The merged results say which items are synthetic and carry their provenance.
 """
 
 from __future__ import annotations
@@ -121,9 +121,9 @@ def backfill(
         Confidence threshold in [0, 1]; 1.0 always generates, 0.0 never. None:
         :func:`~generation.confidence.default_threshold` of ``encoder.describe()``.
     n_generate : int
-        Clips to generate when triggered (seeds 0..n_generate-1), >= 1.
+        Clips to generate when triggered, >= 1, with seeds ``seed .. seed + n_generate - 1``.
     generate_kwargs : dict or None
-        Other :meth:`Backend.generate` keywords (``seed`` is not allowed here).
+        :meth:`Backend.generate` keywords; ``seed`` (default 0) is the first seed.
     cache : GenerationCache or None
         When given, a request generated before is copied from the cache instead.
     budget : GenerationBudget or None
@@ -151,11 +151,9 @@ def backfill(
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{arg}={value!r}: expected an integer >= 1")
     generate_kwargs = dict(generate_kwargs or {})
-    if "seed" in generate_kwargs:
-        raise ValueError("generate_kwargs has 'seed'; backfill uses seeds 0..n_generate-1, "
-                         "remove it and set n_generate instead")
-    # unknown keys and bad values fail here, before any search or write
-    backend.check_inputs(query, **resolve_settings({**generate_kwargs, "seed": 0}))
+    base_seed = generate_kwargs.pop("seed", 0)
+    # unknown keys and bad values (seed included) fail here, before any search or write
+    backend.check_inputs(query, **resolve_settings({**generate_kwargs, "seed": base_seed}))
     threshold = default_threshold(encoder.describe()) if threshold is None else _check_threshold(threshold)
     timings: dict[str, float] = {}
 
@@ -177,7 +175,7 @@ def backfill(
         syn_dir = Path(out_dir) / "synthetic"
         syn_dir.mkdir(parents=True, exist_ok=True)
         present = set(index.metadata["video_id"].astype(str))
-        for seed in range(n_generate):
+        for seed in range(base_seed, base_seed + n_generate):
             kwargs = {**generate_kwargs, "seed": seed}
             key = cache_key(query, backend, kwargs, seed)
             sid = synthetic_id_for(key)

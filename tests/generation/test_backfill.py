@@ -140,6 +140,12 @@ def test_n_generate_cache_and_budget(world, tmp_path):
                     out_dir=tmp_path / "c", threshold=1.0, n_generate=2, generate_kwargs=GEN,
                     budget=skip)
     assert len(res3.generated) == 1 and len(res3.skipped) == 1
+    # generate_kwargs["seed"] is the first seed: seeds 5, 6
+    res4 = backfill("a green star", encoder=world["encoder"], index=_index(world), backend=backend,
+                    out_dir=tmp_path / "e", threshold=1.0, n_generate=2,
+                    generate_kwargs={**GEN, "seed": 5})
+    seeds = sorted(r["provenance"]["seed"] for r in res4.results if r["synthetic"])
+    assert seeds == [5, 6] and not set(res4.generated) & set(res.generated)
     assert "max_per_query=1" in res3.skipped[0]
     with pytest.raises(BudgetExceeded):
         backfill("a pink moon", encoder=world["encoder"], index=_index(world), backend=backend,
@@ -156,8 +162,8 @@ def test_argument_errors(world, tmp_path):
         backfill("x", k=0, **kw)
     with pytest.raises(ValueError, match="threshold=2"):
         backfill("x", threshold=2, **kw)
-    with pytest.raises(ValueError, match="seed"):
-        backfill("x", generate_kwargs={"seed": 3}, **kw)
+    with pytest.raises(ValueError, match="seed=-1"):
+        backfill("x", generate_kwargs={"seed": -1}, **kw)
     with pytest.raises(ValueError, match="unknown keys"):
         backfill("x", generate_kwargs={"frames": 3}, **kw)
     with pytest.raises(ValueError, match="height=33"):
