@@ -284,11 +284,17 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog=EPILOG, formatter_class=fmt)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging and full tracebacks")
     p.add_argument("-q", "--quiet", action="store_true", help="warnings only, no progress bars")
+    # the same flags after the subcommand (`recsys embed ... -q`); SUPPRESS keeps the top-level value
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="debug logging and full tracebacks")
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
+                        help="warnings only, no progress bars")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def add(name, help_, example, **kw):
         sp = sub.add_parser(name, help=help_, description=help_, epilog="Example:\n  " + example,
-                            formatter_class=fmt, **kw)
+                            formatter_class=fmt, parents=[common], **kw)
         sp.add_argument("--json", action="store_true", help="print one JSON document on stdout")
         return sp
 
@@ -323,7 +329,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("index", help="Build FAISS indexes.", description="Build FAISS indexes.")
     isub = s.add_subparsers(dest="index_command", metavar="ACTION", required=True)
-    b = isub.add_parser("build", help="Build an index over an embedding folder.",
+    b = isub.add_parser("build", help="Build an index over an embedding folder.", parents=[common],
                         description="Build a FAISS index over the video embeddings of EMB_DIR.",
                         epilog="Example:\n  recsys index build emb --out idx --factory 'HNSW32,Flat'",
                         formatter_class=fmt)
@@ -404,7 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UsageError as e:
-        parser.exit(2, f"recsys {args.command}: error: {e}\n")
+        sys.stderr.write(f"recsys {args.command}: error: {e}\n")
+        return 2
     except KeyboardInterrupt:
         sys.stderr.write("interrupted; rerun the same command to resume\n")
         return 130

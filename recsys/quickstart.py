@@ -20,7 +20,7 @@ __all__ = ["make_quickstart_inputs", "run_quickstart", "QUICKSTART_QUERIES"]
 QUICKSTART_QUERIES = ["a red circle moving on a dark background", "a blue square, then a green triangle"]
 
 
-def make_quickstart_inputs(folder: str | os.PathLike, *, n_clips: int = 12, n_users: int = 60, seed: int = 0) -> dict:
+def make_quickstart_inputs(folder: str | os.PathLike, *, n_clips: int = 12, n_users: int = 80, seed: int = 0) -> dict:
     """Generate the sample catalog and interaction log under ``folder``; return pipeline settings for them.
 
     Returns
@@ -39,7 +39,8 @@ def make_quickstart_inputs(folder: str | os.PathLike, *, n_clips: int = 12, n_us
     good = good if good.is_absolute() else clips / good
     data = good.read_bytes()
     (clips / "truncated_upload.mp4").write_bytes(data[: len(data) // 3])
-    log_df = make_sample_interactions(n_users, catalog["video_id"].tolist(), seed=seed)
+    # few interactions per user over 12 clips, so that taste groups, not popularity, explain the held-out items
+    log_df = make_sample_interactions(n_users, catalog["video_id"].tolist(), seed=seed, n_per_user=(3, 6))
     log_path = folder / "interactions.csv"
     log_df.to_csv(log_path, index=False)
     return {
@@ -47,7 +48,7 @@ def make_quickstart_inputs(folder: str | os.PathLike, *, n_clips: int = 12, n_us
         "encoder": {"model": "tiny-clip", "pretrained": "none", "batch_size": 32},
         "index": {"factory": "Flat"},
         "interactions": {"path": str(log_path)},
-        "rank": {"models": ["ease", "popularity"], "k": 5, "params": {"ease": {"l2": 10.0}}},
+        "rank": {"models": ["ease", "popularity"], "k": 5, "params": {"ease": {"l2": 1.0}}},
         "evaluate": {"protocol": "random_holdout", "test_ratio": 0.2, "seed": 42, "k": 5},
         "query": {"texts": list(QUICKSTART_QUERIES), "k": 5, "backfill": "montage", "threshold": 1.0,
                   "num_frames": 16, "height": 64, "width": 64, "fps": 8},
