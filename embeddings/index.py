@@ -1,0 +1,786 @@
+"""FAISS index addressed by external string ids (``video_id``), with metadata kept in step.
+
+``VideoIndex`` wraps any faiss factory string. External ``video_id`` strings map to
+int64 faiss ids through a table persisted as ``ids.parquet`` (``video_id``,
+``faiss_id``); faiss ids are assigned monotonically and never reused. IVF-family
+indexes (including ``OPQ..,IVF..``) store those ids natively (``add_with_ids``);
+every other index is wrapped in ``faiss.IndexIDMap2``. Indexes whose faiss class
+cannot remove vectors (HNSW) keep removed ids as tombstones that every search
+filters out with an ``IDSelector``; they are still counted in the index file.
+
+Metrics: ``"ip"`` (default) expects L2-normalised vectors so that the inner product
+is the cosine similarity; ``build``/``add`` check the row norms (``check_norm``).
+Queries are validated (shape, dtype, finite values) but never normalised: a query of
+norm ``c`` scales every score by ``c`` without changing the ranking. ``"l2"`` reports
+``score = -squared_L2_distance`` so that scores are always descending.
+
+Thread safety: ``add``/``remove``/``upsert``/``set_search_params`` take an exclusive
+(reentrant) writer lock; ``search``/``reconstruct``/``save`` take a shared reader
+lock, so any number of searches run concurrently but never while the index is being
+modified (faiss does not allow reads during ``add``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import shutil
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import faiss
+import numpy as np
+import pandas as pd
+
+from embeddings._io import atomic_dir, file_sha256
+from embeddings.index_choice import (
+    check_encoder,
+    choose_factory,
+    default_nlist,
+    normalize_metadata,
+    parse_search_params,
+    parse_size,
+    validate_embeddings,
+    validate_ids,
+)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "IndexFileError",
+    "SearchResult",
+    "VideoIndex",
+    "choose_factory",
+    "parse_size",
+]
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+_FILES = ("index.faiss", "ids.parquet", "metadata.parquet")
+_METRICS = {"ip": faiss.METRIC_INNER_PRODUCT, "l2": faiss.METRIC_L2}
+
+
+class IndexFileError(ValueError):
+    """A saved index folder is missing a file, fails its checksum, or cannot be read.
+
+    Attributes ``path`` (the offending file) and ``reason`` (short human reason).
+    """
+
+    def __init__(self, path, reason: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass
+class SearchResult:
+    """Top-k results for a batch of queries.
+
+    Attributes
+    ----------
+    ids : np.ndarray
+        object ``(n_queries, k)`` of ``video_id`` strings; padding ``None``.
+    indices : np.ndarray
+        int64 ``(n_queries, k)`` internal faiss ids; padding ``-1``.
+    scores : np.ndarray
+        float32 ``(n_queries, k)``, descending per row; padding ``-inf``. Inner product
+        for ``metric="ip"``, negative squared L2 distance for ``metric="l2"``.
+    """
+
+    ids: np.ndarray
+    indices: np.ndarray
+    scores: np.ndarray
+
+    def to_records(self, metadata: pd.DataFrame | None = None) -> list[list[dict]]:
+        """Per query, a list of ``{"rank", "video_id", "score", **metadata columns}``.
+
+        ``rank`` starts at 1; padding entries are left out (lists may be shorter than k).
+        ``metadata`` needs a ``video_id`` column (e.g. ``VideoIndex.metadata``); ids
+        absent from it get only rank, video_id and score.
+        """
+        lookup: dict[str, dict] = {}
+        if metadata is not None:
+            if "video_id" not in metadata.columns:
+                raise ValueError(
+                    f"metadata: columns {list(metadata.columns)} lack 'video_id'; pass "
+                    "VideoIndex.metadata or a DataFrame with a video_id column"
+                )
+            wanted = {v for v in self.ids.ravel() if v is not None}
+            rows = metadata[metadata["video_id"].isin(wanted)]
+            for row in rows.to_dict(orient="records"):
+                lookup[row.pop("video_id")] = row
+        out = []
+        for ids_row, score_row in zip(self.ids, self.scores, strict=True):
+            records = []
+            for rank, (vid, score) in enumerate(zip(ids_row, score_row, strict=True), start=1):
+                if vid is None:
+                    continue
+                records.append({"rank": rank, "video_id": vid, "score": float(score),
+                                **lookup.get(vid, {})})
+            out.append(records)
+        return out
+
+
+class _ReadWriteLock:
+    """Many readers or one (reentrant) writer; waiting writers block new readers."""
+
+    def __init__(self):
+        self._cond = threading.Condition(threading.Lock())
+        self._readers = 0
+        self._writer: int | None = None
+        self._depth = 0
+        self._writers_waiting = 0
+
+    def acquire_read(self):
+        me = threading.get_ident()
+        with self._cond:
+            if self._writer != me:
+                while self._writer is not None or self._writers_waiting:
+                    self._cond.wait()
+            self._readers += 1
+
+    def release_read(self):
+        with self._cond:
+            self._readers -= 1
+            self._cond.notify_all()
+
+    def acquire_write(self):
+        me = threading.get_ident()
+        with self._cond:
+            if self._writer == me:
+                self._depth += 1
+                return
+            self._writers_waiting += 1
+            while self._writer is not None or self._readers:
+                self._cond.wait()
+            self._writers_waiting -= 1
+            self._writer, self._depth = me, 1
+
+    def release_write(self):
+        with self._cond:
+            self._depth -= 1
+            if self._depth == 0:
+                self._writer = None
+                self._cond.notify_all()
+
+
+class _Read:
+    def __init__(self, lock):
+        self.lock = lock
+
+    def __enter__(self):
+        self.lock.acquire_read()
+
+    def __exit__(self, *exc):
+        self.lock.release_read()
+
+
+class _Write(_Read):
+    def __enter__(self):
+        self.lock.acquire_write()
+
+    def __exit__(self, *exc):
+        self.lock.release_write()
+
+
+def _resolve_device(device: str) -> int | None:
+    """GPU number to build on, or None for the CPU. Raises for unavailable CUDA."""
+    if device == "cpu":
+        return None
+    n_gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+    if device == "auto":
+        return -1 if n_gpus > 0 else None
+    if device == "cuda" or device.startswith("cuda:"):
+        number = 0 if device == "cuda" else device.split(":", 1)[1]
+        if not str(number).isdigit():
+            raise ValueError(f"device: got {device!r}; expected 'cpu', 'cuda', 'cuda:N' or 'auto'")
+        if int(number) >= n_gpus:
+            raise RuntimeError(
+                f"device={device!r} but faiss sees {n_gpus} GPU(s) (faiss-cpu build or no CUDA); "
+                "install faiss-gpu or pass device='cpu'"
+            )
+        return -1 if device == "cuda" else int(number)
+    raise ValueError(f"device: got {device!r}; expected 'cpu', 'cuda', 'cuda:N' or 'auto'")
+
+
+class VideoIndex:
+    """FAISS index addressed by ``video_id`` strings, with a metadata DataFrame in step.
+
+    Create with :meth:`build` or :meth:`load`, not ``__init__``. Attributes:
+    ``ntotal`` (live vectors), ``dim``, ``metric``, ``factory_string``, ``encoder``,
+    ``metadata`` (copy; one row per id in index order, ``video_id`` first, bool
+    ``synthetic`` column), ``read_only`` (True after ``load(mmap=True)``).
+    """
+
+    def __init__(self, index, *, factory_string: str, metric: str, dim: int,
+                 encoder: dict | None, check_norm: bool):
+        self._index = index
+        self.factory_string = factory_string
+        self.metric = metric
+        self.dim = int(dim)
+        self.encoder = encoder
+        self.check_norm = bool(check_norm)
+        self.read_only = False
+        self._faiss_ids = np.zeros(0, dtype=np.int64)  # live ids, ascending = index order
+        self._video_ids = np.zeros(0, dtype=object)
+        self._lookup: dict[str, int] = {}
+        self._metadata = normalize_metadata(None, [])
+        self._tombstones = np.zeros(0, dtype=np.int64)
+        self._next_id = 0
+        self._source_file: Path | None = None
+        self._lock = _ReadWriteLock()
+
+    # ------------------------------------------------------------------ build
+    @classmethod
+    def build(cls, embeddings: np.ndarray, ids: Sequence[str], *,
+              metadata: pd.DataFrame | None = None, factory_string: str | None = "Flat",
+              metric: str = "ip", encoder: dict | None = None, train_sample: int | None = None,
+              max_memory_bytes: int | str | None = None, device: str = "auto",
+              check_norm: bool = True, seed: int = 0) -> VideoIndex:
+        """Build an index over ``embeddings`` addressed by ``ids``.
+
+        Parameters
+        ----------
+        embeddings : np.ndarray
+            float ``(n, d)`` (cast to float32); L2-normalised rows when ``metric="ip"``
+            and ``check_norm`` (tolerance 1e-3 on the norm).
+        ids : sequence of str
+            ``n`` unique non-empty ``video_id`` strings.
+        metadata : pd.DataFrame, optional
+            ``n`` rows aligned with ``ids``; a ``video_id`` column, if present, must equal
+            ``ids``. A bool ``synthetic`` column is added (False) when missing.
+        factory_string : str or None
+            Any faiss factory string (``"Flat"``, ``"HNSW32,Flat"``, ``"IVF1024,PQ16x8"``,
+            ...) without an ``IDMap`` prefix. None or ``"auto"`` uses the first entry of
+            :func:`choose_factory` (reason logged).
+        metric : {"ip", "l2"}
+        encoder : dict, optional
+            ``ClipEncoder.describe()``; saved in the manifest and checked by ``load``.
+        train_sample : int, optional
+            Vectors used to train IVF/PQ (random rows, ``seed``); default
+            ``min(n, 256 * nlist)`` (faiss k-means itself subsamples to 256 per centroid).
+        max_memory_bytes : int or str, optional
+            Budget for ``"auto"`` (see :func:`parse_size`).
+        device : {"auto", "cpu", "cuda", "cuda:N"}
+            IVF training (k-means, the expensive step) runs on the GPU(s) via
+            ``faiss.index_cpu_to_all_gpus`` when available (``auto``) or asked for; the
+            trained index is copied back with ``index_gpu_to_cpu`` and vectors are added
+            and searched on the CPU, so the saved index is always a CPU index. Other index
+            types build on the CPU (logged).
+
+        Notes
+        -----
+        IVF indexes start with ``nprobe = round(sqrt(nlist))`` (faiss's own default of 1
+        gives poor recall); change it per call with ``search_params`` or persistently with
+        :meth:`set_search_params` (saved with the index).
+        check_norm : bool
+            Reject non-unit rows for ``metric="ip"`` (pass False for maximum inner product
+            search over unnormalised vectors).
+        seed : int
+            Seed of the training sample.
+
+        Returns
+        -------
+        VideoIndex
+
+        Raises
+        ------
+        ValueError
+            Invalid embeddings (not 2-D float, NaN/inf rows named, non-unit rows), ids
+            (duplicates, non-strings, wrong count), metadata, metric, factory string, or
+            too few vectors to train (names ``nlist`` and the minimum).
+        RuntimeError
+            ``device`` asks for CUDA that faiss cannot see.
+        """
+        if metric not in _METRICS:
+            raise ValueError(f"metric: got {metric!r}; expected 'ip' (cosine on L2-normalised "
+                             "vectors) or 'l2'")
+        x = validate_embeddings(embeddings, None, metric=metric, check_norm=check_norm)
+        n, d = x.shape
+        id_list = validate_ids(ids, n)
+        meta = normalize_metadata(metadata, id_list)
+        if factory_string is None or factory_string == "auto":
+            factory_string, reason = choose_factory(n, d, max_memory_bytes=max_memory_bytes,
+                                                    metric=metric)[0]
+            logger.info("factory_string auto -> %r: %s", factory_string, reason)
+        if not isinstance(factory_string, str) or not factory_string.strip():
+            raise ValueError(f"factory_string: got {factory_string!r}; expected a faiss factory "
+                             "string such as 'Flat', 'HNSW32,Flat', 'IVF1024,Flat' or 'auto'")
+        if factory_string.replace(" ", "").upper().startswith("IDMAP"):
+            raise ValueError(f"factory_string: got {factory_string!r}; drop the IDMap prefix, "
+                             "VideoIndex always maps ids itself (IDMap2 or native IVF ids)")
+        try:
+            index = faiss.index_factory(d, factory_string, _METRICS[metric])
+        except RuntimeError as exc:
+            raise ValueError(
+                f"factory_string: faiss cannot build {factory_string!r} for dim={d}, "
+                f"metric={metric!r} ({str(exc).splitlines()[-1].strip()}); see the faiss wiki "
+                "'The index factory' for valid strings, or pass 'auto'") from None
+        native = faiss.try_extract_index_ivf(index) is not None
+        gpu = _resolve_device(device)
+        if not index.is_trained:
+            x_train = cls._training_sample(index, factory_string, x, train_sample, seed)
+            index = cls._train(index, x_train, gpu, device)
+        elif gpu is not None:
+            logger.info("building %r on the CPU (GPU building only helps IVF training)",
+                        factory_string)
+        ivf = faiss.try_extract_index_ivf(index)
+        if ivf is not None:  # faiss starts at nprobe=1, which gives poor recall
+            ivf.nprobe = min(int(ivf.nlist), max(1, round(ivf.nlist ** 0.5)))
+        if not native:
+            index = faiss.IndexIDMap2(index)
+        self = cls(index, factory_string=factory_string, metric=metric, dim=d,
+                   encoder=encoder, check_norm=check_norm)
+        self._append(x, id_list, meta)
+        return self
+
+    @staticmethod
+    def _training_sample(index, factory_string, x, train_sample, seed) -> np.ndarray:
+        ivf = faiss.try_extract_index_ivf(index)
+        nlist = int(ivf.nlist) if ivf is not None else None
+        pq = re.search(r"(?<![O])PQ\d+(?:x(\d+))?", factory_string)
+        ksub = 2 ** int(pq.group(1) or 8) if pq else None
+        minimum = max(nlist or 1, ksub or 1)
+        default = min(len(x), 256 * (nlist or 256))
+        n_train = default if train_sample is None else int(train_sample)
+        if train_sample is not None and (isinstance(train_sample, bool) or n_train < 1):
+            raise ValueError(f"train_sample: got {train_sample!r}; expected a positive int")
+        n_train = min(n_train, len(x))
+        if n_train < minimum:
+            what = f"nlist={nlist}" if nlist else f"{ksub} PQ centroids"
+            raise ValueError(
+                f"factory_string {factory_string!r}: training needs at least {minimum} vectors "
+                f"({what}; faiss recommends {39 * minimum}), got {n_train}. Fix: use a smaller "
+                f"nlist (about {default_nlist(n_train)} for {n_train} vectors), 'Flat' or "
+                "'HNSW32,Flat' (no training), or factory_string='auto'")
+        if n_train < 39 * minimum:
+            logger.warning("training %r on %d vectors; faiss recommends >= %d (39 per centroid)",
+                           factory_string, n_train, 39 * minimum)
+        if n_train == len(x):
+            return x
+        rows = np.sort(np.random.default_rng(seed).choice(len(x), n_train, replace=False))
+        return x[rows]
+
+    @staticmethod
+    def _train(index, x_train, gpu, device):
+        if gpu is not None and faiss.try_extract_index_ivf(index) is not None:
+            try:
+                if gpu == -1:
+                    gpu_index = faiss.index_cpu_to_all_gpus(index)
+                else:
+                    res = faiss.StandardGpuResources()
+                    gpu_index = faiss.index_cpu_to_gpu(res, gpu, index)
+                gpu_index.train(x_train)
+                logger.info("trained on GPU (%s)", device)
+                return faiss.index_gpu_to_cpu(gpu_index)
+            except (RuntimeError, AttributeError) as exc:
+                if device != "auto":
+                    raise RuntimeError(f"device={device!r}: GPU training failed: {exc}") from exc
+                logger.warning("GPU training failed (%s); training on the CPU", exc)
+        logger.info("training on the CPU with %d vectors", len(x_train))
+        index.train(x_train)
+        return index
+
+    # ------------------------------------------------------------- properties
+    @property
+    def ntotal(self) -> int:
+        """Number of live (searchable) vectors."""
+        return int(len(self._faiss_ids))
+
+    @property
+    def metadata(self) -> pd.DataFrame:
+        """Copy of the metadata: one row per id in index order, ``video_id`` first."""
+        with _Read(self._lock):
+            return self._metadata.copy()
+
+    @property
+    def video_ids(self) -> np.ndarray:
+        """object ``(ntotal,)`` video ids in index order (copy)."""
+        with _Read(self._lock):
+            return self._video_ids.copy()
+
+    def __len__(self) -> int:
+        return self.ntotal
+
+    def __contains__(self, video_id) -> bool:
+        return video_id in self._lookup
+
+    def __repr__(self) -> str:
+        return (f"VideoIndex(factory_string={self.factory_string!r}, metric={self.metric!r}, "
+                f"dim={self.dim}, ntotal={self.ntotal})")
+
+    # --------------------------------------------------------------- mutation
+    def _check_writable(self):
+        if self.read_only:
+            raise ValueError("this VideoIndex was loaded with mmap=True and is read-only; "
+                             "load it with mmap=False to add or remove vectors")
+
+    def _append(self, x: np.ndarray, id_list: list[str], meta: pd.DataFrame) -> None:
+        n = len(id_list)
+        fids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
+        if n:
+            self._index.add_with_ids(x, fids)
+        self._next_id += n
+        self._faiss_ids = np.concatenate([self._faiss_ids, fids])
+        self._video_ids = np.concatenate([self._video_ids, np.array(id_list, dtype=object)])
+        self._lookup.update(zip(id_list, fids.tolist(), strict=True))
+        if len(self._metadata) == 0:
+            cols = list(dict.fromkeys([*meta.columns, *self._metadata.columns]))
+            self._metadata = meta.reindex(columns=cols).reset_index(drop=True)
+        elif n:
+            self._metadata = pd.concat([self._metadata, meta], ignore_index=True)
+
+    def add(self, embeddings: np.ndarray, ids: Sequence[str],
+            metadata: pd.DataFrame | None = None) -> None:
+        """Add vectors; their faiss ids continue after the largest ever assigned.
+
+        Parameters are as in :meth:`build`; missing metadata columns are filled with
+        None/NaN (``synthetic`` with False).
+
+        Raises
+        ------
+        ValueError
+            Invalid input (see :meth:`build`), dimension mismatch (names both dims),
+            an id already present (use :meth:`upsert`), or a read-only index.
+        """
+        x = validate_embeddings(embeddings, self.dim, metric=self.metric,
+                                check_norm=self.check_norm)
+        id_list = validate_ids(ids, len(x))
+        meta = normalize_metadata(metadata, id_list)
+        with _Write(self._lock):
+            self._check_writable()
+            present = [v for v in id_list if v in self._lookup]
+            if present:
+                raise ValueError(f"ids: {len(present)} already in the index (e.g. {present[:5]}); "
+                                 "use upsert() to replace them or remove() them first")
+            self._append(x, id_list, meta)
+
+    def remove(self, ids: Sequence[str], *, missing: str = "raise") -> int:
+        """Remove vectors by ``video_id``; returns how many were removed.
+
+        ``missing="raise"`` (default) raises ValueError naming unknown ids;
+        ``missing="ignore"`` skips them. Faiss ids are never reused.
+        """
+        if missing not in ("raise", "ignore"):
+            raise ValueError(f"missing: got {missing!r}; expected 'raise' or 'ignore'")
+        id_list = [ids] if isinstance(ids, str) else list(ids)
+        with _Write(self._lock):
+            self._check_writable()
+            unknown = [v for v in id_list if v not in self._lookup]
+            if unknown and missing == "raise":
+                raise ValueError(f"ids: {len(unknown)} not in the index (e.g. {unknown[:5]}); "
+                                 "pass missing='ignore' to skip them")
+            fids = np.unique(np.array([self._lookup[v] for v in id_list if v in self._lookup],
+                                      dtype=np.int64))
+            if len(fids) == 0:
+                return 0
+            try:
+                self._index.remove_ids(faiss.IDSelectorBatch(fids))
+            except RuntimeError:
+                # faiss class without remove_ids (HNSW): keep tombstones, filtered at search.
+                self._tombstones = np.union1d(self._tombstones, fids)
+            keep = ~np.isin(self._faiss_ids, fids)
+            for v in self._video_ids[~keep]:
+                del self._lookup[v]
+            self._faiss_ids = self._faiss_ids[keep]
+            self._video_ids = self._video_ids[keep]
+            self._metadata = self._metadata[keep].reset_index(drop=True)
+            return int(len(fids))
+
+    def upsert(self, embeddings: np.ndarray, ids: Sequence[str],
+               metadata: pd.DataFrame | None = None) -> None:
+        """Insert or replace: existing ids are removed, then all rows are appended.
+
+        Replaced rows get new faiss ids (at the end of index order). With
+        ``metadata=None`` replaced rows keep their previous metadata.
+        """
+        x = validate_embeddings(embeddings, self.dim, metric=self.metric,
+                                check_norm=self.check_norm)
+        id_list = validate_ids(ids, len(x))
+        with _Write(self._lock):
+            self._check_writable()
+            if metadata is None and any(v in self._lookup for v in id_list):
+                meta = self._metadata.set_index("video_id").reindex(id_list).reset_index()
+                meta["synthetic"] = meta["synthetic"].eq(True)  # new ids: False
+            else:
+                meta = normalize_metadata(metadata, id_list)
+            self.remove([v for v in id_list if v in self._lookup])
+            self._append(x, id_list, meta)
+
+    def set_search_params(self, params: str) -> None:
+        """Persistently set search knobs with ``faiss.ParameterSpace`` (e.g. ``"nprobe=32"``).
+
+        Saved with the index. For per-call settings pass ``search_params`` to
+        :meth:`search` instead. Raises ValueError on a parameter faiss rejects.
+        """
+        with _Write(self._lock):
+            target = self._index.index if isinstance(self._index, faiss.IndexIDMap2) else self._index
+            try:
+                faiss.ParameterSpace().set_index_parameters(target, params)
+            except RuntimeError as exc:
+                raise ValueError(f"search params {params!r} rejected by faiss for "
+                                 f"{self.factory_string!r}: {str(exc).splitlines()[-1]}") from None
+
+    # ----------------------------------------------------------------- search
+    def search(self, queries: np.ndarray, k: int = 10, *, exclude_ids=None,
+               search_params: str | None = None) -> SearchResult:
+        """Top-``k`` neighbours of each query.
+
+        Parameters
+        ----------
+        queries : np.ndarray
+            float ``(n_queries, d)`` or ``(d,)`` (one query); validated, not normalised.
+        k : int
+            Results per query (>= 1). Rows are padded when fewer vectors qualify
+            (``k > ntotal``, empty index, exclusions).
+        exclude_ids : iterable of str, optional
+            ``video_id`` values never returned (applied inside faiss with an
+            ``IDSelectorNot(IDSelectorBatch)``, so ``k`` results come back whenever
+            ``k`` other vectors exist). Unknown ids are ignored.
+        search_params : str, optional
+            Per-call knobs ``"nprobe=16,efSearch=64"`` (``nprobe``, ``max_codes`` for
+            IVF; ``efSearch`` for HNSW; ``quantizer_efSearch`` for an HNSW IVF
+            quantizer), passed as faiss ``SearchParameters`` (thread-safe).
+
+        Returns
+        -------
+        SearchResult
+            ``(n_queries, k)`` ids / indices / scores, scores descending, padding
+            None / -1 / -inf.
+
+        Raises
+        ------
+        ValueError
+            Bad queries (dims named), bad ``k``, unknown or inapplicable search params,
+            or an index type whose faiss search cannot filter (``exclude_ids`` on PQ).
+        """
+        q = np.asarray(queries)
+        if q.ndim == 1:
+            q = q[None, :]
+        q = validate_embeddings(q, self.dim, metric=self.metric, check_norm=False,
+                                name="queries")
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k: got {k!r}; expected an int >= 1")
+        k = int(k)
+        excluded = [] if exclude_ids is None else (
+            [exclude_ids] if isinstance(exclude_ids, str) else list(exclude_ids))
+        knobs = parse_search_params(search_params)
+        nq = len(q)
+        out_i = np.full((nq, k), -1, dtype=np.int64)
+        out_s = np.full((nq, k), -np.inf, dtype=np.float32)
+        out_ids = np.full((nq, k), None, dtype=object)
+        with _Read(self._lock):
+            excl = np.array(sorted({self._lookup[v] for v in excluded if v in self._lookup}),
+                            dtype=np.int64)
+            k_eff = min(k, self.ntotal - len(excl))
+            if nq == 0 or k_eff <= 0:
+                return SearchResult(out_ids, out_i, out_s)
+            blocked = np.union1d(excl, self._tombstones)
+            params, keep_alive = self._search_parameters(knobs, blocked)
+            try:
+                dist, labels = self._index.search(q, k_eff, params=params)
+            except RuntimeError as exc:
+                raise ValueError(
+                    f"faiss index {self.factory_string!r} cannot run this search "
+                    f"(exclude_ids/removed ids need IDSelector support; search_params="
+                    f"{search_params!r}): {str(exc).splitlines()[-1]}. Fix: use a Flat, IVF or "
+                    "HNSW factory string") from None
+            del keep_alive
+            valid = labels >= 0
+            pos = np.searchsorted(self._faiss_ids, np.where(valid, labels, 0))
+            pos = np.minimum(pos, max(self.ntotal - 1, 0))
+            valid &= self._faiss_ids[pos] == labels
+            scores = dist if self.metric == "ip" else -dist
+            out_i[:, :k_eff] = np.where(valid, labels, -1)
+            out_s[:, :k_eff] = np.where(valid, scores, -np.inf)
+            out_ids[:, :k_eff] = np.where(valid, self._video_ids[pos], None)
+        return SearchResult(out_ids, out_i, out_s)
+
+    def _search_parameters(self, knobs: dict, blocked: np.ndarray):
+        inner = self._index.index if isinstance(self._index, faiss.IndexIDMap2) else self._index
+        inner = faiss.downcast_index(inner)
+        ivf = faiss.try_extract_index_ivf(self._index)
+        keep_alive = []
+        sel = None
+        if len(blocked):
+            batch = faiss.IDSelectorBatch(blocked)
+            sel = faiss.IDSelectorNot(batch)
+            keep_alive += [batch, sel]
+        if ivf is not None:
+            allowed = {"nprobe", "max_codes", "quantizer_efSearch"}
+        elif isinstance(inner, faiss.IndexHNSW):
+            allowed = {"efSearch"}
+        else:
+            allowed = set()
+        bad = set(knobs) - allowed
+        if bad:
+            raise ValueError(
+                f"search_params: {sorted(bad)} do not apply to {self.factory_string!r} "
+                f"(applicable: {sorted(allowed) or 'none'}); use set_search_params() for other "
+                "faiss ParameterSpace knobs")
+        if ivf is not None:
+            params = faiss.SearchParametersIVF()
+            params.nprobe = int(knobs.get("nprobe", ivf.nprobe))
+            if "max_codes" in knobs:
+                params.max_codes = int(knobs["max_codes"])
+            if "quantizer_efSearch" in knobs:
+                qp = faiss.SearchParametersHNSW()
+                qp.efSearch = int(knobs["quantizer_efSearch"])
+                params.quantizer_params = qp
+                keep_alive.append(qp)
+        elif isinstance(inner, faiss.IndexHNSW):
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = int(knobs.get("efSearch", inner.hnsw.efSearch))
+        elif sel is None:
+            return None, keep_alive
+        else:
+            params = faiss.SearchParameters()
+        if sel is not None:
+            params.sel = sel
+        keep_alive.append(params)
+        return params, keep_alive
+
+    def reconstruct(self, ids: Sequence[str]) -> np.ndarray:
+        """Stored vectors for ``ids``: float32 ``(len(ids), d)``.
+
+        Exact for Flat/HNSW/IVF-Flat storage, approximate (decoded codes) for PQ/SQ.
+        Raises ValueError for unknown ids.
+        """
+        id_list = [ids] if isinstance(ids, str) else list(ids)
+        ivf = faiss.try_extract_index_ivf(self._index)
+        if ivf is not None and ivf.direct_map.type == faiss.DirectMap.NoMap:
+            with _Write(self._lock):  # IVF needs a direct map to find a vector by id
+                if ivf.direct_map.type == faiss.DirectMap.NoMap:
+                    ivf.set_direct_map_type(faiss.DirectMap.Hashtable)
+        with _Read(self._lock):
+            unknown = [v for v in id_list if v not in self._lookup]
+            if unknown:
+                raise ValueError(f"ids: {len(unknown)} not in the index (e.g. {unknown[:5]})")
+            out = np.zeros((len(id_list), self.dim), dtype=np.float32)
+            for row, v in enumerate(id_list):
+                out[row] = self._index.reconstruct(int(self._lookup[v]))
+        return out
+
+    # ---------------------------------------------------------------- persist
+    def save(self, folder) -> Path:
+        """Write ``folder`` atomically: index.faiss, ids.parquet, metadata.parquet, manifest.json.
+
+        The manifest holds ``format_version``, ``factory_string``, ``dim``, ``metric``,
+        ``ntotal``, ``next_id``, ``encoder``, ``created`` (UTC ISO 8601), ``checksums``
+        (sha256 per file), ``tombstones``, ``check_norm`` and ``faiss_version``.
+        Returns the folder path.
+        """
+        folder = Path(folder)
+        with _Read(self._lock), atomic_dir(folder) as tmp:
+            if self._source_file is not None:  # mmap-loaded: the file is unchanged
+                shutil.copyfile(self._source_file, tmp / "index.faiss")
+            else:
+                faiss.write_index(self._index, str(tmp / "index.faiss"))
+            pd.DataFrame({"video_id": self._video_ids.astype(str),
+                          "faiss_id": self._faiss_ids}).to_parquet(tmp / "ids.parquet", index=False)
+            self._metadata.to_parquet(tmp / "metadata.parquet", index=False)
+            manifest = {
+                "format_version": FORMAT_VERSION, "factory_string": self.factory_string,
+                "dim": self.dim, "metric": self.metric, "ntotal": self.ntotal,
+                "next_id": int(self._next_id), "encoder": self.encoder,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "checksums": {name: file_sha256(tmp / name) for name in _FILES},
+                "tombstones": self._tombstones.tolist(), "check_norm": self.check_norm,
+                "faiss_version": getattr(faiss, "__version__", "unknown"),
+            }
+            (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n",
+                                               encoding="utf-8")
+        return folder
+
+    @classmethod
+    def load(cls, folder, *, expected_encoder: dict | None = None, mmap: bool = False,
+             verify_checksums: bool = True) -> VideoIndex:
+        """Load a folder written by :meth:`save`.
+
+        Parameters
+        ----------
+        folder : path-like
+        expected_encoder : dict, optional
+            ``ClipEncoder.describe()`` of the encoder that will produce queries; its
+            ``model``, ``pretrained`` and ``embed_dim`` must match the manifest.
+        mmap : bool
+            Memory-map IVF inverted lists (``faiss.IO_FLAG_MMAP``); the index is then
+            read-only. Other index types are read into memory regardless.
+        verify_checksums : bool
+            Compare every file with its manifest sha256 (reads each file once).
+
+        Raises
+        ------
+        IndexFileError (a ValueError)
+            Missing folder/file, unreadable manifest, checksum mismatch (names the file),
+            faiss cannot read index.faiss (truncated/corrupt), inconsistent tables.
+        ValueError
+            Unsupported ``format_version``; encoder mismatch (names both values).
+        """
+        folder = Path(folder)
+        manifest_path = folder / "manifest.json"
+        if not manifest_path.is_file():
+            raise IndexFileError(manifest_path, "missing; is this a folder written by "
+                                 "VideoIndex.save()?")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise IndexFileError(manifest_path, f"unreadable JSON ({exc}); re-save the index") from None
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{manifest_path}: format_version {manifest.get('format_version')!r}"
+                             f" is not supported (expected {FORMAT_VERSION}); rebuild the index "
+                             "with this version of the code")
+        check_encoder(manifest.get("encoder"), expected_encoder, folder)
+        for name in _FILES:
+            path = folder / name
+            if not path.is_file():
+                raise IndexFileError(path, "missing from the saved index; re-save it")
+            expected = manifest.get("checksums", {}).get(name)
+            if verify_checksums and file_sha256(path) != expected:
+                raise IndexFileError(path, "sha256 checksum does not match manifest.json (file "
+                                     "modified, truncated or copied incompletely); re-save or "
+                                     "re-copy the index folder")
+        flags = faiss.IO_FLAG_MMAP | faiss.IO_FLAG_READ_ONLY if mmap else 0
+        try:
+            index = faiss.read_index(str(folder / "index.faiss"), flags)
+        except RuntimeError as exc:
+            raise IndexFileError(folder / "index.faiss", "faiss could not read it (truncated or "
+                                 f"corrupt: {str(exc).splitlines()[-1].strip()}); rebuild or "
+                                 "re-save the index") from None
+        try:
+            table = pd.read_parquet(folder / "ids.parquet")
+            meta = pd.read_parquet(folder / "metadata.parquet")
+        except Exception as exc:  # pyarrow raises several types for corrupt files
+            raise IndexFileError(folder, f"ids/metadata Parquet unreadable: {exc}") from None
+        self = cls(index, factory_string=manifest["factory_string"], metric=manifest["metric"],
+                   dim=manifest["dim"], encoder=manifest.get("encoder"),
+                   check_norm=manifest.get("check_norm", True))
+        self._faiss_ids = table["faiss_id"].to_numpy(dtype=np.int64)
+        self._video_ids = table["video_id"].astype(str).to_numpy(dtype=object)
+        self._lookup = dict(zip(self._video_ids.tolist(), self._faiss_ids.tolist(), strict=True))
+        self._metadata = meta
+        self._tombstones = np.asarray(manifest.get("tombstones", []), dtype=np.int64)
+        self._next_id = int(manifest["next_id"])
+        problems = []
+        if index.d != self.dim:
+            problems.append(f"index.faiss has dim {index.d}, manifest {self.dim}")
+        if index.ntotal != len(table) + len(self._tombstones):
+            problems.append(f"index.faiss holds {index.ntotal} vectors, ids.parquet {len(table)} "
+                            f"+ {len(self._tombstones)} tombstones")
+        if list(meta.get("video_id", pd.Series(dtype=object)).astype(str)) != list(self._video_ids):
+            problems.append("metadata.parquet video_id column differs from ids.parquet")
+        if np.any(np.diff(self._faiss_ids) <= 0) or (len(table) and self._faiss_ids[-1] >= self._next_id):
+            problems.append("ids.parquet faiss_id is not strictly increasing below next_id")
+        if problems:
+            raise IndexFileError(folder, "inconsistent saved index: " + "; ".join(problems))
+        if mmap:
+            self.read_only = True
+            self._source_file = folder / "index.faiss"
+            if faiss.try_extract_index_ivf(index) is None:
+                logger.info("mmap=True only maps IVF lists; %r was read into memory",
+                            self.factory_string)
+        return self
