@@ -29,7 +29,13 @@ from tqdm.auto import tqdm
 from embeddings._io import save_npy, write_json, write_parquet
 from embeddings.encoders import pool_frames
 from embeddings.store import SHARD_DIR, EmbeddingFolderError, shard_name, write_manifest
-from embeddings.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, VideoDecodeError, list_media, sample_frames
+from embeddings.video import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    VideoDecodeError,
+    list_media,
+    sample_frames,
+)
 
 log = logging.getLogger(__name__)
 

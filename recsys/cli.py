@@ -86,14 +86,15 @@ def _emit(args, payload, human: str) -> None:
         sys.stdout.write(human.rstrip() + "\n")
 
 
-def _encoder_args(p: argparse.ArgumentParser, *, default_model="ViT-B-32", default_pretrained="openai") -> None:
+def _encoder_args(p: argparse.ArgumentParser, *, default_model="ViT-B-32") -> None:
     g = p.add_argument_group("encoder")
     g.add_argument("--model", default=default_model,
                    help="open_clip architecture (ViT-B-32, ViT-L-14, ...), hf-hub:ORG/NAME, or tiny-clip "
                         "(a tiny test model); default %(default)s")
-    g.add_argument("--pretrained", default=default_pretrained,
+    g.add_argument("--pretrained", default=None,
                    help="open_clip pretrained tag (openai, laion2b_s34b_b79k, ...), a local checkpoint path, "
-                        "or 'none' for seeded random weights (outputs marked as such); default %(default)s")
+                        "or 'none' for seeded random weights (outputs marked as such); default: openai for an "
+                        "architecture, the repository's own weights for hf-hub:ORG/NAME")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     g.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
 

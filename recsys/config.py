@@ -49,7 +49,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
     },
     "encoder": {
         "model": "ViT-B-32",         # open_clip architecture name, or hf-hub:org/name
-        "pretrained": "openai",      # open_clip tag, local checkpoint path, or "none" (seeded random weights)
+        "pretrained": None,          # open_clip tag, local checkpoint path, or "none" (seeded random weights);
+                                     # unset: "openai" for an architecture, the repository's weights for hf-hub
         "device": "auto",
         "precision": "fp32",
         "batch_size": 64,

@@ -134,6 +134,15 @@ class _Timer:
         log.info("stage %s: %.2f s", self.name, s)
 
 
+def _caption(result: dict) -> str:
+    """Caption of a result row for the report; a generated clip shows its prompt."""
+    cap = result.get("caption")
+    if isinstance(cap, str) and cap:
+        return cap
+    prompt = result.get("prompt")
+    return f"(generated) {prompt}" if isinstance(prompt, str) and prompt else ""
+
+
 def _run(cfg: dict, out: Path, result: RunResult, *, strict: bool, progress: bool) -> None:
     sections: list[tuple[str, str]] = []
     cat, enc_cfg = cfg["catalog"], cfg["encoder"]
@@ -237,7 +246,8 @@ def _run(cfg: dict, out: Path, result: RunResult, *, strict: bool, progress: boo
         body = [f"Backfill backend: `{q['backfill']}`; threshold: {thr}.\n\n![confidence](plots/query_confidence.png)\n"]
         for o in outcomes:
             tbl = pd.DataFrame([{"rank": r.get("rank"), "video_id": r.get("video_id"), "score": r.get("score"),
-                                 "synthetic": bool(r.get("synthetic", False)), "caption": r.get("caption")}
+                                 "synthetic": bool(r.get("synthetic", False)),
+                                 "caption": _caption(r)}
                                 for r in o.results])
             body.append(f"### “{o.query}”\n\nconfidence {o.confidence:.4f}; backfill "
                         f"{'triggered: ' + ', '.join(o.generated) if o.triggered else 'not triggered'}\n\n"

@@ -25,8 +25,20 @@ __all__ = [
 INDEX_META_COLUMNS = ["video_id", "path", "caption", "duration_s", "n_frames"]
 
 
+def resolve_pretrained(model: str, pretrained: str | None) -> str | None:
+    """The ``pretrained`` argument for :func:`embeddings.encoders.load_encoder`.
+
+    Unset (None or ``""``) means ``"openai"`` for an open_clip architecture and the repository's
+    own weights (None) for an ``hf-hub:`` model; ``"hf-hub"`` (what a manifest records for such a
+    model) also means the repository's weights. Anything else is passed on unchanged.
+    """
+    if str(model).startswith("hf-hub:"):
+        return None if pretrained in (None, "", "hf-hub") else pretrained
+    return "openai" if pretrained in (None, "") else pretrained
+
+
 def embed_catalog(videos: str | os.PathLike, out: str | os.PathLike, *, captions=None, model="ViT-B-32",
-                  pretrained="openai", device="auto", precision="fp32", seed=0, frames=8, batch_size=64,
+                  pretrained=None, device="auto", precision="fp32", seed=0, frames=8, batch_size=64,
                   max_side=256, shard_size=256, num_workers=2, progress=True):
     """Stage 1+2: sample frames of every clip in ``videos`` and encode them into ``out``.
 
@@ -37,7 +49,8 @@ def embed_catalog(videos: str | os.PathLike, out: str | os.PathLike, *, captions
     from embeddings.job import discover_inputs, run_embedding_job
 
     inputs = discover_inputs(videos, captions)
-    encoder = load_encoder(model, pretrained, device=device, precision=precision, seed=seed)
+    encoder = load_encoder(model, resolve_pretrained(model, pretrained), device=device, precision=precision,
+                           seed=seed)
     summary = run_embedding_job(inputs, encoder, out, n_frames=frames, shard_size=shard_size,
                                 batch_size=batch_size, num_workers=num_workers, max_side=max_side,
                                 progress=progress)
@@ -211,7 +224,7 @@ def open_encoder_for_index(index, *, device: str = "auto"):
     if not enc:
         raise ValueError("this index records no encoder, so text queries cannot be encoded; "
                          "rebuild it from an embedding folder made by `recsys embed`")
-    return load_encoder(enc["model"], enc["pretrained"], device=device, precision=enc.get("precision", "fp32"),
+    return load_encoder(enc["model"], resolve_pretrained(enc["model"], enc["pretrained"]), device=device, precision=enc.get("precision", "fp32"),
                         seed=int(enc.get("seed") or 0))
 
 

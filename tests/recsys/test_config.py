@@ -1,10 +1,15 @@
 """The pipeline file: unknown keys are errors that list the valid ones; defaults are explicit."""
 
-import tomllib
-
 import pytest
 
-from recsys.config import SCHEMA, PipelineConfigError, load_pipeline, resolve_pipeline, to_toml
+from recsys.config import (
+    SCHEMA,
+    PipelineConfigError,
+    load_pipeline,
+    resolve_pipeline,
+    to_toml,
+    tomllib,
+)
 
 
 def test_unknown_key_lists_valid_keys():
@@ -43,7 +48,13 @@ def test_paths_resolved_relative_to_file_and_defaults_filled(tmp_path):
     assert cfg["catalog"]["videos"] == str((tmp_path / "clips").resolve())
     assert cfg["interactions"]["path"] == "/abs/u.data"
     assert cfg["catalog"]["frames"] == SCHEMA["catalog"]["frames"]
-    assert cfg["encoder"]["pretrained"] == "openai"  # never random weights unless asked
+    assert cfg["encoder"]["pretrained"] is None  # never random weights unless asked (None = the model's default)
+    from recsys.stages import resolve_pretrained
+
+    assert resolve_pretrained(cfg["encoder"]["model"], None) == "openai"
+    assert resolve_pretrained("hf-hub:org/name", None) is None
+    assert resolve_pretrained("hf-hub:org/name", "hf-hub") is None
+    assert resolve_pretrained("ViT-B-32", "none") == "none"
 
 
 def test_invalid_toml_reports_position(tmp_path):
