@@ -262,16 +262,38 @@ def cmd_recommend(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    import numpy as np
+
     from recsys.data import load_interactions
     from recsys.evaluate_report import write_evaluation
 
     path = _existing(args.interactions, "interaction file", folder=False)
+    if (args.protocol == "predefined") != bool(args.test):
+        raise UsageError("--protocol predefined needs --test TEST, and --test needs --protocol predefined")
     df = load_interactions(path, sep=args.sep)
+    test_df = test_path = None
+    if args.test:
+        test_path = _existing(args.test, "test file", folder=False)
+        test_df = load_interactions(test_path, sep=args.sep)
+    emb = None
+    if args.item_embeddings:
+        emb = np.load(_existing(args.item_embeddings, "item embedding file", folder=False), allow_pickle=False)
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
+    try:
+        ks = [int(x) for x in args.ks.split(",") if x.strip()]
+    except ValueError as exc:
+        raise UsageError(f"--ks {args.ks!r}: expected comma-separated integers, e.g. 1,5,10") from exc
     res = write_evaluation(df, models, args.out, protocol=args.protocol, k=args.k, test_ratio=args.test_ratio,
-                           seed=args.seed, source=str(path))
-    _emit(args, {"out": str(args.out), "protocol": res["protocol"], "models": res["summary"].to_dict("records")},
-          res["summary"].to_string(index=False) + f"\n\nReport: {Path(args.out) / 'report.md'}")
+                           seed=args.seed, source=str(path), test_df=test_df,
+                           test_source=str(test_path) if test_path else None, n_folds=args.folds,
+                           n_negatives=args.negatives, metrics=metrics, ks=ks, item_embeddings=emb,
+                           n_resamples=args.bootstrap)
+    summary = res["summary"]
+    cols = ["model"] + [c for c in summary.columns if c.endswith(f"@{args.k}")] + ["n_users"]
+    _emit(args, {"out": str(args.out), "protocol": res["protocol"], "models": summary.to_dict("records")},
+          f"Ranking: {res['protocol']['ranking']}\n" + summary[cols].to_string(index=False)
+          + f"\n\nReport: {Path(args.out) / 'report.md'}")
     return 0
 
 
@@ -492,11 +514,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = add("evaluate", "Offline ranking evaluation of several models under a split protocol.",
             "recsys evaluate ../shared/data/ml-100k/u.data --protocol stratified --models ease,popularity "
-            "-k 10 --out reports/ml100k")
-    s.add_argument("interactions", metavar="INTERACTIONS")
-    s.add_argument("--protocol", required=True, choices=["random_holdout", "leave_last_out", "stratified", "temporal"])
+            "-k 10 --out reports/ml100k\n  recsys evaluate ml-100k/u1.base --protocol predefined --test "
+            "ml-100k/u1.test --models ease --out reports/u1")
+    s.add_argument("interactions", metavar="INTERACTIONS", help="interaction log (the TRAIN file with predefined)")
+    s.add_argument("--protocol", required=True,
+                   choices=["random_holdout", "leave_last_out", "stratified", "temporal", "kfold", "predefined"])
+    s.add_argument("--test", metavar="TEST", help="test file for --protocol predefined (e.g. MovieLens u1.test)")
+    s.add_argument("--folds", type=_positive_int, default=5, help="folds for --protocol kfold (default %(default)s)")
     s.add_argument("--models", required=True, help="comma-separated: popularity,ease,itemknn,als,bpr")
     s.add_argument("-k", type=_positive_int, default=10)
+    s.add_argument("--ks", default="1,5,10,20,50", help="cut-offs of the metric-vs-K curves (default %(default)s)")
+    s.add_argument("--metrics", help="comma-separated names or name@k (default: precision,recall,ndcg,map,mrr,"
+                   "hit_rate,coverage,novelty; diversity with --item-embeddings)")
+    s.add_argument("--item-embeddings", metavar="NPY",
+                   help=".npy (n_items, d) in the dataset's item index order, for intra-list diversity")
+    s.add_argument("--negatives", type=_positive_int, metavar="N",
+                   help="SAMPLED ranking: test items + N random unseen items per user (papers use 100); "
+                        "default is full ranking; labelled in every output")
+    s.add_argument("--bootstrap", type=_positive_int, default=1000, help="bootstrap resamples for the 95%% CIs")
     s.add_argument("--test-ratio", type=_fraction, default=0.2)
     s.add_argument("--seed", type=int, default=42)
     s.add_argument("--sep", help="column separator (default: sniffed)")
@@ -509,8 +544,11 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``recsys`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for handler in logging.getLogger().handlers:  # a run's log file may lower the root level, not the console's
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setLevel(level)
     try:
         return int(args.func(args) or 0)
     except UsageError as e:
