@@ -231,7 +231,7 @@ def _write_tables(df: pd.DataFrame, stem: Path, extra: dict) -> None:
         tmp.write_text(note + _table_md(df), encoding="utf-8")
 
 
-def _plot(df: pd.DataFrame, path: Path) -> None:
+def _plot(df: pd.DataFrame, path: Path, chance: dict | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -248,6 +248,10 @@ def _plot(df: pd.DataFrame, path: Path) -> None:
                 continue
             vals = [100 * float(row[f"recall_{k}"].iloc[0]) for k in (1, 5, 10)]
             ax.bar(np.arange(3) + j * width, vals, width, label=enc)
+        if chance:
+            ax.plot(np.arange(3) + width * (len(encoders) - 1) / 2,
+                    [100 * chance[d][f"recall@{k}"] for k in (1, 5, 10)], "k_", ms=30, mew=2,
+                    label="chance" if d == "text_to_video" and lv == "video" else None)
         ax.set_xticks(np.arange(3) + width * (len(encoders) - 1) / 2, ["R@1", "R@5", "R@10"])
         ax.set_title(f"{d.replace('_', ' ')} ({lv})", fontsize=9)
     axes[0].set_ylabel("recall (%)")
@@ -352,5 +356,5 @@ def bench_retrieval(out, encoders=None, *, videos=None, captions=None, embedding
     write_json(out / "settings.json", settings)
     _write_tables(summary, out / "summary", {"settings": settings})
     write_parquet(out / "ranks.parquet", ranks_df)
-    _plot(summary, out / "comparison.png")
+    _plot(summary, out / "comparison.png", next(iter(per_encoder.values()))["chance_level"])
     return {"summary": summary, "ranks": ranks_df, "settings": settings, "out": out}

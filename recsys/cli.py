@@ -337,7 +337,7 @@ def cmd_bench_index(args) -> int:
     factories = [f for item in args.factory for f in item.split(";") if f.strip()]
     res = bench_index(args.emb_dir, args.out, factories, holdout=args.holdout, queries=args.queries,
                       seed=args.seed, k=args.k, metric=args.metric, threads=args.threads, n_single=args.single,
-                      target_recall=args.target_recall)
+                      repeats=args.repeats, target_recall=args.target_recall)
     lines = [f"{res['settings']['n_collection']} vectors, {res['settings']['n_queries']} queries, "
              f"{args.threads} thread(s), {args.k}-recall@{args.k}",
              "Pareto front (batch QPS):", f"  {'factory':<24} {'params':<14} {'recall':>7} {'QPS batch':>10} "
@@ -462,6 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--metric", default="ip", choices=["ip", "l2"])
     b.add_argument("--threads", type=_positive_int, default=1, help="faiss.omp_set_num_threads (default 1)")
     b.add_argument("--single", type=int, default=100, help="queries timed one at a time (default 100)")
+    b.add_argument("--repeats", type=_positive_int, default=3,
+                   help="timings are the fastest of this many runs (default 3)")
     b.add_argument("--target-recall", type=_fraction, default=0.95)
     b.add_argument("--out", required=True, metavar="DIR")
     b.add_argument("--json", action="store_true", help="print one JSON document on stdout")

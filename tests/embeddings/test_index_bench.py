@@ -42,7 +42,7 @@ def test_flat_is_exact_and_ivf_recall_rises_with_nprobe(data):
     assert [p.search_params for p in pts] == ["nprobe=1", "nprobe=2", "nprobe=4", "nprobe=8", "nprobe=16"]
     recalls = [p.recall for p in pts]
     assert recalls == sorted(recalls) and recalls[-1] == 1.0 and recalls[0] < 1.0
-    assert all(p.qps_batch > 0 and p.qps_single > 0 and p.threads == 1 for p in pts)
+    assert all(p.qps_batch > 0 and p.qps_single > 0 and p.threads == 1 and p.repeats == 3 for p in pts)
 
 
 def test_thread_count_is_restored(data):
