@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from .base import NotFittedError, Recommender
+from .content import ContentModel, HybridColdStart, align_item_embeddings
 from .ease import EASE
 from .factorization import ALS, BPR
 from .itemknn import ItemKNN
 from .popularity import Popularity
+from .trending import TrendingPopularity, interaction_times_matrix
 
 __all__ = [
     "MODELS",
@@ -20,6 +22,13 @@ __all__ = [
     "ItemKNN",
     "ALS",
     "BPR",
+    "TrendingPopularity",
+    "ContentModel",
+    "HybridColdStart",
+    "align_item_embeddings",
+    "interaction_times_matrix",
+    "side_inputs",
+    "fit_model",
 ]
 
 MODELS: dict[str, type[Recommender]] = {
@@ -28,7 +37,52 @@ MODELS: dict[str, type[Recommender]] = {
     "itemknn": ItemKNN,
     "als": ALS,
     "bpr": BPR,
+    "trending": TrendingPopularity,
+    "content": ContentModel,
+    "hybrid": HybridColdStart,
 }
+
+
+def side_inputs(model: Recommender | type[Recommender]) -> tuple[str, ...]:
+    """Names of the extra ``fit`` inputs a model needs besides ``user_items``.
+
+    ``()`` for the pure collaborative models, ``("item_embeddings",)`` for ContentModel and
+    HybridColdStart, ``("interaction_times",)`` for TrendingPopularity.
+    """
+    return tuple(getattr(model, "side_inputs", ()))
+
+
+def fit_model(model: Recommender, user_items: Any, **available: Any) -> Recommender:
+    """Fit ``model`` passing the side inputs it declares (:func:`side_inputs`) from ``available``.
+
+    Parameters
+    ----------
+    model : Recommender
+    user_items : scipy.sparse.csr_matrix, shape (n_users, n_items)
+    **available
+        ``item_embeddings`` (n_items, d) and/or ``interaction_times`` (CSR like
+        ``user_items``); inputs the model does not use are ignored.
+
+    Returns
+    -------
+    Recommender
+        ``model``, fitted.
+
+    Raises
+    ------
+    ValueError
+        A needed side input is missing or None (names it and which model needs it).
+    """
+    kwargs = {}
+    for name in side_inputs(model):
+        if available.get(name) is None:
+            raise ValueError(
+                f"{type(model).__name__} needs {name} to fit; none was given; fix: pass "
+                + ("--embeddings EMB_DIR (an embedding folder of the items)" if name ==
+                   "item_embeddings" else "an interaction log with a timestamp column")
+            )
+        kwargs[name] = available[name]
+    return model.fit(user_items, **kwargs)
 
 
 def make_model(name: str, **params: Any) -> Recommender:
@@ -37,7 +91,8 @@ def make_model(name: str, **params: Any) -> Recommender:
     Parameters
     ----------
     name : str
-        One of ``MODELS`` (case-insensitive): "popularity", "ease", "itemknn", "als", "bpr".
+        One of ``MODELS`` (case-insensitive): "popularity", "trending", "ease", "itemknn",
+        "als", "bpr", "content", "hybrid".
     **params
         Constructor arguments of that model.
 

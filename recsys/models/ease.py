@@ -32,7 +32,7 @@ class EASE(Recommender):
         B = I - P @ diagMat(1 / diag(P))      # i.e. B_ij = -P_ij / P_jj, B_jj = 0
 
     and the score of user ``u`` is ``X_u @ B``. The Gram matrix is built and inverted in
-    float64 (Cholesky, ``scipy.linalg.cho_factor``/``cho_solve``); ``B`` is stored as float32.
+    float64 (Cholesky: LAPACK ``potrf`` then ``potri``); ``B`` is stored as float32.
     Default ``l2=500.0``: the value in the paper's published reference notebook
     (``lambda_ = 500.0``, ML-20M) and Cornac's ``EASE(lamb=500)`` default; tune per dataset.
 
@@ -79,10 +79,17 @@ class EASE(Recommender):
         x = user_items.astype(np.float64)
         gram = (x.T @ x).toarray()
         gram[np.diag_indices(n_items)] += float(self.l2)
-        factor = scipy.linalg.cho_factor(gram, lower=False, overwrite_a=True, check_finite=False)
+        # P = (X^T X + l2 I)^-1 from its Cholesky factor: LAPACK potrf + potri (n^3 flops,
+        # half of solving against the identity); potri fills one triangle, mirrored below
+        chol, info = scipy.linalg.lapack.dpotrf(gram, lower=False, overwrite_a=True)
+        if info != 0:
+            raise RuntimeError(f"EASE: Cholesky of the Gram matrix failed (LAPACK info={info}); "
+                               "the matrix is not positive definite; raise l2")
         del gram
-        p = scipy.linalg.cho_solve(factor, np.eye(n_items), overwrite_b=True, check_finite=False)
-        del factor
+        p, info = scipy.linalg.lapack.dpotri(chol, lower=False, overwrite_c=True)
+        if info != 0:
+            raise RuntimeError(f"EASE: inverting the Gram matrix failed (LAPACK info={info})")
+        p = np.triu(p) + np.triu(p, 1).T
         diag = np.diag(p).copy()
         p /= -diag[None, :]
         p[np.diag_indices(n_items)] = 0.0

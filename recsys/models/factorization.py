@@ -83,7 +83,7 @@ class _FactorModel(Recommender):
     def _fit(self, user_items: sp.csr_matrix) -> None:
         gpu = _use_gpu(self.device)
         model = _quiet_implicit(lambda: self._build(gpu))
-        x = user_items.astype(np.float32)
+        x = user_items.astype(np.float32, copy=False)
         with threadpoolctl.threadpool_limits(1, "blas"):
             model.fit(x, show_progress=False)
         if gpu:

@@ -11,10 +11,14 @@ from recsys.models import (
     BPR,
     EASE,
     MODELS,
+    ContentModel,
+    HybridColdStart,
     ItemKNN,
     NotFittedError,
     Popularity,
     Recommender,
+    TrendingPopularity,
+    fit_model,
     make_model,
 )
 from recsys.models.base import topk
@@ -44,15 +48,41 @@ def popularity_board() -> sp.csr_matrix:
     return sp.csr_matrix(dense)
 
 
+def board_embeddings(n: int = N) -> np.ndarray:
+    """Item j: a group direction (even / odd) plus a small own direction, so items of one group
+    are near each other and far from the other group (the checkerboard's right answer)."""
+    e = np.zeros((n, 2 + n), dtype=np.float32)
+    e[np.arange(n), np.arange(n) % 2] = 1.0
+    e[np.arange(n), 2 + np.arange(n)] = 0.1
+    return e
+
+
+def board_times(x: sp.csr_matrix) -> sp.csr_matrix:
+    """Interaction times for a matrix: day (user + 1), so every entry has a time."""
+    t = x.copy().astype(np.float64)
+    t.data = (np.repeat(np.arange(x.shape[0]), np.diff(x.indptr)) + 1.0) * 86_400.0
+    return t
+
+
+def fit_on(model, x):
+    """Fit with the side inputs the model needs (board embeddings, board times)."""
+    return fit_model(model, x, item_embeddings=board_embeddings(x.shape[1]),
+                     interaction_times=board_times(x))
+
+
 FACTORIES = {
     "popularity": lambda: Popularity(),
+    "trending": lambda: TrendingPopularity(half_life_days=30.0),
+    "content": lambda: ContentModel(),
+    "hybrid": lambda: HybridColdStart(factors=8, regularization=0.1, iterations=20,
+                                      random_state=0, num_threads=1),
     "ease": lambda: EASE(l2=1.0),
     "itemknn": lambda: ItemKNN(neighbors=20),
     "itemknn-bm25": lambda: ItemKNN(neighbors=20, weighting="bm25"),
     "als": lambda: ALS(factors=8, regularization=0.1, iterations=20, random_state=0, num_threads=1),
     "bpr": lambda: BPR(factors=8, iterations=200, random_state=0, num_threads=1),
 }
-PERSONALISED = [name for name in FACTORIES if name != "popularity"]
+PERSONALISED = [name for name in FACTORIES if name not in ("popularity", "trending")]
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +92,7 @@ def board():
 
 @pytest.fixture(scope="module", params=list(FACTORIES))
 def fitted(request, board):
-    return request.param, FACTORIES[request.param]().fit(board)
+    return request.param, fit_on(FACTORIES[request.param](), board)
 
 
 class TestEveryModel:
@@ -70,12 +100,12 @@ class TestEveryModel:
         for name, factory in FACTORIES.items():
             model = factory()
             assert not [a for a in vars(model) if a.endswith("_")], name
-            assert model.fit(board) is model
+            assert fit_on(model, board) is model
             assert model.n_users_ == N and model.n_items_ == N
 
     @pytest.mark.parametrize("name", PERSONALISED)
     def test_held_out_same_group_item_comes_first(self, name, board):
-        model = FACTORIES[name]().fit(board)
+        model = fit_on(FACTORIES[name](), board)
         for u in range(N):
             ids, scores = model.recommend(u, board[[u]], k=1)
             assert ids.shape == (1,) and ids[0] == u, (name, u, ids)
@@ -182,7 +212,7 @@ class TestEveryModel:
 
     @pytest.mark.parametrize("name", PERSONALISED)
     def test_similar_items_stay_in_group(self, name, board):
-        model = FACTORIES[name]().fit(board)
+        model = fit_on(FACTORIES[name](), board)
         items = np.arange(N)
         ids, scores = model.similar_items(items, k=5)
         assert ids.shape == (N, 5)
@@ -279,10 +309,11 @@ def test_itemknn_keeps_top_neighbors_per_item(board):
 
 
 def test_registry_and_params(tmp_path, board):
-    assert set(MODELS) == {"popularity", "ease", "itemknn", "als", "bpr"}
+    assert set(MODELS) == {"popularity", "ease", "itemknn", "als", "bpr", "trending", "content",
+                           "hybrid"}
     model = make_model("EASE", l2=10.0)
     assert isinstance(model, EASE) and model.get_params()["l2"] == 10.0
-    with pytest.raises(ValueError, match=r"valid names: \['als', 'bpr', 'ease'"):
+    with pytest.raises(ValueError, match=r"valid names: \['als', 'bpr', 'content', 'ease'"):
         make_model("svd")
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) \['lambda_'\].*'l2'"):
         make_model("ease", lambda_=3)
