@@ -93,7 +93,7 @@ def _plot(points, path: Path, k: int, threads: int) -> None:
 
 def bench_index(emb_dir, out, factories, *, holdout: int = 100, queries=None, seed: int = 0, k: int = 10,
                 metric: str = "ip", threads: int = 1, n_single: int = 100, repeats: int = 3,
-                target_recall: float = 0.95) -> dict:
+                target_recall: float = 0.95, level: str = "video") -> dict:
     """Sweep factory strings over the video embeddings of ``emb_dir`` against exact search.
 
     Parameters
@@ -120,6 +120,9 @@ def bench_index(emb_dir, out, factories, *, holdout: int = 100, queries=None, se
         Timings are the fastest of this many runs (shared machines are noisy).
     target_recall : float
         The printed choice is the fastest batch setting with recall >= this.
+    level : {"video", "frame"}
+        Benchmark the pooled video embeddings (what ``recsys index build`` indexes) or every frame
+        embedding (a frame-level index, many more vectors).
 
     Returns
     -------
@@ -134,8 +137,10 @@ def bench_index(emb_dir, out, factories, *, holdout: int = 100, queries=None, se
     """
     from embeddings.store import EmbeddingFolder
 
+    if level not in ("video", "frame"):
+        raise ValueError(f"level={level!r}: expected 'video' (pooled embeddings) or 'frame' (every frame)")
     folder = EmbeddingFolder.open(emb_dir)
-    _, x = folder.load_videos()
+    _, x = folder.load_videos() if level == "video" else folder.load_frames()
     if len(x) == 0:
         raise ValueError(f"{emb_dir} holds no embedded video; nothing to benchmark")
     if queries is not None:
@@ -160,7 +165,7 @@ def bench_index(emb_dir, out, factories, *, holdout: int = 100, queries=None, se
     front = pareto_front(points)
     choice = choose_setting(points, target_recall)
     result = {
-        "settings": {"emb_dir": str(emb_dir), "n_collection": len(collection), "dim": int(collection.shape[1]),
+        "settings": {"emb_dir": str(emb_dir), "level": level, "n_collection": len(collection), "dim": int(collection.shape[1]),
                      "n_queries": len(q), "queries": source, "k": k, "metric": metric, "threads": threads,
                      "n_single": n_single, "repeats": repeats, "timing": "fastest of repeats runs",
                      "seed": seed, "target_recall": target_recall,

@@ -337,7 +337,7 @@ def cmd_bench_index(args) -> int:
     factories = [f for item in args.factory for f in item.split(";") if f.strip()]
     res = bench_index(args.emb_dir, args.out, factories, holdout=args.holdout, queries=args.queries,
                       seed=args.seed, k=args.k, metric=args.metric, threads=args.threads, n_single=args.single,
-                      repeats=args.repeats, target_recall=args.target_recall)
+                      repeats=args.repeats, target_recall=args.target_recall, level=args.level)
     lines = [f"{res['settings']['n_collection']} vectors, {res['settings']['n_queries']} queries, "
              f"{args.threads} thread(s), {args.k}-recall@{args.k}",
              "Pareto front (batch QPS):", f"  {'factory':<24} {'params':<14} {'recall':>7} {'QPS batch':>10} "
@@ -464,6 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--single", type=int, default=100, help="queries timed one at a time (default 100)")
     b.add_argument("--repeats", type=_positive_int, default=3,
                    help="timings are the fastest of this many runs (default 3)")
+    b.add_argument("--level", default="video", choices=["video", "frame"],
+                   help="pooled video embeddings (default) or every frame embedding")
     b.add_argument("--target-recall", type=_fraction, default=0.95)
     b.add_argument("--out", required=True, metavar="DIR")
     b.add_argument("--json", action="store_true", help="print one JSON document on stdout")

@@ -112,7 +112,7 @@ def test_bench_index_command(tmp_path, capsys):
     rng = np.random.default_rng(2)
     centers = rng.standard_normal((10, 16))
     x = unit(centers[rng.integers(0, 10, 800)] + 0.3 * rng.standard_normal((800, 16)))
-    write_folder(tmp_path / "emb", x, x, 1)
+    write_folder(tmp_path / "emb", x, np.repeat(x, 2, axis=0), 2)  # two frames per video
     args = ["bench", "index", str(tmp_path / "emb"), "--factory", "IVF8,Flat", "--factory", "HNSW16,Flat",
             "--holdout", "40", "--single", "3", "--threads", "1", "--target-recall", "0.99",
             "--out", str(tmp_path / "idx"), "--json"]
@@ -128,6 +128,10 @@ def test_bench_index_command(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "Pareto front" in text and "For recall >= 0.99" in text
     assert json.loads((tmp_path / "idx" / "curves.json").read_text())["settings"]["ground_truth_cached"]
+    assert main(["bench", "index", str(tmp_path / "emb"), "--factory", "HNSW16,Flat", "--level", "frame",
+                 "--holdout", "10", "--single", "2", "--out", str(tmp_path / "frames"), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)["settings"]
+    assert res["level"] == "frame" and res["n_collection"] == 2 * 800 - 10
     np.save(tmp_path / "q.npy", x[:5, :8])
     assert main(["bench", "index", str(tmp_path / "emb"), "--factory", "Flat", "--queries", str(tmp_path / "q.npy"),
                  "--out", str(tmp_path / "idx2")]) == 1
