@@ -139,7 +139,7 @@ def _caption(result: dict) -> str:
     cap = result.get("caption")
     if isinstance(cap, str) and cap:
         return cap
-    prompt = result.get("prompt")
+    prompt = result.get("prompt") or (result.get("provenance") or {}).get("prompt")
     return f"(generated) {prompt}" if isinstance(prompt, str) and prompt else ""
 
 
