@@ -74,12 +74,16 @@ def plot_query_confidence(outcomes: list, path: str | Path, threshold: float | N
     conf = [o.confidence for o in outcomes]
     colors = ["tab:orange" if o.triggered else "tab:blue" for o in outcomes]
     fig, ax = plt.subplots(figsize=(6, 0.45 * len(outcomes) + 1.4))
-    ax.barh(np.arange(len(outcomes)), conf, color=colors)
-    ax.set_yticks(np.arange(len(outcomes)), labels)
+    y = np.arange(len(outcomes))
+    ax.barh(y, conf, color=colors)
+    for yi, c in zip(y, conf, strict=True):  # values stay readable when a bar is (near) zero
+        ax.text(c + 0.01, yi, f"{c:.3f}", va="center", fontsize=8)
+    ax.set_yticks(y, labels)
+    ax.set_xlim(0, 1.05)
     ax.invert_yaxis()
     if threshold is not None:
         ax.axvline(threshold, color="k", linestyle="--", linewidth=1, label=f"threshold {threshold:.3f}")
-        ax.legend(frameon=False, loc="lower right")
+        ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.25))
     ax.set_xlabel("retrieval confidence (orange: backfill triggered)")
     _savefig(fig, path)
     plt.close(fig)
