@@ -389,6 +389,15 @@ def load_encoder(
                 f"(weights_only=True, strict=True): {e}. Pass a plain state_dict of tensors saved "
                 f"from this architecture (torch.save(model.state_dict(), path) or safetensors)."
             ) from e
+        except OSError as e:  # a Hugging Face text tower (e.g. XLM-R) fetches its config from the hub
+            hf_name = (open_clip.get_model_config(model) or {}).get("text_cfg", {}).get("hf_model_name")
+            if not hf_name:
+                raise
+            raise PretrainedWeightsUnavailable(
+                model, pretrained, f"its text tower is the Hugging Face model {hf_name!r}, whose config "
+                f"and tokenizer are downloaded even for random weights ({type(e).__name__}: {e}). Fill "
+                f"the Hugging Face cache on a connected machine (`hf download {hf_name}`) and copy it here",
+                source=f"https://huggingface.co/{hf_name}") from e
     tokenizer = _download(model, pretrained, lambda: open_clip.get_tokenizer(model, cache_dir=cache),
                           source="the tokenizer files")
     clip_model = clip_model.to(resolved_device).eval().requires_grad_(False)

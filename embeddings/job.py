@@ -1,24 +1,30 @@
-"""The batch embedding job: reader -> mapper -> writer, sharded and resumable.
+"""The batch embedding job: reader -> mapper -> writer, sharded, streaming and resumable.
 
-* **reader** (worker threads): decode a file, sample frames by seeking, preprocess them for the
-  encoder. PyAV and PIL release the GIL while decoding and resizing, so threads overlap with
-  encoding.
-* **mapper**: :meth:`embeddings.encoders.ClipEncoder.encode_preprocessed` on batches of frames;
-  it knows nothing of files.
+* **reader** (a pool of worker threads or processes): decode one file, sample frames with a
+  :class:`embeddings.sampling.FrameSampler`, preprocess them into the encoder's input. PyAV, PIL
+  and torch release the GIL while decoding, resizing and normalising, so threads overlap with
+  encoding; ``executor="process"`` runs readers in spawned processes instead.
+  At most ``prefetch`` inputs are in flight, so memory does not grow with the catalog.
+* **mapper**: :meth:`embeddings.encoders.ClipEncoder.encode_preprocessed` on batches of
+  ``batch_size`` frames, gathered across inputs; it knows nothing of files.
 * **writer**: one shard of ``.npy`` + Parquet at a time, each file written to a temporary name and
   renamed; the shard's Parquet is written last, so a shard is finished exactly when its Parquet
   exists. A job killed at any point and rerun with the same command skips finished shards and
   redoes the unfinished one, so every input ends with exactly one row.
+
+Per batch the log (INFO) reports how long the encoder waited for readers, how long it encoded and
+its frames/s; per shard the write time; at the end a summary.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections import Counter, deque
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,101 +33,26 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from embeddings._io import save_npy, write_json, write_parquet
+from embeddings.catalog import CatalogError, discover_inputs, inputs_fingerprint
 from embeddings.encoders import pool_frames
-from embeddings.store import SHARD_DIR, EmbeddingFolderError, shard_name, write_manifest
-from embeddings.video import (
-    IMAGE_EXTENSIONS,
-    VIDEO_EXTENSIONS,
-    VideoDecodeError,
-    list_media,
-    sample_frames,
+from embeddings.sampling import FrameSampler
+from embeddings.store import (
+    SHARD_DIR,
+    STORAGE_DTYPES,
+    EmbeddingFolderError,
+    shard_name,
+    write_manifest,
 )
+from embeddings.video import VideoDecodeError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["discover_inputs", "run_embedding_job", "JobSummary", "CatalogError"]
+__all__ = ["discover_inputs", "run_embedding_job", "JobSummary", "CatalogError", "EXECUTORS"]
 
+EXECUTORS = ("thread", "process")
 META_COLUMNS = ["video_id", "path", "caption", "duration_s", "fps", "width", "height", "n_frames",
-                "frame_offset", "frame_timestamps_s", "row", "error"]
-
-
-class CatalogError(ValueError):
-    """A catalog folder or captions file cannot be used as given."""
-
-
-def discover_inputs(video_dir: str | os.PathLike, captions: str | os.PathLike | None = None) -> pd.DataFrame:
-    """List the media of a catalog and join their captions.
-
-    Parameters
-    ----------
-    video_dir : path-like
-        Folder searched recursively for videos and still images (extensions in
-        ``embeddings.video.VIDEO_EXTENSIONS`` and ``IMAGE_EXTENSIONS``).
-    captions : path-like, optional
-        CSV with columns ``video_id,path,caption`` (``caption`` optional); ``path`` is absolute or
-        relative to ``video_dir`` (else to the CSV's folder). Extra columns are kept as metadata.
-        Rows whose file does not exist are kept, so that the job records them as missing.
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per input: ``video_id`` (str, unique), ``path`` (str), ``caption`` (str or None),
-        then the extra caption columns. Files without a caption row get ``video_id`` = their
-        path relative to ``video_dir`` without extension (with it, if two files share a stem).
-        Sorted by ``video_id`` so shards are stable across runs.
-
-    Raises
-    ------
-    CatalogError
-        If ``video_dir`` is not a folder, the captions file lacks ``video_id`` or ``path``,
-        repeats a ``video_id``, or the catalog holds no media at all.
-    """
-    root = Path(video_dir)
-    if not root.is_dir():
-        raise CatalogError(f"video folder {root} does not exist or is not a folder; pass the folder holding the clips")
-    files = list_media(root, VIDEO_EXTENSIONS | IMAGE_EXTENSIONS)
-    rows: dict[str, dict] = {}
-    by_path: dict[str, str] = {}
-    if captions is not None:
-        cpath = Path(captions)
-        if not cpath.is_file():
-            raise CatalogError(f"captions file {cpath} does not exist; pass a CSV with columns video_id,path,caption")
-        df = pd.read_csv(cpath, dtype=str, keep_default_na=False)
-        missing = [c for c in ("video_id", "path") if c not in df.columns]
-        if missing:
-            raise CatalogError(
-                f"captions file {cpath} lacks column(s) {missing}; expected video_id,path,caption "
-                f"(found {list(df.columns)})")
-        dup = df["video_id"][df["video_id"].duplicated()].tolist()
-        if dup:
-            raise CatalogError(f"captions file {cpath} repeats video_id {dup[:5]}; ids must be unique")
-        for rec in df.to_dict("records"):
-            p = Path(rec["path"])
-            if not p.is_absolute():
-                p = root / p if (root / p).exists() or not (cpath.parent / p).exists() else cpath.parent / p
-            rec["path"] = str(p.resolve()) if p.exists() else str(p)
-            rec["caption"] = rec.get("caption") or None
-            rows[rec["video_id"]] = rec
-            by_path[rec["path"]] = rec["video_id"]
-    stems: dict[str, int] = {}
-    for f in files:
-        rel = f.relative_to(root).with_suffix("").as_posix()
-        stems[rel] = stems.get(rel, 0) + 1
-    for f in files:
-        key = str(f.resolve())
-        if key in by_path:
-            continue
-        rel = f.relative_to(root)
-        vid = rel.with_suffix("").as_posix()
-        if stems[vid] > 1 or vid in rows:
-            vid = rel.as_posix()
-        rows[vid] = {"video_id": vid, "path": key, "caption": None}
-    if not rows:
-        raise CatalogError(
-            f"no videos or images found under {root} (looked for {sorted(VIDEO_EXTENSIONS | IMAGE_EXTENSIONS)})")
-    out = pd.DataFrame(list(rows.values()))
-    cols = ["video_id", "path", "caption"] + [c for c in out.columns if c not in ("video_id", "path", "caption")]
-    return out[cols].sort_values("video_id", kind="stable").reset_index(drop=True)
+                "frame_offset", "frame_timestamps_s", "row", "error", "model", "pretrained", "precision",
+                "sampling"]
 
 
 @dataclass
@@ -131,13 +62,17 @@ class JobSummary:
     Attributes
     ----------
     n_inputs, n_embedded, n_failed, n_frames : int
-        Inputs planned, inputs with an embedding, inputs skipped with an error, frames encoded
-        in this run.
+        Inputs planned, inputs embedded in this run, inputs skipped with an error in this run,
+        frames encoded in this run.
     n_shards_skipped : int
         Shards already finished by an earlier run (resume) and not redone.
+    batch_size : int
+        Frames per encoder call (chosen by :func:`embeddings.batch_size.choose_batch_size` when
+        not given).
     seconds : dict
-        Wall seconds per stage in this run: ``read`` (summed over worker threads), ``encode``,
-        ``write`` and ``total``.
+        Seconds per stage in this run: ``read`` (decode + preprocess, summed over workers, so it
+        can exceed ``total``), ``read_wait`` (the encoder waiting for readers: decoding that was
+        *not* hidden), ``encode``, ``write`` and ``total`` (wall).
     errors : pandas.DataFrame
         ``video_id, path, error`` for every skipped input (all runs).
     """
@@ -147,30 +82,49 @@ class JobSummary:
     n_failed: int = 0
     n_frames: int = 0
     n_shards_skipped: int = 0
-    seconds: dict = field(default_factory=lambda: {"read": 0.0, "encode": 0.0, "write": 0.0, "total": 0.0})
+    batch_size: int = 0
+    seconds: dict = field(default_factory=lambda: dict.fromkeys(
+        ("read", "read_wait", "encode", "write", "total"), 0.0))
     errors: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["video_id", "path", "error"]))
+
+    def skipped_reasons(self) -> dict:
+        """Count of skipped inputs per reason (text before the first colon), all runs."""
+        return dict(Counter(str(e).split(":")[0] for e in self.errors["error"]))
 
     def to_dict(self) -> dict:
         """JSON-ready form (errors as a list of records)."""
         return {"n_inputs": self.n_inputs, "n_embedded": self.n_embedded, "n_failed": self.n_failed,
                 "n_frames_encoded": self.n_frames, "n_shards_skipped": self.n_shards_skipped,
-                "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
-                "errors": self.errors.to_dict("records")}
+                "batch_size": self.batch_size, "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
+                "skipped_reasons": self.skipped_reasons(), "errors": self.errors.to_dict("records")}
 
 
-def _fingerprint(inputs: pd.DataFrame) -> str:
-    h = hashlib.sha256()
-    for vid, path in zip(inputs["video_id"], inputs["path"], strict=True):
-        h.update(f"{vid}\0{path}\n".encode())
-    return h.hexdigest()
+def read_input(path: str, sampler: FrameSampler, max_side: int | None, transform):
+    """Reader task: decode + sample + preprocess one input (runs in a worker thread or process).
 
+    Returns ``(sampled, batch, seconds)`` with ``batch`` a float32 tensor (n, 3, S, S), or
+    ``(None, reason, seconds)`` when the input cannot be used (the reason is recorded).
+    """
+    import torch
 
-def _read_one(path: str, n_frames: int, max_side: int | None, preprocess):
-    """Reader task: decode + sample + preprocess one input. Returns (sampled, tensor, seconds) or raises."""
+    from embeddings.encoders import _as_pil_images
+
     t0 = time.perf_counter()
-    sampled = sample_frames(path, n_frames, max_side=max_side)
-    batch = preprocess(sampled.frames)
+    try:
+        sampled = sampler.sample(path, max_side=max_side)
+        batch = torch.stack([transform(im) for im in _as_pil_images(sampled.frames)])
+    except VideoDecodeError as e:
+        return None, e.reason, time.perf_counter() - t0
+    except (OSError, ValueError, RuntimeError) as e:  # recorded, never silent: the row keeps the reason
+        return None, f"unreadable: {type(e).__name__}: {e}", time.perf_counter() - t0
+    sampled.frames = sampled.frames[:0]  # keep the shape, drop the pixels: results stay small
     return sampled, batch, time.perf_counter() - t0
+
+
+def _make_executor(kind: str, workers: int) -> Executor:
+    if kind == "thread":
+        return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="reader")
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
 
 
 def run_embedding_job(
@@ -179,10 +133,14 @@ def run_embedding_job(
     out_dir: str | os.PathLike,
     *,
     n_frames: int = 8,
+    sampler: FrameSampler | None = None,
     shard_size: int = 256,
-    batch_size: int = 64,
+    batch_size: int | None = 64,
     num_workers: int = 2,
+    executor: str = "thread",
+    prefetch: int | None = None,
     max_side: int | None = 256,
+    storage_dtype: str = "float32",
     progress: bool = True,
 ) -> JobSummary:
     """Embed every input of a catalog into an embedding folder; resume an interrupted run.
@@ -192,20 +150,33 @@ def run_embedding_job(
     inputs : pandas.DataFrame
         From :func:`discover_inputs`: ``video_id`` (unique str), ``path``, ``caption``, extra columns.
     encoder : embeddings.encoders.ClipEncoder
-        The mapper: needs ``preprocess``, ``encode_preprocessed`` and ``describe``.
+        The mapper: needs ``transform``, ``encode_preprocessed`` and ``describe``.
     out_dir : path-like
         Embedding folder (layout in :mod:`embeddings.store`).
     n_frames : int
-        Frames sampled uniformly per clip, by seeking (still images give one frame).
+        Frames per clip for the default uniform sampling; ignored when ``sampler`` is given
+        (pass ``FrameSampler("uniform", n_frames=...)`` instead; both at once is an error).
+    sampler : FrameSampler or None
+        Frame sampling strategy (uniform, fps, keyframes, shots); None means uniform ``n_frames``.
     shard_size : int
-        Inputs per shard; memory is bounded by one shard of frames (two with read-ahead).
-    batch_size : int
-        Frames per encoder call.
+        Inputs per shard.
+    batch_size : int or None
+        Frames per encoder call; None chooses one that fits memory
+        (:func:`embeddings.batch_size.choose_batch_size`).
     num_workers : int
-        Reader threads that decode and preprocess while the encoder runs.
+        Reader workers that decode and preprocess while the encoder runs.
+    executor : str
+        ``"thread"`` (default) or ``"process"`` (spawned processes) for the readers.
+    prefetch : int or None
+        Inputs in flight (read ahead of the encoder); None means ``max(4 * num_workers, 16)``.
+        Memory is bounded by ``prefetch`` inputs of preprocessed frames plus one shard of
+        embeddings, whatever the catalog size.
     max_side : int or None
         Frames are downscaled while decoding so their longer side is at most this many pixels
         (the encoder resizes to its own input size anyway); None keeps the source size.
+    storage_dtype : str
+        ``"float32"`` or ``"float16"`` for the stored ``.npy`` shards (vectors are computed and
+        normalised in float32; :class:`embeddings.store.EmbeddingFolder` reads back float32).
     progress : bool
         Show a tqdm progress bar (videos per second and ETA).
 
@@ -216,8 +187,9 @@ def run_embedding_job(
     Raises
     ------
     ValueError
-        If ``n_frames``, ``shard_size``, ``batch_size`` or ``num_workers`` is below 1, or
-        ``inputs`` lacks ``video_id``/``path`` or repeats a ``video_id``.
+        If ``n_frames``, ``shard_size``, ``batch_size``, ``num_workers`` or ``prefetch`` is below 1,
+        ``executor`` or ``storage_dtype`` is unknown, ``n_frames`` and ``sampler`` are both given,
+        or ``inputs`` lacks ``video_id``/``path`` or repeats a ``video_id``.
     EmbeddingFolderError
         If ``out_dir`` holds a job with other inputs or settings (use a new folder).
 
@@ -227,22 +199,37 @@ def run_embedding_job(
     recorded with its reason in the shard metadata and ``errors.parquet`` and skipped; the job
     goes on.
     """
-    for name, value in (("n_frames", n_frames), ("shard_size", shard_size), ("batch_size", batch_size),
-                        ("num_workers", num_workers)):
-        if int(value) < 1:
+    for name, value in (("n_frames", n_frames), ("shard_size", shard_size), ("num_workers", num_workers),
+                        ("batch_size", 1 if batch_size is None else batch_size),
+                        ("prefetch", 1 if prefetch is None else prefetch)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name}={value!r}: expected an integer >= 1")
+    if executor not in EXECUTORS:
+        raise ValueError(f"executor={executor!r}: expected one of {EXECUTORS}")
+    if storage_dtype not in STORAGE_DTYPES:
+        raise ValueError(f"storage_dtype={storage_dtype!r}: expected one of {STORAGE_DTYPES}")
+    if sampler is None:
+        sampler = FrameSampler("uniform", n_frames=int(n_frames))
+    elif n_frames != 8:
+        raise ValueError(f"n_frames={n_frames!r} and sampler={sampler!r} were both given; pass "
+                         "FrameSampler('uniform', n_frames=...) alone")
     if not {"video_id", "path"} <= set(inputs.columns):
         raise ValueError(f"inputs needs columns video_id and path, got {list(inputs.columns)}; use discover_inputs()")
     if inputs["video_id"].duplicated().any():
         dup = inputs["video_id"][inputs["video_id"].duplicated()].tolist()[:5]
         raise ValueError(f"inputs repeats video_id {dup}; ids must be unique")
+    if batch_size is None:
+        from embeddings.batch_size import choose_batch_size
+
+        batch_size = choose_batch_size(encoder)
+    prefetch = int(prefetch) if prefetch is not None else max(4 * int(num_workers), 16)
 
     out = Path(out_dir)
     (out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
     enc = encoder.describe()
-    settings = {"n_frames": int(n_frames), "shard_size": int(shard_size), "max_side": max_side,
-                "sampling": "uniform", "pooling": "mean"}
-    job = {"encoder": enc, "settings": settings, "n_inputs": len(inputs), "inputs_sha256": _fingerprint(inputs)}
+    settings = {"sampling": sampler.describe(), "shard_size": int(shard_size), "max_side": max_side,
+                "pooling": "mean", "storage_dtype": storage_dtype}
+    job = {"encoder": enc, "settings": settings, "n_inputs": len(inputs), "inputs_sha256": inputs_fingerprint(inputs)}
     jpath = out / "job.json"
     if jpath.exists():
         old = json.loads(jpath.read_text(encoding="utf-8"))
@@ -256,7 +243,7 @@ def run_embedding_job(
     for stale in (out / SHARD_DIR).glob(".*.tmp"):  # temporary files of a killed run
         stale.unlink(missing_ok=True)
 
-    summary = JobSummary(n_inputs=len(inputs))
+    summary = JobSummary(n_inputs=len(inputs), batch_size=int(batch_size))
     t_start = time.perf_counter()
     n_shards = max(1, -(-len(inputs) // shard_size))
     plan = [inputs.iloc[i * shard_size:(i + 1) * shard_size] for i in range(n_shards)]
@@ -264,18 +251,37 @@ def run_embedding_job(
     summary.n_shards_skipped = n_shards - len(todo)
     if summary.n_shards_skipped:
         log.info("resuming %s: %d of %d shards already finished", out, summary.n_shards_skipped, n_shards)
+    log.info("embedding %d inputs in %d shard(s) (%d to do): %s %s, batch %d, %d %s reader(s), prefetch %d",
+             len(inputs), n_shards, len(todo), enc["model"], enc["precision"], batch_size, num_workers,
+             executor, prefetch)
 
     bar = tqdm(total=len(inputs), unit="video", desc="embed", disable=not progress,
                initial=sum(len(plan[i]) for i in range(n_shards) if i not in todo))
-    with ThreadPoolExecutor(max_workers=int(num_workers), thread_name_prefix="reader") as pool:
-        def submit(i: int) -> list[Future]:
-            return [pool.submit(_read_one, p, n_frames, max_side, encoder.preprocess) for p in plan[i]["path"]]
+    columns = {"model": enc["model"], "pretrained": enc["pretrained"], "precision": enc["precision"],
+               "sampling": sampler.strategy}
+    with _make_executor(executor, int(num_workers)) as pool:
+        paths = iter([(i, p) for i in todo for p in plan[i]["path"]])
+        window: deque = deque()
 
-        pending = {todo[0]: submit(todo[0])} if todo else {}
-        for pos, i in enumerate(todo):
-            if pos + 1 < len(todo):  # read ahead one shard while this one encodes
-                pending[todo[pos + 1]] = submit(todo[pos + 1])
-            _finish_shard(i, plan[i], pending.pop(i), encoder, out, batch_size, summary, bar)
+        def results():
+            """Reader results in input order, at most ``prefetch`` in flight."""
+            while True:
+                while len(window) < prefetch:
+                    nxt = next(paths, None)
+                    if nxt is None:
+                        break
+                    window.append(pool.submit(read_input, nxt[1], sampler, max_side, encoder.transform))
+                if not window:
+                    return
+                fut = window.popleft()
+                t0 = time.perf_counter()
+                res = fut.result()
+                yield res, time.perf_counter() - t0
+
+        stream = results()
+        batcher = _Batcher(encoder, int(batch_size), summary)
+        for i in todo:
+            _run_shard(i, plan[i], stream, batcher, out, storage_dtype, columns, summary, bar)
     bar.close()
 
     shards, metas = [], []
@@ -293,70 +299,105 @@ def run_embedding_job(
         "encoder": enc, "settings": settings, "n_inputs": len(inputs),
         "n_videos": int((allmeta["row"] >= 0).sum()), "n_errors": len(errors),
         "random_weights": bool(enc.get("random_weights", False)), "shards": shards,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "storage_dtype": storage_dtype, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     })
-    log.info("embedded %d inputs (%d skipped with errors) into %s: read %.2fs (worker-summed), encode %.2fs, "
-             "write %.2fs, total %.2fs", summary.n_embedded, summary.n_failed, out, summary.seconds["read"],
-             summary.seconds["encode"], summary.seconds["write"], summary.seconds["total"])
+    s = summary.seconds
+    log.info("summary: %d embedded, %d skipped in this run (%d shard(s) finished earlier); %d frames; "
+             "skipped by reason (all runs) %s; seconds: read %.2f (summed over workers), waiting for "
+             "readers %.2f, encode %.2f, write %.2f, total %.2f (%.1f frames/s)",
+             summary.n_embedded, summary.n_failed, summary.n_shards_skipped, summary.n_frames,
+             summary.skipped_reasons(), s["read"], s["read_wait"], s["encode"], s["write"], s["total"],
+             summary.n_frames / s["total"] if s["total"] else 0.0)
     return summary
 
 
-def _finish_shard(i, shard: pd.DataFrame, futures: list[Future], encoder, out: Path, batch_size: int,
-                  summary: JobSummary, bar) -> None:
-    """Collect one shard's reader results, encode them, and write the shard (Parquet last)."""
-    import torch
+class _Batcher:
+    """Gathers preprocessed frames across inputs and encodes them ``batch_size`` at a time."""
 
-    records, batches, read_s = [], [], 0.0
-    frame_offset, row = 0, 0
-    for rec, fut in zip(shard.to_dict("records"), futures, strict=True):
+    def __init__(self, encoder, batch_size: int, summary: JobSummary):
+        self.encoder, self.batch_size, self.summary = encoder, batch_size, summary
+        self.parts: list = []
+        self.n = 0
+        self.out: list[np.ndarray] = []
+        self.wait = 0.0
+        self.k = 0
+
+    def add(self, batch, wait_s: float) -> None:
+        self.parts.append(batch)
+        self.n += int(batch.shape[0])
+        self.wait += wait_s
+        while self.n >= self.batch_size:
+            self._encode(self.batch_size)
+
+    def flush(self) -> np.ndarray:
+        """Encode what is left; return and forget every embedding gathered so far (input order)."""
+        if self.n:
+            self._encode(self.n)
+        d = int(self.encoder.describe()["embed_dim"])
+        emb = np.concatenate(self.out) if self.out else np.zeros((0, d), np.float32)
+        self.out = []
+        return emb
+
+    def _encode(self, n: int) -> None:
+        import torch
+
+        x = torch.cat(self.parts) if len(self.parts) > 1 else self.parts[0]
+        take, rest = x[:n], x[n:]
+        self.parts, self.n = ([rest] if len(rest) else []), int(len(rest))
+        t0 = time.perf_counter()
+        self.out.append(self.encoder.encode_preprocessed(take))
+        dt = time.perf_counter() - t0
+        self.k += 1
+        self.summary.seconds["encode"] += dt
+        self.summary.seconds["read_wait"] += self.wait
+        self.summary.n_frames += n
+        log.info("batch %d: %d frames; waited for readers %.3fs, encode %.3fs (%.1f frames/s)",
+                 self.k, n, self.wait, dt, n / dt if dt else 0.0)
+        self.wait = 0.0
+
+
+def _run_shard(i: int, shard: pd.DataFrame, stream, batcher: _Batcher, out: Path, storage_dtype: str,
+               columns: dict, summary: JobSummary, bar) -> None:
+    """Encode one shard's inputs (reader results from ``stream``) and write it (Parquet last)."""
+    records, offset, row, read_s = [], 0, 0, 0.0
+    for rec in shard.to_dict("records"):
+        (sampled, batch, secs), wait = next(stream)
+        read_s += secs
         base = {"video_id": rec["video_id"], "path": rec["path"], "caption": rec.get("caption")}
         extra = {k: v for k, v in rec.items() if k not in base}
-        try:
-            sampled, batch, secs = fut.result()
-        except VideoDecodeError as e:
-            log.warning("skipping %s: %s", rec["path"], e.reason)
+        if sampled is None:
+            log.warning("skipping %s: %s", rec["path"], batch)
             records.append({**base, "duration_s": None, "fps": None, "width": None, "height": None, "n_frames": 0,
-                            "frame_offset": -1, "frame_timestamps_s": [], "row": -1, "error": e.reason, **extra})
+                            "frame_offset": -1, "frame_timestamps_s": [], "row": -1, "error": batch,
+                            **columns, **extra})
             summary.n_failed += 1
-            bar.update(1)
-            continue
-        read_s += secs
-        info = sampled.info
-        n = int(batch.shape[0])
-        records.append({**base, "duration_s": float(info.duration_s), "fps": float(info.fps),
-                        "width": int(sampled.frames.shape[2]), "height": int(sampled.frames.shape[1]),
-                        "n_frames": n, "frame_offset": frame_offset,
-                        "frame_timestamps_s": [float(t) for t in sampled.timestamps_s], "row": row, "error": None,
-                        **extra})
-        batches.append(batch)
-        frame_offset += n
-        row += 1
+            batcher.wait += wait
+        else:
+            info, n = sampled.info, int(batch.shape[0])
+            records.append({**base, "duration_s": float(info.duration_s), "fps": float(info.fps),
+                            "width": int(info.width), "height": int(info.height), "n_frames": n,
+                            "frame_offset": offset, "frame_timestamps_s": [float(t) for t in sampled.timestamps_s],
+                            "row": row, "error": None, **columns, **extra})
+            batcher.add(batch, wait)
+            offset += n
+            row += 1
         bar.update(1)
-
-    t0 = time.perf_counter()
-    d = int(encoder.describe()["embed_dim"])
-    if batches:
-        allframes = torch.cat(batches)
-        frame_emb = np.concatenate([encoder.encode_preprocessed(allframes[s:s + batch_size])
-                                    for s in range(0, len(allframes), batch_size)]).astype(np.float32)
-    else:
-        frame_emb = np.zeros((0, d), np.float32)
+    frame_emb = batcher.flush()
+    d = frame_emb.shape[1]
     videos = np.zeros((row, d), np.float32)
     for r in records:
         if r["row"] >= 0:
             videos[r["row"]] = pool_frames(frame_emb[r["frame_offset"]:r["frame_offset"] + r["n_frames"]])
     t1 = time.perf_counter()
     stem = out / SHARD_DIR / shard_name(i)
-    save_npy(f"{stem}.npy", videos)
-    save_npy(f"{stem}.frames.npy", frame_emb)
+    save_npy(f"{stem}.npy", videos.astype(storage_dtype))
+    save_npy(f"{stem}.frames.npy", frame_emb.astype(storage_dtype))
     meta = pd.DataFrame.from_records(records)
     meta = meta[META_COLUMNS + [c for c in meta.columns if c not in META_COLUMNS]]
     write_parquet(f"{stem}.parquet", meta)  # last: its presence marks the shard finished
     t2 = time.perf_counter()
     summary.seconds["read"] += read_s
-    summary.seconds["encode"] += t1 - t0
     summary.seconds["write"] += t2 - t1
     summary.n_embedded += row
-    summary.n_frames += int(frame_emb.shape[0])
-    log.info("shard %s: %d videos, %d frames; read %.2fs (worker-summed), encode %.2fs, write %.2fs",
-             shard_name(i), row, frame_emb.shape[0], read_s, t1 - t0, t2 - t1)
+    log.info("shard %s: %d videos, %d frames, %d skipped; read %.2fs (worker-summed), write %.2fs",
+             shard_name(i), row, frame_emb.shape[0], len(records) - row, read_s, t2 - t1)

@@ -18,16 +18,12 @@ from __future__ import annotations
 import bisect
 import logging
 import math
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
-
-from embeddings._io import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +47,6 @@ VIDEO_EXTENSIONS: frozenset[str] = frozenset({
 })
 IMAGE_EXTENSIONS: frozenset[str] = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp"})
 
-# muxer name for write_video, by suffix (the temp file of atomic_path ends in .tmp)
-_MUXERS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska",
-           ".webm": "webm", ".avi": "avi"}
 # leading bytes of containers we recognise: a file that starts like one of these but cannot
 # be opened is "truncated or corrupt", anything else is "not a video"
 _MAGIC = (b"\x1a\x45\xdf\xa3", b"RIFF", b"\x00\x00\x01\xba", b"\x00\x00\x01\xb3", b"GIF8",
@@ -546,172 +539,7 @@ def sample_frames(path, n_frames: int = 8, *, max_side: int | None = None) -> Sa
         reader.close()
 
 
-def read_segment(path, start_s: float, duration_s: float, *, fps: float | None = None,
-                 size: tuple[int, int] | None = None) -> tuple[np.ndarray, float]:
-    """Decode the frames of ``[start_s, start_s + duration_s)``.
-
-    Parameters
-    ----------
-    path : path-like
-        Video file; a still image yields copies of itself.
-    start_s, duration_s : float
-        Seconds from the first frame; ``duration_s > 0``. The segment is cut at the end of
-        the stream.
-    fps : float or None
-        Output rate. None keeps the native frames (and returns the stream's average rate).
-        Otherwise output frame ``j`` shows the latest frame at or before
-        ``start_s + j / fps`` (frames are dropped or repeated, as FFmpeg's ``fps`` filter).
-        For a still image None means a single frame at rate ``1 / duration_s``.
-    size : (height, width) or None
-        Output size in pixels after rotation; None keeps the displayed size.
-
-    Returns
-    -------
-    frames : uint8 ndarray (F, H, W, 3) RGB, F >= 1
-    fps : float
-        Frames per second of ``frames``.
-
-    Raises
-    ------
-    ValueError
-        Negative ``start_s``, non-positive ``duration_s``/``fps``, bad ``size``, or
-        ``start_s`` at or after the end of the video.
-    VideoDecodeError
-        The file cannot be decoded.
-    """
-    if not start_s >= 0:
-        raise ValueError(f"start_s={start_s!r} must be >= 0 seconds")
-    if not duration_s > 0:
-        raise ValueError(f"duration_s={duration_s!r} must be > 0 seconds")
-    if fps is not None and not fps > 0:
-        raise ValueError(f"fps={fps!r} must be > 0 frames per second, or None for native")
-    if size is not None and (len(size) != 2 or any(int(s) != s or s < 1 for s in size)):
-        raise ValueError(f"size={size!r} must be (height, width) positive ints, or None")
-    path = Path(path)
-    end_s = start_s + duration_s
-    if path.suffix.lower() in IMAGE_EXTENSIONS:
-        image, _ = _read_image(path, None)
-        if size is not None:
-            from PIL import Image
-            image = np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR))
-        n = 1 if fps is None else max(1, math.ceil(duration_s * fps - 1e-9))
-        return np.repeat(image[None], n, axis=0), (1.0 / duration_s if fps is None else float(fps))
-    reader, info, first = _probe_open(path)
-    try:
-        if start_s >= info.duration_s:
-            raise ValueError(f"start_s={start_s!r} is at or after the end of {path} "
-                             f"({info.duration_s:.3f} s); pass a start before the end")
-        if size is None:
-            w, h = first.width, first.height
-        else:
-            h, w = size if info.rotation in (0, 180) else size[::-1]
-        it = reader.seek(start_s)
-        kept, prev, prev_t = [], None, None  # prev: latest frame before start_s
-        for frame in it:
-            t = reader.time(frame, prev_t)
-            if t >= end_s:
-                break
-            if t < start_s - 1e-6:
-                prev, prev_t = frame, t
-                continue
-            kept.append((frame, t))
-            prev_t = t
-        if fps is None:
-            if not kept and prev is not None:
-                kept = [(prev, prev_t)]
-            out = [f for f, _ in kept]
-            rate = info.fps
-        else:
-            pool = ([(prev, prev_t)] if prev is not None else []) + kept
-            last_t = pool[-1][1] if pool else start_s
-            frame_len = 1.0 / info.fps if info.fps else 0.0
-            stop = min(end_s, last_t + frame_len) if pool else start_s
-            n = max(1, math.ceil((stop - start_s) * fps - 1e-9))
-            times = [f_t for _, f_t in pool]
-            out = []
-            for j in range(n):
-                tj = start_s + j / fps
-                idx = max(0, int(np.searchsorted(times, tj + 1e-6, side="right")) - 1)
-                out.append(pool[idx][0])
-            rate = float(fps)
-        if not out:
-            raise VideoDecodeError(path, "truncated or corrupt: no frame in the segment")
-        return np.stack([_to_rgb(f, w, h, info.rotation) for f in out]), rate
-    finally:
-        reader.close()
-
-
-# ---------------------------------------------------------------- encoding
-
-
-def write_video(path, frames, fps: float, *, codec: str = "libx264", crf: int = 23,
-                keyframe_interval: int | None = None) -> Path:
-    """Encode RGB frames to a video file, atomically (temporary name, then rename).
-
-    Parameters
-    ----------
-    path : path-like
-        Output file; its suffix picks the container (.mp4/.m4v/.mov/.mkv/.webm/.avi).
-    frames : uint8 array-like (F, H, W, 3), RGB, F >= 1
-        Odd heights/widths are padded to even by repeating the last row/column (yuv420p
-        needs even sizes); the output is then one pixel larger in that dimension.
-    fps : float
-        Frames per second (> 0); stored as a fraction (29.97 -> 2997/100).
-    codec : str
-        FFmpeg encoder name: ``"libx264"`` (H.264, default), ``"libvpx"``/``"libvpx-vp9"``
-        (for .webm), ``"mpeg4"`` and others the bundled FFmpeg provides.
-    crf : int
-        Constant rate factor for libx264/libx265/libvpx*, lower is better quality
-        (x264 range 0-51, 23 its default). Other encoders ignore it and get a high bit rate.
-    keyframe_interval : int or None
-        Maximum frames between keyframes (GOP size); None keeps the encoder default.
-
-    Returns
-    -------
-    pathlib.Path
-
-    Raises
-    ------
-    ValueError
-        Bad ``frames`` (dtype, shape, empty), ``fps``, ``crf``, suffix or ``codec``.
-    """
-    path = Path(path)
-    arr = np.asarray(frames)
-    if arr.dtype != np.uint8 or arr.ndim != 4 or arr.shape[-1] != 3 or arr.shape[0] < 1:
-        raise ValueError(f"frames has dtype {arr.dtype} and shape {arr.shape}; expected uint8 "
-                         f"(F>=1, H, W, 3) RGB (convert floats with (x*255).round().astype(np.uint8))")
-    if not fps > 0:
-        raise ValueError(f"fps={fps!r} must be > 0 frames per second")
-    if not (isinstance(crf, (int, np.integer)) and 0 <= crf <= 63):
-        raise ValueError(f"crf={crf!r} must be an int in 0..63 (x264: 0..51, default 23)")
-    muxer = _MUXERS.get(path.suffix.lower())
-    if muxer is None:
-        raise ValueError(f"path={str(path)!r} has suffix {path.suffix!r}; expected one of "
-                         f"{sorted(_MUXERS)}")
-    if codec not in av.codecs_available:
-        raise ValueError(f"codec={codec!r} is not available in PyAV's FFmpeg; try 'libx264'")
-    pad_h, pad_w = arr.shape[1] % 2, arr.shape[2] % 2
-    if pad_h or pad_w:
-        arr = np.pad(arr, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-    rate = Fraction(float(fps)).limit_denominator(1001)
-    with atomic_path(path) as tmp:
-        with av.open(str(tmp), mode="w", format=muxer) as out:
-            stream = out.add_stream(codec, rate=rate)
-            stream.width, stream.height = arr.shape[2], arr.shape[1]
-            stream.pix_fmt = "yuv420p"
-            if keyframe_interval is not None:
-                stream.codec_context.gop_size = int(keyframe_interval)
-            if codec in ("libx264", "libx265"):
-                stream.options = {"crf": str(int(crf))}
-            elif codec.startswith("libvpx"):
-                stream.options = {"crf": str(int(crf)), "b:v": "0" if codec != "libvpx" else "4M"}
-            else:
-                stream.bit_rate = int(max(1e6, arr.shape[1] * arr.shape[2] * float(fps) * 2))
-            for image in arr:
-                frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-                for packet in stream.encode(frame):
-                    out.mux(packet)
-            for packet in stream.encode():
-                out.mux(packet)
-        os.chmod(tmp, 0o644)
-    return path
+# read_segment and write_video live in their own modules; re-exported so `from embeddings.video import
+# read_segment, write_video` keeps working
+from embeddings.video_segment import read_segment  # noqa: E402
+from embeddings.video_write import write_video  # noqa: E402

@@ -139,14 +139,24 @@ def cmd_embed(args) -> int:
     _existing(args.video_dir, "video folder", folder=True)
     if args.captions:
         _existing(args.captions, "captions file", folder=False)
+    from embeddings.sampling import FrameSampler
+
+    try:
+        sampler = FrameSampler(args.sampling, n_frames=args.frames, fps=args.fps, max_frames=args.max_frames,
+                               shot_threshold=args.shot_threshold)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
     _, summary = stages.embed_catalog(
         args.video_dir, args.out, captions=args.captions, model=args.model, pretrained=args.pretrained,
-        device=args.device, precision=args.precision, frames=args.frames, batch_size=args.batch_size,
-        shard_size=args.shard_size, num_workers=args.workers, max_side=args.max_side, progress=not args.quiet)
+        device=args.device, precision=args.precision, sampler=sampler, batch_size=args.batch_size,
+        shard_size=args.shard_size, num_workers=args.workers, max_side=args.max_side, progress=not args.quiet,
+        executor=args.executor, storage_dtype=args.storage_dtype)
     s = summary
     human = (f"Embedded {s.n_embedded} of {s.n_inputs} inputs into {args.out} "
-             f"({s.n_shards_skipped} shard(s) already done); {s.n_failed} skipped.\n"
-             f"Seconds: read {s.seconds['read']:.2f} (summed over workers), encode {s.seconds['encode']:.2f}, "
+             f"({s.n_shards_skipped} shard(s) already done); {s.n_failed} skipped"
+             + (f" {s.skipped_reasons()}" if len(s.errors) else "") + f"; batch size {s.batch_size}.\n"
+             f"Seconds: read {s.seconds['read']:.2f} (summed over workers), waiting for readers "
+             f"{s.seconds['read_wait']:.2f}, encode {s.seconds['encode']:.2f}, "
              f"write {s.seconds['write']:.2f}, total {s.seconds['total']:.2f}")
     if len(s.errors):
         human += "\nSkipped:\n" + "\n".join(f"  {r.path}: {r.error}" for r in s.errors.itertuples())
@@ -399,9 +409,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, metavar="EMB_DIR")
     s.add_argument("--captions", metavar="CSV", help="video_id,path,caption[,extra columns]")
     _encoder_args(s)
-    s.add_argument("--frames", type=_positive_int, default=8, help="frames per clip, sampled uniformly (default 8)")
-    s.add_argument("--batch-size", type=_positive_int, default=64, help="frames per encoder call (default 64)")
-    s.add_argument("--workers", type=_positive_int, default=2, help="decoding threads (default 2)")
+    s.add_argument("--sampling", default="uniform", choices=["uniform", "fps", "keyframes", "shots"],
+                   help="frame sampling: uniform N frames, fixed --fps, coded keyframes, or one frame per "
+                        "detected shot (default uniform)")
+    s.add_argument("--frames", type=_positive_int, default=8, help="frames per clip for --sampling uniform (default 8)")
+    s.add_argument("--fps", type=float, default=1.0, help="frames per second for --sampling fps (default 1)")
+    s.add_argument("--max-frames", type=_positive_int, default=None,
+                   help="cap on frames per clip for fps/keyframes/shots (evenly thinned; default no cap)")
+    s.add_argument("--shot-threshold", type=float, default=0.4,
+                   help="colour-histogram distance in (0,1) that starts a new shot (default 0.4)")
+    s.add_argument("--batch-size", type=_positive_int, default=None,
+                   help="frames per encoder call (default: chosen to fit free memory)")
+    s.add_argument("--workers", type=_positive_int, default=2, help="decoding workers (default 2)")
+    s.add_argument("--executor", default="thread", choices=["thread", "process"],
+                   help="reader workers as threads or processes (default thread)")
+    s.add_argument("--storage-dtype", default="float32", choices=["float32", "float16"],
+                   help="dtype of the stored .npy shards (default float32)")
     s.add_argument("--shard-size", type=_positive_int, default=256, help="videos per shard (default 256)")
     s.add_argument("--max-side", type=_positive_int, default=256, help="decode-time downscale, pixels (default 256)")
     s.add_argument("--strict", action="store_true", help="exit 1 if any input is skipped")

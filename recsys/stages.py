@@ -38,12 +38,15 @@ def resolve_pretrained(model: str, pretrained: str | None) -> str | None:
 
 
 def embed_catalog(videos: str | os.PathLike, out: str | os.PathLike, *, captions=None, model="ViT-B-32",
-                  pretrained=None, device="auto", precision="fp32", seed=0, frames=8, batch_size=64,
-                  max_side=256, shard_size=256, num_workers=2, progress=True):
+                  pretrained=None, device="auto", precision="fp32", seed=0, frames=8, batch_size=None,
+                  max_side=256, shard_size=256, num_workers=2, progress=True, sampler=None, executor="thread",
+                  storage_dtype="float32"):
     """Stage 1+2: sample frames of every clip in ``videos`` and encode them into ``out``.
 
-    Returns ``(encoder, JobSummary)``. Raises what :func:`embeddings.job.discover_inputs`,
-    :func:`embeddings.encoders.load_encoder` and :func:`embeddings.job.run_embedding_job` raise.
+    ``sampler`` (an :class:`embeddings.sampling.FrameSampler`) replaces uniform ``frames``;
+    ``batch_size=None`` picks one that fits memory. Returns ``(encoder, JobSummary)``. Raises what
+    :func:`embeddings.job.discover_inputs`, :func:`embeddings.encoders.load_encoder` and
+    :func:`embeddings.job.run_embedding_job` raise.
     """
     from embeddings.encoders import load_encoder
     from embeddings.job import discover_inputs, run_embedding_job
@@ -51,9 +54,13 @@ def embed_catalog(videos: str | os.PathLike, out: str | os.PathLike, *, captions
     inputs = discover_inputs(videos, captions)
     encoder = load_encoder(model, resolve_pretrained(model, pretrained), device=device, precision=precision,
                            seed=seed)
-    summary = run_embedding_job(inputs, encoder, out, n_frames=frames, shard_size=shard_size,
+    if sampler is None:
+        from embeddings.sampling import FrameSampler
+
+        sampler = FrameSampler("uniform", n_frames=frames)
+    summary = run_embedding_job(inputs, encoder, out, sampler=sampler, shard_size=shard_size,
                                 batch_size=batch_size, num_workers=num_workers, max_side=max_side,
-                                progress=progress)
+                                executor=executor, storage_dtype=storage_dtype, progress=progress)
     return encoder, summary
 
 

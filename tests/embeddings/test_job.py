@@ -128,11 +128,12 @@ KILL_SCRIPT = textwrap.dedent("""
     import sys, time
     import embeddings.job as job
     from embeddings.encoders import TINY_MODEL, load_encoder
-    real = job.sample_frames
+    import embeddings.sampling as sampling
+    real = sampling.sample_frames
     def slow(*a, **k):
         time.sleep(0.4)
         return real(*a, **k)
-    job.sample_frames = slow
+    sampling.sample_frames = slow
     inputs = job.discover_inputs(sys.argv[1])
     job.run_embedding_job(inputs, load_encoder(TINY_MODEL, "none", device="cpu"), sys.argv[2],
                           n_frames=2, shard_size=2, num_workers=1, progress=False)
@@ -160,3 +161,61 @@ def test_sigkill_mid_run_then_resume_gives_exactly_one_row_per_input(catalog, en
     all_rows = pd.concat([m for m, _, _ in folder_.iter_shards()])
     assert sorted(all_rows["video_id"]) == sorted(inputs["video_id"])  # exactly one row per input
     assert not any(Path(out, "shards").glob(".*.tmp"))  # no temporary files left behind
+
+
+def test_metadata_fields_float16_storage_and_auto_batch(catalog, encoder, tmp_path, caplog):
+    import logging
+
+    folder, df = catalog
+    inputs = discover_inputs(folder, folder / "captions.csv")
+    with caplog.at_level(logging.INFO, logger="embeddings.job"):
+        s16 = run_embedding_job(inputs, encoder, tmp_path / "e16", n_frames=2, shard_size=4, batch_size=None,
+                                storage_dtype="float16", progress=False)
+    assert s16.batch_size >= 1 and s16.skipped_reasons() == {"zero-byte file": 1, "not a video": 1}
+    assert any("waited for readers" in r.getMessage() for r in caplog.records)  # per-batch timings
+    assert any(r.getMessage().startswith("summary:") for r in caplog.records)
+    run_embedding_job(inputs, encoder, tmp_path / "e32", n_frames=2, shard_size=4, batch_size=3, progress=False)
+    f16, f32 = EmbeddingFolder.open(tmp_path / "e16"), EmbeddingFolder.open(tmp_path / "e32")
+    assert f16.storage_dtype == "float16"
+    assert np.load(tmp_path / "e16" / "shards" / "shard-00000.npy").dtype == np.float16
+    m16, v16 = f16.load_videos()
+    m32, v32 = f32.load_videos()
+    assert v16.dtype == np.float32
+    np.testing.assert_allclose(v16, v32, atol=2e-3)  # batching does not change results; fp16 rounding only
+    meta = next(f32.iter_shards())[0]
+    for col in ("video_id", "path", "duration_s", "fps", "width", "height", "n_frames", "frame_timestamps_s",
+                "caption", "model", "pretrained", "precision", "error"):
+        assert col in meta.columns
+    ok = meta[meta["row"] >= 0].iloc[0]
+    assert (ok["width"], ok["height"]) == (32, 32) and ok["model"] == encoder.model_name
+    assert ok["precision"] == "fp32" and ok["pretrained"] == "none" and len(ok["frame_timestamps_s"]) == 2
+    with pytest.raises(ValueError, match="storage_dtype"):
+        run_embedding_job(inputs, encoder, tmp_path / "x", storage_dtype="int8", progress=False)
+
+
+def test_other_sampling_strategies_run_through_the_job(catalog, encoder, tmp_path):
+    from embeddings.sampling import FrameSampler
+
+    folder, df = catalog
+    inputs = discover_inputs(folder)
+    summary = run_embedding_job(inputs, encoder, tmp_path / "kf", sampler=FrameSampler("fps", fps=3.0),
+                                shard_size=8, batch_size=5, progress=False)
+    assert summary.n_embedded == len(df)
+    frames, _ = EmbeddingFolder.open(tmp_path / "kf").load_frames()
+    per_video = frames.groupby("video_id")["timestamp_s"].apply(list)
+    # 12 frames at 6 fps = 2 s; one frame every 1/3 s -> 6 frames at 0, 1/3, ..., 5/3
+    for ts in per_video:
+        np.testing.assert_allclose(ts, np.arange(6) / 3, atol=1e-6)
+    with pytest.raises(ValueError, match="both given"):
+        run_embedding_job(inputs, encoder, tmp_path / "y", n_frames=3, sampler=FrameSampler(), progress=False)
+
+
+@pytest.mark.slow
+def test_process_readers_give_the_same_embeddings_as_threads(catalog, encoder, tmp_path):
+    folder, _ = catalog
+    inputs = discover_inputs(folder)
+    run_embedding_job(inputs, encoder, tmp_path / "t", n_frames=2, progress=False)
+    run_embedding_job(inputs, encoder, tmp_path / "p", n_frames=2, executor="process", progress=False)
+    _, a = EmbeddingFolder.open(tmp_path / "t").load_videos()
+    _, b = EmbeddingFolder.open(tmp_path / "p").load_videos()
+    np.testing.assert_allclose(a, b, atol=1e-6)
