@@ -219,3 +219,19 @@ def test_process_readers_give_the_same_embeddings_as_threads(catalog, encoder, t
     _, a = EmbeddingFolder.open(tmp_path / "t").load_videos()
     _, b = EmbeddingFolder.open(tmp_path / "p").load_videos()
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_still_images_and_covers_go_through_the_same_job(tmp_path, encoder):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(np.full((24, 40, 3), 120, np.uint8)).save(folder / "cover.png")
+    Image.fromarray(np.full((24, 40, 3), 30, np.uint8)).save(folder / "still.jpg")
+    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    summary = run_embedding_job(discover_inputs(folder), encoder, tmp_path / "emb", n_frames=4, progress=False)
+    assert summary.n_embedded == 2 and summary.n_failed == 1
+    meta, vecs = EmbeddingFolder.open(tmp_path / "emb").load_videos()
+    assert meta["n_frames"].tolist() == [1, 1] and (meta["width"] == 40).all()
+    assert [list(t) for t in meta["frame_timestamps_s"]] == [[0.0], [0.0]]
+    np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
