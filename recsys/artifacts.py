@@ -7,7 +7,10 @@ Layout::
       user_items.npz     training matrix, CSR (n_users, n_items), ``scipy.sparse.save_npz``
       users.parquet      user_index -> user_id
       items.parquet      item_index -> item_id
-      model.json         model name, parameters, training file, counts, fit seconds
+      model.json         model name, parameters, training file, counts, fit seconds (and the
+                         validation tuning table / two-stage settings when chosen)
+      item_embeddings.npy  optional (n_items, d) float32 content vectors (content, hybrid,
+                         two-stage models), ``np.load(allow_pickle=False)``
 
 The folder is written to a temporary name and renamed into place.
 """
@@ -41,6 +44,8 @@ class TrainedModel:
         object arrays of external ids; ``user_ids[user_index]``, ``item_ids[item_index]``.
     info : dict
         Name, parameters, counts, timings.
+    item_embeddings : numpy.ndarray or None
+        float32 ``(n_items, d)`` content vectors aligned with ``item_ids``, when trained with them.
     """
 
     model: object
@@ -48,6 +53,7 @@ class TrainedModel:
     user_ids: np.ndarray
     item_ids: np.ndarray
     info: dict = field(default_factory=dict)
+    item_embeddings: np.ndarray | None = None
 
     def user_index(self, user_id: str) -> int:
         """Row of ``user_id``.
@@ -84,6 +90,8 @@ def save_trained(folder: str | os.PathLike, tm: TrainedModel) -> Path:
             tmp / "users.parquet", index=False)
         pd.DataFrame({"item_index": np.arange(len(tm.item_ids)), "item_id": tm.item_ids.astype(str)}).to_parquet(
             tmp / "items.parquet", index=False)
+        if tm.item_embeddings is not None:
+            np.save(tmp / "item_embeddings.npy", np.asarray(tm.item_embeddings, dtype=np.float32))
         (tmp / "model.json").write_text(json.dumps(tm.info, indent=2, default=str) + "\n", encoding="utf-8")
     return folder
 
@@ -109,4 +117,7 @@ def load_trained(folder: str | os.PathLike) -> TrainedModel:
     users = pd.read_parquet(folder / "users.parquet").sort_values("user_index")["user_id"].to_numpy(dtype=object)
     items = pd.read_parquet(folder / "items.parquet").sort_values("item_index")["item_id"].to_numpy(dtype=object)
     info = json.loads((folder / "model.json").read_text(encoding="utf-8"))
-    return TrainedModel(model=model, user_items=ui, user_ids=users, item_ids=items, info=info)
+    emb_path = folder / "item_embeddings.npy"
+    emb = np.load(emb_path, allow_pickle=False) if emb_path.is_file() else None
+    return TrainedModel(model=model, user_items=ui, user_ids=users, item_ids=items, info=info,
+                        item_embeddings=emb)

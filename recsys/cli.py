@@ -235,7 +235,19 @@ def cmd_train(args) -> int:
 
     path = _existing(args.interactions, "interaction file", folder=False)
     df = load_interactions(path, sep=args.sep)
-    tm = stages.train_model(df, args.model, _params(args.param), source=str(path))
+    options, dataset = {}, None
+    if args.embeddings:
+        from recsys.data import build_dataset
+        from recsys.training import load_item_embeddings
+
+        dataset = build_dataset(df)
+        options["item_embeddings"] = load_item_embeddings(
+            _existing(args.embeddings, "embedding folder", folder=True), dataset.item_ids)
+    if args.tune:
+        options["tune"] = True
+    if args.two_stage:
+        options["two_stage"] = True
+    tm = stages.train_model(df, args.model, _params(args.param), dataset=dataset, source=str(path), **options)
     save_trained(args.out, tm)
     _emit(args, {"out": str(args.out), **tm.info},
           f"Trained {args.model} on {tm.info['n_interactions']} interactions ({tm.info['n_users']} users x "
@@ -251,7 +263,7 @@ def cmd_recommend(args) -> int:
     tm = load_trained(_existing(args.model_dir, "model folder", folder=True))
     users = None if args.all_users else [args.user]
     try:
-        recs = stages.recommend_users(tm, users, k=args.k)
+        recs = stages.recommend_users(tm, users, k=args.k, two_stage=True if args.two_stage else None)
     except KeyError as e:
         raise UsageError(str(e.args[0])) from None
     if args.out:
@@ -523,10 +535,19 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("train", "Train a ranker on an interaction log (CSV/TSV/Parquet/MovieLens u.data).",
             "recsys train ../shared/data/ml-100k/u.data --model ease --out models/ease --param l2=500")
     s.add_argument("interactions", metavar="INTERACTIONS")
-    s.add_argument("--model", required=True, help="popularity, ease, itemknn, als, bpr")
+    s.add_argument("--model", required=True,
+                   help="popularity, trending, ease, itemknn, als, bpr, content, hybrid")
     s.add_argument("--out", required=True, metavar="MODEL_DIR")
     s.add_argument("--param", action="append", metavar="KEY=VALUE", help="model parameter (repeatable)")
     s.add_argument("--sep", help="column separator (default: sniffed)")
+    s.add_argument("--tune", action="store_true",
+                   help="choose hyperparameters on a validation split carved from the training data "
+                        "(recorded in MODEL_DIR/model.json); --param values stay fixed")
+    s.add_argument("--embeddings", metavar="EMB_DIR",
+                   help="embedding folder of the items (video_id = item_id): needed by content and hybrid, "
+                        "enables the content source of --two-stage")
+    s.add_argument("--two-stage", action="store_true",
+                   help="serve through candidates (collaborative, content, popularity) -> fusion -> ranking")
     s.set_defaults(func=cmd_train)
 
     s = add("recommend", "Top-k unseen items for one user or all users.",
@@ -537,6 +558,8 @@ def build_parser() -> argparse.ArgumentParser:
     who.add_argument("--all-users", action="store_true")
     s.add_argument("-k", type=_positive_int, default=10)
     s.add_argument("--out", metavar="FILE", help="write .parquet, .csv or .tsv")
+    s.add_argument("--two-stage", action="store_true",
+                   help="two-stage results with their sources (default: as the model was trained)")
     s.set_defaults(func=cmd_recommend)
 
     s = add("evaluate", "Offline ranking evaluation of several models under a split protocol.",

@@ -123,16 +123,24 @@ def split_interactions(df: pd.DataFrame, protocol: str, *, test_ratio: float = 0
     raise ValueError(f"protocol={protocol!r}: expected one of random_holdout, leave_last_out, stratified, temporal")
 
 
-def train_model(df: pd.DataFrame, name: str, params: dict | None = None, *, dataset=None, source: str | None = None):
+def train_model(df: pd.DataFrame, name: str, params: dict | None = None, *, dataset=None, source: str | None = None,
+                **options):
     """Fit model ``name`` on the interactions ``df``; returns a :class:`recsys.artifacts.TrainedModel`.
 
     ``dataset`` (a :class:`recsys.data.Dataset`) fixes the id maps, so that a model trained on a
     split shares its indices with the test matrix; by default it is built from ``df``.
+    ``options`` (``tune``, ``grid``, ``item_embeddings``, ``two_stage``, ``seed``) go to
+    :func:`recsys.training.train_ranker` (validation-chosen hyperparameters, content models,
+    two-stage settings).
     """
     from recsys.artifacts import TrainedModel
     from recsys.data import build_dataset
     from recsys.models import make_model
 
+    if options or name in ("trending", "content", "hybrid"):
+        from recsys.training import train_ranker
+
+        return train_ranker(df, name, params, dataset=dataset, source=source, **options)
     dataset = dataset or build_dataset(df)
     ui = dataset.to_user_items(df)
     model = make_model(name, **(params or {}))
@@ -145,8 +153,13 @@ def train_model(df: pd.DataFrame, name: str, params: dict | None = None, *, data
                         item_ids=np.asarray(dataset.item_ids, dtype=object), info=info)
 
 
-def recommend_users(tm, user_ids=None, *, k: int = 10, batch_size: int = 4096) -> pd.DataFrame:
+def recommend_users(tm, user_ids=None, *, k: int = 10, batch_size: int = 4096, two_stage: bool | None = None
+                    ) -> pd.DataFrame:
     """Top-``k`` unseen items for ``user_ids`` (all users when None) as a long table.
+
+    ``two_stage`` True (or None with a model trained ``--two-stage``) serves through
+    :func:`recsys.training.recommend_two_stage` instead: extra columns ``sources``,
+    ``long_term_interest``, ``fallback``, and unknown users get the stated popularity fallback.
 
     Returns
     -------
@@ -159,6 +172,10 @@ def recommend_users(tm, user_ids=None, *, k: int = 10, batch_size: int = 4096) -
     KeyError
         For a user id not in the training data.
     """
+    if two_stage or (two_stage is None and tm.info.get("two_stage")):
+        from recsys.training import recommend_two_stage
+
+        return recommend_two_stage(tm, user_ids, k=k)
     idx = (np.arange(len(tm.user_ids)) if user_ids is None
            else np.array([tm.user_index(u) for u in user_ids], dtype=np.int64))
     frames = []

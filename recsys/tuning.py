@@ -135,7 +135,8 @@ def tune(train_df: pd.DataFrame, name: str, grid: dict[str, list] | None = None,
     k : int
         Cut-off of the other reported metrics.
     fixed : dict, optional
-        Parameters set for every grid point (e.g. ``{"num_threads": 1}``).
+        Parameters set for every grid point (e.g. ``{"num_threads": 1}``); a parameter given
+        here is removed from the grid.
     item_embeddings : np.ndarray, optional
         (n_items, d) for content/hybrid models.
     protocol, ratio, filter_by, seed
@@ -156,6 +157,7 @@ def tune(train_df: pd.DataFrame, name: str, grid: dict[str, list] | None = None,
     from recsys.models.trending import interaction_times_matrix
 
     grid = DEFAULT_GRIDS.get(name.lower(), {}) if grid is None else grid
+    grid = {p: v for p, v in grid.items() if p not in (fixed or {})}  # fixed values win
     dataset = dataset or build_dataset(train_df)
     fit_df, valid_df = validation_split(train_df, protocol=protocol, ratio=ratio,
                                         filter_by=filter_by, seed=seed)

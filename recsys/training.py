@@ -1,0 +1,187 @@
+"""Training with validation-chosen hyperparameters, content embeddings and two-stage serving.
+
+The library side of ``recsys train --tune --embeddings EMB_DIR --two-stage`` and
+``recsys recommend --two-stage``; :func:`recsys.stages.train_model` and
+:func:`recsys.stages.recommend_users` delegate here when those options are used.
+
+Rules for bad input (stated, never silent):
+
+* duplicate (user, item) rows count once (the matrix is binary; :meth:`Dataset.to_user_items`);
+* NaN ratings: rows with a NaN ``rating`` raise ``ValueError`` (drop or fill them first);
+* items without an embedding raise ``ValueError`` naming them (:func:`align_item_embeddings`);
+* unknown user ids: plain models raise ``KeyError``; two-stage serving treats them as
+  cold-start users and every row says ``fallback = "popularity: user_id unknown (no history)"``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["load_item_embeddings", "train_ranker", "recommend_two_stage", "UNKNOWN_USER_FALLBACK"]
+
+logger = logging.getLogger(__name__)
+
+UNKNOWN_USER_FALLBACK = "popularity: user_id unknown (no history)"
+
+
+def load_item_embeddings(emb_dir, item_ids) -> np.ndarray:
+    """Video embeddings of an embedding folder, aligned with ``item_ids`` (video_id = item_id).
+
+    Returns
+    -------
+    np.ndarray, float32, shape (n_items, d)
+
+    Raises
+    ------
+    ValueError
+        Items without an embedding (see :func:`recsys.models.align_item_embeddings`).
+    """
+    from embeddings.store import EmbeddingFolder
+    from recsys.models import align_item_embeddings
+
+    meta, emb = EmbeddingFolder.open(emb_dir).load_videos()
+    return align_item_embeddings(item_ids, meta["video_id"].astype(str).tolist() if len(meta)
+                                 else [], emb)
+
+
+def train_ranker(df: pd.DataFrame, name: str, params: dict | None = None, *, dataset=None,
+                 source: str | None = None, tune: bool = False, grid: dict | None = None,
+                 item_embeddings: np.ndarray | None = None, two_stage: bool = False,
+                 seed: int = 42):
+    """Fit ``name`` on ``df``, optionally tuning it and configuring two-stage serving.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Interactions (``user_id``, ``item_id``, optional ``rating``, ``timestamp``).
+    name : str
+        Registry name (:data:`recsys.models.MODELS`).
+    params : dict, optional
+        Fixed parameters (with ``tune``: applied to every grid point, overriding the grid).
+    dataset : recsys.data.Dataset, optional
+    source : str, optional
+        Recorded as ``trained_on``.
+    tune : bool
+        Choose hyperparameters on a validation split carved from ``df``
+        (:func:`recsys.tuning.tune`; stratified by item, ratio 0.75) and record the table.
+    grid : dict, optional
+        Grid for ``tune`` (default :data:`recsys.tuning.DEFAULT_GRIDS`).
+    item_embeddings : np.ndarray, float32, shape (n_items, d), optional
+        For content/hybrid models and the two-stage content source.
+    two_stage : bool
+        Record a two-stage configuration (with ``tune``: chosen on the validation split by
+        :func:`recsys.two_stage.tune_two_stage`; else RRF, 100 candidates, interest weight 0.3
+        with embeddings).
+    seed : int
+        Seed of the validation split.
+
+    Returns
+    -------
+    recsys.artifacts.TrainedModel
+        ``info`` holds ``params``, ``tuning`` (when tuned) and ``two_stage`` (when asked).
+
+    Raises
+    ------
+    ValueError
+        NaN ratings, unknown model or parameters, missing side inputs, or what fitting raises.
+    """
+    from recsys.artifacts import TrainedModel
+    from recsys.data import build_dataset
+    from recsys.models import fit_model, interaction_times_matrix, make_model
+    from recsys.tuning import tune as run_tune
+    from recsys.two_stage import tune_two_stage
+
+    if "rating" in df.columns and df["rating"].isna().any():
+        raise ValueError(f"{int(df['rating'].isna().sum())} interactions have a NaN rating; fix: "
+                         "drop them (df.dropna(subset=['rating'])) or fill them before training")
+    dataset = dataset or build_dataset(df)
+    ui = dataset.to_user_items(df)
+    times = (interaction_times_matrix(dataset, df)
+             if "timestamp" in df.columns and not df["timestamp"].isna().any() else None)
+    info: dict = {"model": name, "trained_on": source}
+    params = dict(params or {})
+    if tune:
+        result = run_tune(df, name, grid, dataset=dataset, fixed=params,
+                          item_embeddings=item_embeddings, seed=seed)
+        params = result.best_params
+        info["tuning"] = result.to_dict()
+    model = make_model(name, **params)
+    t0 = time.perf_counter()
+    fit_model(model, ui, item_embeddings=item_embeddings, interaction_times=times)
+    fit_s = time.perf_counter() - t0
+    info.update({"params": model.get_params(), "n_users": ui.shape[0], "n_items": ui.shape[1],
+                 "n_interactions": int(ui.nnz), "fit_seconds": round(fit_s, 4),
+                 "duplicates_rule": "duplicate (user, item) rows count once (binary matrix)",
+                 "item_embeddings": None if item_embeddings is None else list(np.shape(item_embeddings))})
+    if two_stage:
+        if tune:
+            tt = tune_two_stage(df, dataset, name, params, item_embeddings=item_embeddings,
+                                seed=seed)
+            info["two_stage"] = tt["best"]
+            info["two_stage_tuning"] = tt
+        else:
+            info["two_stage"] = {"n_candidates": 100, "fusion": "rrf",
+                                 "interest_weight": 0.3 if item_embeddings is not None else 0.0}
+    return TrainedModel(model=model, user_items=ui,
+                        user_ids=np.asarray(dataset.user_ids, dtype=object),
+                        item_ids=np.asarray(dataset.item_ids, dtype=object), info=info,
+                        item_embeddings=item_embeddings)
+
+
+def recommend_two_stage(tm, user_ids=None, *, k: int = 10, config: dict | None = None,
+                        batch_size: int = 1024) -> pd.DataFrame:
+    """Two-stage top-``k`` for ``user_ids`` (all users when None) as a long table.
+
+    Parameters
+    ----------
+    tm : recsys.artifacts.TrainedModel
+    user_ids : list of str, optional
+        Unknown ids are served as cold-start users (popularity, stated in ``fallback``).
+    k : int
+    config : dict, optional
+        :class:`recsys.two_stage.TwoStageRecommender` settings; default ``tm.info["two_stage"]``
+        or RRF with 100 candidates.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``user_id, rank, item_id, score, sources (JSON: {source: {rank, score}}),
+        long_term_interest, fallback`` (None or the rule that applied).
+    """
+    import json
+
+    import scipy.sparse as sp
+
+    from recsys.two_stage import TwoStageRecommender
+
+    cfg = dict(config or tm.info.get("two_stage") or {"n_candidates": 100, "fusion": "rrf"})
+    ts = TwoStageRecommender(tm.model, tm.user_items, getattr(tm, "item_embeddings", None), **cfg)
+    n_users = len(tm.user_ids)
+    if user_ids is None:
+        user_ids = list(tm.user_ids)
+    lookup = {str(u): i for i, u in enumerate(tm.user_ids)}
+    idx = np.array([lookup.get(str(u), -1) for u in user_ids], dtype=np.int64)
+    frames = []
+    for s in range(0, len(idx), batch_size):
+        b = idx[s:s + batch_size]
+        known = b >= 0
+        rows = sp.vstack([tm.user_items[i] if i >= 0 else sp.csr_matrix((1, tm.user_items.shape[1]),
+                                                                        dtype=np.float32)
+                          for i in b]).tocsr()
+        users = np.where(known, b, n_users)  # unknown: a new row with no history
+        res = ts.explain(users, rows, k)
+        recs = []
+        for j, lst in enumerate(res):
+            for rank, r in enumerate(lst, 1):
+                recs.append({"user_id": str(user_ids[s + j]), "rank": rank,
+                             "item_id": tm.item_ids[r["item_index"]], "score": r["score"],
+                             "sources": json.dumps(r["sources"]),
+                             "long_term_interest": r["long_term_interest"],
+                             "fallback": UNKNOWN_USER_FALLBACK if not known[j] else r["fallback"]})
+        frames.append(pd.DataFrame(recs))
+    cols = ["user_id", "rank", "item_id", "score", "sources", "long_term_interest", "fallback"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=cols)
