@@ -13,6 +13,8 @@ leave_last_out         per user, the ``n`` latest rows by timestamp (ties: later
 temporal_split         one global cut time: rows at or after it go to test
 stratified_split       Microsoft Recommenders ``python_stratified_split``, reproduced exactly
 chrono_stratified...   Microsoft Recommenders ``python_chrono_split``
+k_fold                 per user, rows dealt (seeded) to ``n_folds`` folds; each row tests once
+validation_split       any of the above applied to a training split (tune without the test)
 =====================  ==========================================================================
 """
 
@@ -29,6 +31,9 @@ __all__ = [
     "temporal_split",
     "stratified_split",
     "chrono_stratified_split",
+    "k_fold",
+    "validation_split",
+    "VALIDATION_METHODS",
 ]
 
 
@@ -301,3 +306,88 @@ def chrono_stratified_split(df: pd.DataFrame, ratio=0.75, *, filter_by: str = "u
     splits = _do_stratification(df, ratio, min_rating, filter_by, False, 0, col_user, col_item,
                                 col_timestamp)
     return tuple(splits) if isinstance(ratio, float) else splits
+
+
+def k_fold(df: pd.DataFrame, n_folds: int = 5, *, seed: int = 42):
+    """Per-user k-fold: each user's rows are shuffled (seeded) and dealt round-robin to folds.
+
+    Fold ``f`` tests the rows dealt to ``f`` and trains on the rest, so every row is in test
+    exactly once over the folds and each user's rows are spread evenly (a user with ``n`` rows
+    has ``floor(n / n_folds)`` or one more in each fold's test set). Users with fewer rows than
+    folds are absent from the test set of some folds (they stay in train there).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Interaction rows with ``user_id``.
+    n_folds : int
+        >= 2.
+    seed : int
+        Seed of ``numpy.random.default_rng`` (same seed and input order, same folds).
+
+    Returns
+    -------
+    list of (train_df, test_df)
+        ``n_folds`` pairs, rows in input order, index labels kept.
+
+    Raises
+    ------
+    ValueError
+        ``n_folds`` < 2 or ``user_id`` missing.
+    """
+    if isinstance(n_folds, bool) or int(n_folds) != n_folds or n_folds < 2:
+        raise ValueError(f"n_folds={n_folds!r} must be an integer >= 2, e.g. 5")
+    _need(df, ["user_id"], "k_fold")
+    codes = pd.factorize(df["user_id"])[0]
+    draws = np.random.default_rng(seed).random(len(df))
+    order = np.lexsort((draws, codes))
+    pos, _ = _group_positions(codes, order)
+    # start each user at a seeded fold so small users do not all test in fold 0
+    offset = np.random.default_rng([seed, 1]).integers(0, int(n_folds), size=codes.max() + 1
+                                                        if len(codes) else 0)
+    fold = (pos + offset[codes]) % int(n_folds) if len(codes) else pos
+    return [(df[fold != f].copy(), df[fold == f].copy()) for f in range(int(n_folds))]
+
+
+VALIDATION_METHODS = ("random_holdout", "leave_last_out", "temporal", "stratified")
+
+
+def validation_split(train_df: pd.DataFrame, method: str = "random_holdout", *,
+                     val_ratio: float = 0.1, seed: int = 42):
+    """Carve a validation split out of a training split with one of the protocols above.
+
+    The test split is never touched: tune on ``(fit_df, val_df)``, then refit on the whole
+    ``train_df`` and report on the test split.
+
+    Parameters
+    ----------
+    train_df : pandas.DataFrame
+        A training split made by any function of this module (or a predefined one).
+    method : str
+        ``"random_holdout"`` (per user, ``val_ratio``), ``"leave_last_out"`` (latest row per
+        user), ``"temporal"`` (global cut at the ``1 - val_ratio`` time quantile) or
+        ``"stratified"`` (:func:`stratified_split` with ratio ``1 - val_ratio``).
+    val_ratio : float
+        In (0, 1).
+    seed : int
+
+    Returns
+    -------
+    (fit_df, val_df) : tuple of pandas.DataFrame
+
+    Raises
+    ------
+    ValueError
+        Unknown ``method`` or the errors of the chosen split.
+    """
+    if not 0.0 < float(val_ratio) < 1.0:
+        raise ValueError(f"val_ratio={val_ratio!r} must be in (0, 1), e.g. 0.1")
+    if method == "random_holdout":
+        return random_holdout(train_df, val_ratio, seed=seed)
+    if method == "leave_last_out":
+        return leave_last_out(train_df)
+    if method == "temporal":
+        return temporal_split(train_df, quantile=1.0 - float(val_ratio))
+    if method == "stratified":
+        return stratified_split(train_df, 1.0 - float(val_ratio), filter_by="user", seed=seed)
+    raise ValueError(f"method={method!r}: expected one of {VALIDATION_METHODS}")

@@ -94,33 +94,49 @@ def build_index(emb_dir: str | os.PathLike, out: str | os.PathLike, *, factory: 
     return index
 
 
-def split_interactions(df: pd.DataFrame, protocol: str, *, test_ratio: float = 0.2, seed: int = 42):
+SPLIT_PROTOCOLS = ("random_holdout", "leave_last_out", "stratified", "temporal", "kfold",
+                   "predefined")
+
+
+def split_interactions(df: pd.DataFrame, protocol: str, *, test_ratio: float = 0.2, seed: int = 42,
+                       test_df: pd.DataFrame | None = None, n_folds: int = 5):
     """Split an interaction log by a named protocol into ``(train_df, test_df)``.
 
     Protocols: ``random_holdout`` (per user, ``test_ratio`` held out), ``leave_last_out``
     (latest interaction per user), ``stratified`` (Microsoft Recommenders'
     ``python_stratified_split`` per user with ratio ``1 - test_ratio``), ``temporal`` (global
-    cut at the ``1 - test_ratio`` time quantile).
+    cut at the ``1 - test_ratio`` time quantile), ``predefined`` (``df`` is the training file and
+    ``test_df`` the test file, used as they are, e.g. MovieLens ``u1.base``/``u1.test``) and
+    ``kfold`` (:func:`recsys.splits.k_fold`; returns the list of ``n_folds`` pairs instead).
 
     Raises
     ------
     ValueError
-        Unknown protocol (lists the valid ones), or a time-based protocol on a log without timestamps.
+        Unknown protocol (lists the valid ones), a time-based protocol on a log without
+        timestamps, ``predefined`` without ``test_df`` or ``test_df`` with another protocol.
     """
     from recsys import splits
 
+    if protocol not in SPLIT_PROTOCOLS:
+        raise ValueError(f"protocol={protocol!r}: expected one of {', '.join(SPLIT_PROTOCOLS)}")
+    if (protocol == "predefined") != (test_df is not None):
+        raise ValueError("protocol 'predefined' needs a test file (--test TEST) and a test file "
+                         f"needs protocol 'predefined'; got protocol={protocol!r} with"
+                         f"{'' if test_df is not None else 'out'} a test file")
     if protocol in ("leave_last_out", "temporal") and ("timestamp" not in df.columns or df["timestamp"].isna().all()):
         raise ValueError(f"protocol {protocol!r} needs a timestamp column; the interaction log has none. "
                          "Use --protocol random_holdout or stratified.")
+    if protocol == "predefined":
+        return df, test_df
+    if protocol == "kfold":
+        return splits.k_fold(df, n_folds, seed=seed)
     if protocol == "random_holdout":
         return splits.random_holdout(df, test_ratio, seed=seed)
     if protocol == "leave_last_out":
         return splits.leave_last_out(df)
     if protocol == "stratified":
         return splits.stratified_split(df, 1.0 - test_ratio, filter_by="user", seed=seed)
-    if protocol == "temporal":
-        return splits.temporal_split(df, quantile=1.0 - test_ratio)
-    raise ValueError(f"protocol={protocol!r}: expected one of random_holdout, leave_last_out, stratified, temporal")
+    return splits.temporal_split(df, quantile=1.0 - test_ratio)
 
 
 def train_model(df: pd.DataFrame, name: str, params: dict | None = None, *, dataset=None, source: str | None = None,
@@ -192,46 +208,118 @@ def recommend_users(tm, user_ids=None, *, k: int = 10, batch_size: int = 4096, t
 
 def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "random_holdout",
                     test_ratio: float = 0.2, seed: int = 42, k: int = 10, metrics=None,
-                    params: dict | None = None):
+                    params: dict | None = None, test_df: pd.DataFrame | None = None,
+                    n_folds: int = 5, n_negatives: int | None = None, item_embeddings=None,
+                    ks=None, keep_lists: bool = False):
     """Split ``df`` by ``protocol``, fit each model on the train split, evaluate on the test split.
 
-    Full ranking over all items, training items removed; users without test items are
-    excluded and counted.
+    Full ranking over all items, training items removed, unless ``n_negatives`` asks for
+    sampled-negative ranking (labelled in the protocol, the summary and every per-user row);
+    users without test items are excluded and counted. ``kfold`` evaluates every fold; per-user
+    rows then carry their ``fold`` and means are over all (fold, user) rows.
+
+    Parameters
+    ----------
+    metrics : iterable of str, optional
+        Names or ``name@k`` (see :func:`recsys.evaluation.evaluate`); default precision, recall,
+        ndcg, map, mrr, hit_rate, coverage and novelty (plus diversity when
+        ``item_embeddings`` is given), each at ``k``.
+    ks : iterable of int, optional
+        Extra cut-offs at which every per-user metric is also computed (metric-versus-K curves).
+    item_embeddings : numpy.ndarray, optional
+        (n_items, d) in the order of ``build_dataset(df)``'s item index.
+    keep_lists : bool
+        Keep each model's ranked lists (``lists`` entry) for TREC run files.
 
     Returns
     -------
     dict
         ``{"protocol": {...}, "summary": DataFrame (one row per model: metric means, fit and
-        evaluation seconds), "per_user": DataFrame (model, user_id, metric columns),
-        "trained": {name: TrainedModel}}``.
+        evaluation seconds, ranking label), "per_user": DataFrame (model, fold, user_id, metric
+        columns, ranking), "trained": {name: TrainedModel}, "test_df": the test rows (all folds),
+        "dataset": Dataset, "lists": {name: [(fold, user_index array, ids, scores)]}}``.
+
+    Raises
+    ------
+    ValueError
+        What :func:`split_interactions`, :func:`train_model` and
+        :func:`recsys.evaluation.evaluate` raise.
     """
     from recsys.data import build_dataset
     from recsys.evaluation import evaluate
 
-    metrics = tuple(metrics or ("precision", "recall", "ndcg", "map", "mrr", "hit_rate"))
-    train_df, test_df = split_interactions(df, protocol, test_ratio=test_ratio, seed=seed)
-    dataset = build_dataset(df)
-    test_ui = dataset.to_user_items(test_df)
-    rows, per_user, trained = [], [], {}
-    for name in models:
-        tm = train_model(train_df, name, (params or {}).get(name), dataset=dataset)
-        t0 = time.perf_counter()
-        res = evaluate(tm.model, tm.user_items, test_ui, k=k, metrics=metrics)
-        eval_s = time.perf_counter() - t0
-        trained[name] = tm
-        rows.append({"model": name, **res.summary, "n_users": res.n_users_evaluated,
-                     "n_users_without_test_items": res.n_users_skipped_no_test,
-                     "fit_seconds": tm.info["fit_seconds"], "evaluate_seconds": round(eval_s, 4)})
-        pu = res.per_user.copy()
-        pu.insert(0, "model", name)
-        pu.insert(1, "user_id", tm.user_ids[pu["user_index"].to_numpy()])
-        per_user.append(pu)
-    protocol_info = {"protocol": protocol, "test_ratio": test_ratio, "seed": seed, "k": k,
-                     "ranking": "full ranking over all items, training items removed",
-                     "n_train": len(train_df), "n_test": len(test_df), "n_users": len(dataset.user_ids),
-                     "n_items": len(dataset.item_ids)}
-    return {"protocol": protocol_info, "summary": pd.DataFrame(rows),
-            "per_user": pd.concat(per_user, ignore_index=True), "trained": trained}
+    if metrics is None:
+        metrics = ["precision", "recall", "ndcg", "map", "mrr", "hit_rate", "coverage", "novelty"]
+        if item_embeddings is not None:
+            metrics.append("diversity")
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    all_metrics = list(metrics)
+    for kk in ks or ():
+        all_metrics += [f"{m.split('@')[0].strip()}@{int(kk)}" for m in metrics]
+    split = split_interactions(df, protocol, test_ratio=test_ratio, seed=seed, test_df=test_df,
+                               n_folds=n_folds)
+    folds = split if protocol == "kfold" else [split]
+    full = df if test_df is None else pd.concat([df, test_df], ignore_index=True)
+    dataset = build_dataset(full)
+    rows, per_user, trained, lists, tests = [], [], {}, {}, []
+    for fold, (train_df, fold_test) in enumerate(folds):
+        test_ui = dataset.to_user_items(fold_test)
+        tests.append(fold_test.assign(fold=fold))
+        for name in models:
+            tm = train_model(train_df, name, (params or {}).get(name), dataset=dataset)
+            t0 = time.perf_counter()
+            res = evaluate(tm.model, tm.user_items, test_ui, k=k, metrics=all_metrics,
+                           n_negatives=n_negatives, seed=seed, item_embeddings=item_embeddings,
+                           keep_lists=keep_lists)
+            eval_s = time.perf_counter() - t0
+            trained[name] = tm
+            rows.append({"model": name, "fold": fold, **res.summary,
+                         "n_users": res.n_users_evaluated,
+                         "n_users_without_test_items": res.n_users_skipped_no_test,
+                         "fit_seconds": tm.info["fit_seconds"],
+                         "evaluate_seconds": round(eval_s, 4), "ranking": res.ranking})
+            pu = res.per_user.copy()
+            pu.insert(0, "model", name)
+            pu.insert(1, "fold", fold)
+            pu.insert(2, "user_id", tm.user_ids[pu["user_index"].to_numpy()])
+            pu["ranking"] = res.ranking
+            per_user.append(pu)
+            if keep_lists:
+                lists.setdefault(name, []).append((fold, res.per_user["user_index"].to_numpy(),
+                                                   res.lists, res.list_scores))
+    summary = pd.DataFrame(rows)
+    per_user_df = pd.concat(per_user, ignore_index=True)
+    if len(folds) > 1:  # one row per model: per-user means over all folds, counts summed
+        metric_cols = [c for c in summary.columns if "@" in c]
+        agg = []
+        for name in models:
+            sub, pus = summary[summary["model"] == name], per_user_df[per_user_df["model"] == name]
+            row = {"model": name, "fold": "all"}
+            for c in metric_cols:
+                row[c] = (float(sub[c].mean()) if c.startswith("coverage@") or c not in pus
+                          else float(pus[c].mean()))
+            row.update(n_users=int(sub["n_users"].sum()),
+                       n_users_without_test_items=int(sub["n_users_without_test_items"].sum()),
+                       fit_seconds=float(sub["fit_seconds"].sum()),
+                       evaluate_seconds=float(sub["evaluate_seconds"].sum()),
+                       ranking=sub["ranking"].iloc[0])
+            agg.append(row)
+        summary = pd.DataFrame(agg)
+    else:
+        summary = summary.drop(columns="fold")
+    all_test = pd.concat(tests, ignore_index=True)
+    ranking = summary["ranking"].iloc[0] if len(summary) else ""
+    protocol_info = {"protocol": protocol, "test_ratio": None if protocol in ("predefined", "kfold",
+                                                                              "leave_last_out")
+                     else test_ratio, "seed": seed, "k": k, "ranking": ranking,
+                     "n_folds": n_folds if protocol == "kfold" else None,
+                     "n_train": int(sum(len(t) for t, _ in folds)),
+                     "n_test": int(sum(len(t) for _, t in folds)),
+                     "n_users": len(dataset.user_ids), "n_items": len(dataset.item_ids),
+                     "filters": "training items removed from every list; users without test items "
+                                "excluded and counted; ties broken by item index (lower first)"}
+    return {"protocol": protocol_info, "summary": summary, "per_user": per_user_df,
+            "trained": trained, "test_df": all_test, "dataset": dataset, "lists": lists}
 
 
 def open_encoder_for_index(index, *, device: str = "auto"):

@@ -121,3 +121,87 @@ def test_no_user_with_test_items(matrices):
     res = evaluate(EmptyModel(), train, empty, k=3)
     assert res.n_users_evaluated == 0 and res.n_users_skipped_no_test == 4
     assert np.isnan(res.summary["ndcg@3"]) and len(res.per_user) == 0
+
+
+class ScoreModel:
+    """score(): a fixed score per item (ties included); recommend() is never called."""
+
+    def __init__(self, item_scores):
+        self.item_scores = np.asarray(item_scores, dtype=np.float32)
+        self.scored = []
+
+    def score(self, user_items_rows, user_index=None):
+        self.scored.append(np.asarray(user_index).tolist())
+        return np.tile(self.item_scores, (user_items_rows.shape[0], 1))
+
+    def recommend(self, *a, **kw):  # pragma: no cover - must not be used by sampled ranking
+        raise AssertionError("sampled ranking must score candidates, not call recommend")
+
+
+def test_rank_candidates_breaks_ties_by_item_index():
+    from recsys.evaluation import rank_candidates
+
+    scores = np.array([[1.0, 2.0, 2.0, 1.0, -np.inf]])
+    cand = np.array([[7, 9, 3, 2, -1]])
+    ids, top = rank_candidates(scores, cand, 6)
+    assert ids.tolist() == [[3, 9, 2, 7, -1, -1]]
+    assert top[0, :4].tolist() == [2.0, 2.0, 1.0, 1.0] and np.isneginf(top[0, 4:]).all()
+    with pytest.raises(ValueError, match="NaN"):
+        rank_candidates(np.array([[np.nan]]), np.array([[0]]), 1)
+
+
+def test_sampled_negatives_are_unseen_seeded_and_labelled():
+    rng = np.random.default_rng(0)
+    n_users, n_items = 30, 300
+    train = sp.csr_matrix((rng.random((n_users, n_items)) < 0.1).astype(np.float32))
+    test = sp.csr_matrix((rng.random((n_users, n_items)) < 0.02).astype(np.float32))
+    test = test - test.multiply(train)
+    test.eliminate_zeros()
+    model = ScoreModel(np.arange(n_items, dtype=np.float32) % 7)  # many ties
+    res = evaluate(model, train, test, k=120, n_negatives=100, seed=3, keep_lists=True,
+                   metrics=("hit_rate@120", "ndcg@10"))
+    assert res.ranking == "sampled: test items + 100 negatives per user (seed 3)"
+    assert "sampled" in str(res)
+    users = res.per_user["user_index"].to_numpy()
+    for row, u in enumerate(users):
+        listed = res.lists[row][res.lists[row] >= 0]
+        pos = set(test[u].indices)
+        assert set(listed) >= pos and len(listed) == len(pos) + 100  # all candidates ranked
+        negatives = set(listed) - pos
+        assert not negatives & set(train[u].indices)  # never a training item
+        sc = model.item_scores[listed]
+        assert np.all(np.diff(sc) <= 0)  # score descending
+        ties = np.diff(sc) == 0
+        assert np.all(np.diff(listed)[ties] > 0)  # ties: lower item index first
+    assert res.summary["hit_rate@120"] == 1.0  # every test item is among the candidates
+    again = evaluate(ScoreModel(model.item_scores), train, test, k=120, n_negatives=100, seed=3,
+                     keep_lists=True, batch_size=7, metrics=("hit_rate@120",))
+    np.testing.assert_array_equal(again.lists, res.lists)  # batching does not change the draw
+    other = evaluate(ScoreModel(model.item_scores), train, test, k=120, n_negatives=100, seed=4,
+                     keep_lists=True, metrics=("hit_rate@120",))
+    assert not np.array_equal(other.lists, res.lists)
+    with pytest.raises(ValueError, match="n_negatives"):
+        evaluate(model, train, test, n_negatives=0)
+    with pytest.raises(ValueError, match="outside its"):
+        evaluate(model, train, test, n_negatives=290)
+    with pytest.raises(ValueError, match="score"):
+        evaluate(EmptyModel(), train, test, n_negatives=5)
+
+
+def test_beyond_accuracy_metrics_in_evaluate(matrices):
+    train, test = matrices
+    emb = np.eye(6) + 0.1
+    res = evaluate(OracleModel(train, test), train, test, k=2,
+                   metrics=("recall", "coverage", "novelty", "diversity"), item_embeddings=emb)
+    # the oracle lists {2, 3}, {5}, {0, 4}: 5 of 6 items
+    assert res.summary["coverage@2"] == pytest.approx(5 / 6)
+    assert "coverage@2" not in res.per_user  # one number per run
+    # training popularity: item 0 seen by 2 of 3 training users, items 2..5 by 0 or 1
+    n_train_users = 3
+    nov0 = np.mean([-np.log2(1 / n_train_users), -np.log2(1 / n_train_users)])  # items 2 (1 user), 3 (0 -> 1)
+    assert res.per_user["novelty@2"].iloc[0] == pytest.approx(nov0)
+    assert np.isnan(res.per_user["diversity@2"].iloc[1])  # one item: no pair
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    assert res.per_user["diversity@2"].iloc[0] == pytest.approx(1 - unit[2] @ unit[3])
+    with pytest.raises(ValueError, match="item_embeddings"):
+        evaluate(OracleModel(train, test), train, test, k=2, metrics=("diversity",))

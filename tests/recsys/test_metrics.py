@@ -200,3 +200,88 @@ def test_vectorised_on_large_input_is_fast():
     for fn in METRICS.values():
         fn(rec, rel, k)
     assert time.perf_counter() - t < 5.0  # about 0.4 s here
+
+
+def _tied_case(seed, n_users=50, n_items=30, k=10):
+    """Random graded qrels and scores drawn from 4 values, so most lists hold ties."""
+    from recsys.evaluation import rank_candidates
+
+    rng = np.random.default_rng(seed)
+    grades = rng.integers(1, 4, size=(n_users, n_items)) * (rng.random((n_users, n_items)) < 0.2)
+    grades[0] = 0
+    grades[0, 3] = 1
+    rel = sp.csr_matrix(grades.astype(np.float64))
+    scores = rng.integers(0, 4, size=(n_users, n_items)).astype(np.float64)
+    cand = np.tile(np.arange(n_items), (n_users, 1))
+    ids, top = rank_candidates(scores, cand, k)
+    return rel, scores, ids, top
+
+
+def _docno(i, n_items):
+    # trec_eval breaks score ties by docno in *descending* string order; numbering documents
+    # n_items - i makes that the same as our rule (item index ascending)
+    return f"d{n_items - int(i):06d}"
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_agrees_with_trec_eval_on_tied_runs(seed):
+    pytrec_eval = pytest.importorskip("pytrec_eval", reason="pip install pytrec_eval-terrier")
+    rel, scores, ids, top = _tied_case(seed)
+    n_users, n_items = rel.shape
+    assert (np.diff(top, axis=1) == 0).any()  # the lists really contain ties
+    users = np.flatnonzero(np.diff(rel.indptr) > 0)
+
+    def qrels(binary):
+        return {f"u{u}": {_docno(i, n_items): (1 if binary else int(v))
+                          for i, v in zip(rel[u].indices, rel[u].data, strict=True)} for u in users}
+
+    for k in (1, 3, 10):
+        # the run holds our top-k with the model's raw (tied) scores; trec_eval re-sorts them
+        run = {f"u{u}": {_docno(i, n_items): float(scores[u, i]) for i in ids[u, :k]} for u in users}
+        binary = pytrec_eval.RelevanceEvaluator(qrels(True), {f"P.{k}", f"recall.{k}",
+                                                              f"ndcg_cut.{k}", f"map_cut.{k}",
+                                                              "recip_rank", f"success.{k}"})
+        graded = pytrec_eval.RelevanceEvaluator(qrels(False), {f"ndcg_cut.{k}"})
+        rb, rg = binary.evaluate(run), graded.evaluate(run)
+        pairs = {"precision": (rb, f"P_{k}"), "recall": (rb, f"recall_{k}"),
+                 "ndcg": (rb, f"ndcg_cut_{k}"), "ndcg_graded": (rg, f"ndcg_cut_{k}"),
+                 "map": (rb, f"map_cut_{k}"), "mrr": (rb, "recip_rank"),
+                 "hit_rate": (rb, f"success_{k}")}
+        for ours, (res, key) in pairs.items():
+            expected = np.array([res[f"u{u}"][key] for u in users])
+            got = METRICS[ours](ids, rel, k)[users]
+            # trec_eval prints 4 decimals but pytrec_eval returns full doubles
+            np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9,
+                                       err_msg=f"{ours}@{k} seed {seed}")
+
+
+@pytest.mark.slow  # ranx import + numba compilation
+def test_agrees_with_ranx_on_tied_runs():
+    ranx = pytest.importorskip("ranx", reason="ranx not installed (pip install ranx)")
+    rel, _, ids, _ = _tied_case(3)
+    users = np.flatnonzero(np.diff(rel.indptr) > 0)
+    k = 10
+    # ranx orders ties with an unstable argsort, so it gets our tie-broken order as scores
+    run = ranx.Run({f"q{u:04d}": {f"d{i}": float(k - j) for j, i in enumerate(ids[u])}
+                    for u in users})
+    for ours, (theirs, graded) in {"precision": ("precision", False), "recall": ("recall", False),
+                                   "ndcg": ("ndcg", False), "ndcg_graded": ("ndcg", True),
+                                   "map": ("map", False), "mrr": ("mrr", False),
+                                   "hit_rate": ("hit_rate", False)}.items():
+        qrels = ranx.Qrels({f"q{u:04d}": {f"d{i}": (int(v) if graded else 1)
+                                          for i, v in zip(rel[u].indices, rel[u].data,
+                                                          strict=True)} for u in users})
+        expected = ranx.evaluate(qrels, run, f"{theirs}@{k}", return_mean=False)
+        np.testing.assert_allclose(METRICS[ours](ids, rel, k)[users], np.asarray(expected, float),
+                                   rtol=0, atol=1e-9, err_msg=ours)
+
+
+def test_compute_metrics_matches_single_calls_and_rejects_beyond_names():
+    rec, rel = _random_case(7)
+    out = compute_metrics(rec, rel, [f"{m}@{k}" for m in METRICS for k in (1, 4, 12)])
+    for key, vals in out.items():
+        name, k = parse_metric(key)
+        np.testing.assert_array_equal(vals, METRICS[name](rec, rel, k), err_msg=key)
+    with pytest.raises(ValueError, match="not a relevance metric"):
+        compute_metrics(rec, rel, ["novelty@5"])
+    assert parse_metric("coverage@10") == ("coverage", 10)

@@ -166,3 +166,46 @@ def test_stratified_split_movielens_sizes():
     # sizes produced by recommenders 1.2.1 python_stratified_split on the same file
     assert (len(train), len(test)) == (74992, 25008)
     assert train.user_id.nunique() == 943
+
+
+def _user_log(n_users=12, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        for j in range(int(rng.integers(1, 15))):
+            rows.append((f"u{u}", f"i{rng.integers(0, 40)}_{j}", 1.0, 1000 + 7 * j + u))
+    return pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+
+
+def test_k_fold_tests_every_row_once_and_balances_users():
+    from recsys.splits import k_fold
+
+    df = _user_log()
+    folds = k_fold(df, 4, seed=3)
+    assert len(folds) == 4
+    tested = pd.concat([t for _, t in folds])
+    assert sorted(tested.index) == sorted(df.index)  # each row in exactly one test fold
+    for train, test in folds:
+        assert set(train.index).isdisjoint(test.index) and len(train) + len(test) == len(df)
+    sizes = pd.DataFrame({f: t.groupby("user_id").size() for f, (_, t) in enumerate(folds)}).fillna(0)
+    assert (sizes.max(axis=1) - sizes.min(axis=1)).max() <= 1  # per user, folds differ by <= 1 row
+    again = k_fold(df, 4, seed=3)
+    assert all(a[1].index.equals(b[1].index) for a, b in zip(folds, again, strict=True))
+    with pytest.raises(ValueError, match="n_folds"):
+        k_fold(df, 1)
+
+
+def test_validation_split_carves_from_train_only():
+    from recsys.splits import random_holdout, validation_split
+
+    df = _user_log()
+    train, test = random_holdout(df, 0.2, seed=1)
+    fit, val = validation_split(train, "random_holdout", val_ratio=0.25, seed=2)
+    assert set(fit.index) | set(val.index) == set(train.index)
+    assert set(val.index).isdisjoint(test.index) and len(val) > 0
+    fit2, val2 = validation_split(train, "leave_last_out")
+    latest = train.loc[train.groupby("user_id")["timestamp"].idxmax()]
+    multi = train.groupby("user_id").size() > 1
+    assert set(val2.index) == set(latest[latest["user_id"].map(multi)].index)
+    with pytest.raises(ValueError, match="method="):
+        validation_split(train, "bogus")

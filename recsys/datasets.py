@@ -1,0 +1,528 @@
+"""Public recommendation datasets: verified download from the official source, or a local copy.
+
+Every loader returns the canonical interaction frame of :mod:`recsys.data` (``user_id``,
+``item_id`` as the dataset's own external ids in str, ``rating`` float64, ``timestamp`` int64
+seconds) plus dataset-specific columns named below, and never renumbers ids.
+
+==================  =====================================================  ========================
+name                official source (file)                                 checksum
+==================  =====================================================  ========================
+ml-100k             files.grouplens.org ml-100k.zip (``u.data``: tab)       md5, GroupLens ``.md5``
+ml-1m               ml-1m.zip (``ratings.dat``: ``::``)                    md5, GroupLens ``.md5``
+ml-10m              ml-10m.zip (``ml-10M100K/ratings.dat``: ``::``)        md5, GroupLens ``.md5``
+ml-20m / ml-25m     ml-20m.zip / ml-25m.zip (``ratings.csv``)              md5, GroupLens ``.md5``
+ml-latest-small     ml-latest-small.zip (``ratings.csv``)                  fetched from its ``.md5``
+                                                                           (GroupLens updates it)
+kuairec             zenodo.org record 18164998 ``KuaiRec.zip``             md5 from Zenodo's record
+                                                                           API at download time
+kuairand-pure/1k    zenodo.org record 10439422 ``KuaiRand-*.tar.gz``       md5 from Zenodo's record
+                                                                           API at download time
+microlens-100k      recsys.westlake.edu.cn ``MicroLens-100k_pairs.csv``    none published: pass
+                                                                           ``sha256=`` yourself
+==================  =====================================================  ========================
+
+The MovieLens md5 values are the ones GroupLens publishes beside each archive
+(``<url>.md5``). A download is streamed to a temporary file in the target folder, hashed,
+compared, and only then renamed into place (and unpacked into a temporary folder that is
+renamed), so an interrupted or corrupted download never looks complete. When no checksum is
+known the download refuses instead of trusting the bytes.
+
+KuaiRec has no like signal; its README suggests ``like = 1 if watch_ratio > 2.0``, which
+:func:`load_kuairec` applies with ``like_threshold=2.0`` (strictly greater).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tarfile
+import tempfile
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .data import drop_duplicate_interactions, load_interactions
+
+__all__ = ["SOURCES", "Source", "download", "load_movielens", "load_movielens_items",
+           "load_kuairec", "load_kuairec_items", "load_kuairand", "load_microlens", "load_log",
+           "KUAIREC_LIKE_THRESHOLD"]
+
+logger = logging.getLogger(__name__)
+
+KUAIREC_LIKE_THRESHOLD = 2.0
+
+_ML = "https://files.grouplens.org/datasets/movielens/"
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a dataset comes from and how its bytes are verified.
+
+    Attributes
+    ----------
+    url : str
+        Official download URL.
+    filename : str
+        Name of the downloaded file.
+    md5 : str or None
+        Published md5 of the file, when a fixed one exists.
+    md5_url : str or None
+        URL of a published ``.md5`` text file (first token = md5).
+    zenodo_record : str or None
+        Zenodo record id whose API lists each file's published md5.
+    folder : str
+        Folder (inside ``root``) that holds the unpacked data.
+    """
+
+    url: str
+    filename: str
+    md5: str | None = None
+    md5_url: str | None = None
+    zenodo_record: str | None = None
+    folder: str = ""
+
+
+SOURCES: dict[str, Source] = {
+    "ml-100k": Source(_ML + "ml-100k.zip", "ml-100k.zip", md5="0e33842e24a9c977be4e0107933c0723",
+                      folder="ml-100k"),
+    "ml-1m": Source(_ML + "ml-1m.zip", "ml-1m.zip", md5="c4d9eecfca2ab87c1945afe126590906",
+                    folder="ml-1m"),
+    "ml-10m": Source(_ML + "ml-10m.zip", "ml-10m.zip", md5="ce571fd55effeba0271552578f2648bd",
+                     folder="ml-10M100K"),
+    "ml-20m": Source(_ML + "ml-20m.zip", "ml-20m.zip", md5="cd245b17a1ae2cc31bb14903e1204af3",
+                     folder="ml-20m"),
+    "ml-25m": Source(_ML + "ml-25m.zip", "ml-25m.zip", md5="6b51fb2759a8657d3bfcbfc42b592ada",
+                     folder="ml-25m"),
+    "ml-latest-small": Source(_ML + "ml-latest-small.zip", "ml-latest-small.zip",
+                              md5_url=_ML + "ml-latest-small.zip.md5", folder="ml-latest-small"),
+    "kuairec": Source("https://zenodo.org/records/18164998/files/KuaiRec.zip", "KuaiRec.zip",
+                      zenodo_record="18164998", folder="KuaiRec"),
+    "kuairand-pure": Source("https://zenodo.org/records/10439422/files/KuaiRand-Pure.tar.gz",
+                            "KuaiRand-Pure.tar.gz", zenodo_record="10439422",
+                            folder="KuaiRand-Pure"),
+    "kuairand-1k": Source("https://zenodo.org/records/10439422/files/KuaiRand-1K.tar.gz",
+                          "KuaiRand-1K.tar.gz", zenodo_record="10439422", folder="KuaiRand-1K"),
+    "microlens-100k": Source(
+        "https://recsys.westlake.edu.cn/MicroLens-100k-Dataset/MicroLens-100k_pairs.csv",
+        "MicroLens-100k_pairs.csv", folder="MicroLens-100k"),
+}
+
+
+def _urlopen(url: str, timeout: float = 60.0):
+    """The single network call (tests replace it)."""
+    return urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 - https URLs from SOURCES
+
+
+def _read_small(url: str) -> bytes:
+    with _urlopen(url) as resp:
+        return resp.read(1 << 20)
+
+
+def _published_md5(name: str, src: Source) -> str | None:
+    if src.md5:
+        return src.md5
+    if src.md5_url:
+        return _read_small(src.md5_url).decode("ascii", "replace").split()[0].lower()
+    if src.zenodo_record:
+        meta = json.loads(_read_small(f"https://zenodo.org/api/records/{src.zenodo_record}"))
+        for f in meta.get("files", []):
+            if f.get("key") == src.filename and str(f.get("checksum", "")).startswith("md5:"):
+                return f["checksum"][4:].lower()
+        raise ValueError(f"{name}: Zenodo record {src.zenodo_record} lists no md5 for "
+                         f"{src.filename}; pass sha256= or md5= yourself")
+    return None
+
+
+def _hash_file(path: Path, algo: str) -> str:
+    h = hashlib.new(algo)
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def download(name: str, root: str | os.PathLike, *, md5: str | None = None,
+             sha256: str | None = None) -> Path:
+    """Download dataset ``name`` into ``root``, verify it, unpack it; return its data folder.
+
+    Nothing is fetched when the unpacked folder already exists.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`SOURCES`.
+    root : path-like
+        Where the archive and the unpacked folder go (created if missing).
+    md5, sha256 : str, optional
+        Expected hex digest; overrides the published one (needed where none is published).
+
+    Returns
+    -------
+    pathlib.Path
+        ``root / SOURCES[name].folder``.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``name``; no checksum known or given; checksum mismatch (the partial file is
+        deleted); an archive member that would unpack outside ``root``.
+    OSError
+        Network or disk errors from urllib and the file system.
+    """
+    if name not in SOURCES:
+        raise ValueError(f"dataset {name!r} is unknown; known: {sorted(SOURCES)}")
+    src = SOURCES[name]
+    root = Path(root)
+    target = root / src.folder
+    if target.exists():
+        return target
+    root.mkdir(parents=True, exist_ok=True)
+    algo, expected = ("sha256", sha256.lower()) if sha256 else ("md5", (md5 or "").lower() or None)
+    if expected is None:
+        expected = _published_md5(name, src)
+    if not expected:
+        raise ValueError(f"{name}: no published checksum is known for {src.url}; download it "
+                         "yourself and pass sha256=... (or load the local copy with root=)")
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{src.filename}.", dir=root)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, _urlopen(src.url) as resp:
+            logger.info("downloading %s from %s", name, src.url)
+            shutil.copyfileobj(resp, out, length=1 << 20)
+        got = _hash_file(tmp, algo)
+        if got != expected:
+            raise ValueError(f"{name}: {algo} of the download is {got}, expected {expected} "
+                             f"(published for {src.url}); the file was deleted, try again")
+        archive = root / src.filename
+        os.replace(tmp, archive)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _unpack(archive, root, target)
+    return target
+
+
+def _unpack(archive: Path, root: Path, target: Path) -> None:
+    work = Path(tempfile.mkdtemp(prefix=".unpack.", dir=root))
+    try:
+        if archive.suffix == ".zip":
+            with zipfile.ZipFile(archive) as zf:
+                names = zf.namelist()
+                _check_members(names, work)
+                zf.extractall(work)
+        elif archive.name.endswith((".tar.gz", ".tgz", ".tar")):
+            with tarfile.open(archive) as tf:
+                _check_members(tf.getnames(), work)
+                tf.extractall(work, filter="data")
+        else:  # a plain file (MicroLens pairs): it is the data
+            (work / target.name).mkdir()
+            shutil.copy2(archive, work / target.name / archive.name)
+        produced = work / target.name
+        if not produced.exists():  # archive without a top folder
+            produced = work
+        os.replace(produced, target)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _check_members(names, work: Path) -> None:
+    base = work.resolve()
+    for n in names:
+        if not (work / n).resolve().is_relative_to(base):
+            raise ValueError(f"archive member {n!r} would unpack outside {work}; refusing")
+
+
+def _folder(name: str, root, do_download: bool) -> Path:
+    """``root/<folder>`` if it exists, else ``root`` itself if it holds files, else download."""
+    root = Path(root)
+    sub = root / SOURCES[name].folder
+    if sub.is_dir():
+        return sub
+    if root.is_dir() and any(p.is_file() for p in root.iterdir()):
+        return root
+    if do_download:
+        return download(name, root)
+    raise FileNotFoundError(f"{name}: no local copy under {str(root)!r}; pass download=True to "
+                            f"fetch {SOURCES[name].url} (verified), or point root= at the folder")
+
+
+_ML_RATINGS = {
+    "ml-100k": ("u.data", "\t", False),
+    "ml-1m": ("ratings.dat", "::", False),
+    "ml-10m": ("ratings.dat", "::", False),
+    "ml-20m": ("ratings.csv", ",", True),
+    "ml-25m": ("ratings.csv", ",", True),
+    "ml-latest-small": ("ratings.csv", ",", True),
+}
+
+
+def _ml_name(variant: str) -> str:
+    name = variant if variant.startswith("ml-") else f"ml-{variant}"
+    name = name.lower()
+    if name not in _ML_RATINGS:
+        raise ValueError(f"variant={variant!r}: expected one of {sorted(_ML_RATINGS)} (or without "
+                         "'ml-')")
+    return name
+
+
+def load_movielens(variant: str, root, *, download: bool = False) -> pd.DataFrame:
+    """MovieLens ratings in their official format.
+
+    Parameters
+    ----------
+    variant : str
+        ``"100k"``, ``"1m"``, ``"10m"``, ``"20m"``, ``"25m"`` or ``"latest-small"`` (``ml-``
+        prefix optional).
+    root : path-like
+        The unpacked folder itself (holding ``u.data`` / ``ratings.dat`` / ``ratings.csv``) or
+        its parent.
+    download : bool
+        Fetch and verify the official archive when no local copy is found.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``user_id, item_id, rating, timestamp`` (MovieLens ids as str, ratings 0.5-5).
+
+    Raises
+    ------
+    ValueError
+        Unknown variant; what :func:`download` raises.
+    FileNotFoundError
+        No local copy and ``download=False``.
+    recsys.data.InteractionFileError
+        Malformed rating file.
+    """
+    name = _ml_name(variant)
+    folder = _folder(name, root, download)
+    fname, sep, header = _ML_RATINGS[name]
+    path = folder / fname
+    if not path.is_file():
+        raise FileNotFoundError(f"{name}: {fname} not found in {str(folder)!r}")
+    if header:
+        return load_interactions(path, sep=sep, columns={"userId": "user_id", "movieId": "item_id",
+                                                         "rating": "rating",
+                                                         "timestamp": "timestamp"})
+    return load_interactions(path, sep=sep, columns=("user_id", "item_id", "rating", "timestamp"))
+
+
+def load_movielens_items(variant: str, root, *, download: bool = False) -> pd.DataFrame:
+    """MovieLens movies: ``item_id`` (str), ``title``, ``genres`` (``|``-joined names).
+
+    ``u.item`` (100K) is latin-1 with 19 genre flags (names from ``u.genre``); ``movies.dat``
+    (1M latin-1, 10M UTF-8) and ``movies.csv`` already hold ``genres``. Raises as
+    :func:`load_movielens`.
+    """
+    name = _ml_name(variant)
+    folder = _folder(name, root, download)
+    if name == "ml-100k":
+        genres = pd.read_csv(folder / "u.genre", sep="|", header=None, names=["g", "i"],
+                             encoding="latin-1").dropna()["g"].tolist()
+        raw = pd.read_csv(folder / "u.item", sep="|", header=None, encoding="latin-1",
+                          dtype=str)
+        flags = raw.iloc[:, 5:5 + len(genres)].astype(int).to_numpy().astype(bool)
+        names = np.array(genres, dtype=object)
+        return pd.DataFrame({"item_id": raw[0].astype(str), "title": raw[1],
+                             "genres": ["|".join(names[f]) for f in flags]})
+    if name in ("ml-1m", "ml-10m"):
+        enc = "latin-1" if name == "ml-1m" else "utf-8"
+        raw = pd.read_csv(folder / "movies.dat", sep="::", header=None, engine="python",
+                          names=["item_id", "title", "genres"], encoding=enc, dtype=str)
+        return raw
+    raw = pd.read_csv(folder / "movies.csv", dtype=str)
+    return raw.rename(columns={"movieId": "item_id"})[["item_id", "title", "genres"]]
+
+
+def load_kuairec(root, *, matrix: str = "small", like_threshold: float = KUAIREC_LIKE_THRESHOLD,
+                 download: bool = False) -> pd.DataFrame:
+    """KuaiRec 2.0 interactions (``small_matrix.csv``, fully observed, or ``big_matrix.csv``).
+
+    Parameters
+    ----------
+    root : path-like
+        The ``KuaiRec`` folder, its ``data`` subfolder, or their parent.
+    matrix : str
+        ``"small"`` (1,411 users x 3,327 videos) or ``"big"`` (7,176 x 10,728).
+    like_threshold : float
+        ``like = watch_ratio > like_threshold`` (the KuaiRec README's suggestion, 2.0).
+    download : bool
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``user_id, item_id`` (video_id), ``rating`` (= watch_ratio), ``timestamp`` (floor of
+        the unix time; NaN times dropped, count logged), ``like`` (bool), ``play_duration`` and
+        ``video_duration`` (ms).
+
+    Raises
+    ------
+    ValueError
+        Unknown ``matrix``.
+    FileNotFoundError
+        No local copy and ``download=False``.
+    """
+    if matrix not in ("small", "big"):
+        raise ValueError(f"matrix={matrix!r}: expected 'small' or 'big'")
+    folder = _folder("kuairec", root, download)
+    path = _find(folder, f"{matrix}_matrix.csv")
+    raw = pd.read_csv(path, usecols=["user_id", "video_id", "play_duration", "video_duration",
+                                     "timestamp", "watch_ratio"])
+    bad = raw["timestamp"].isna() | raw["watch_ratio"].isna()
+    if bad.any():
+        logger.warning("load_kuairec: %d of %d rows without timestamp or watch_ratio dropped",
+                       int(bad.sum()), len(raw))
+        raw = raw[~bad]
+    df = pd.DataFrame({"user_id": raw["user_id"].astype(str).to_numpy(dtype=object),
+                       "item_id": raw["video_id"].astype(str).to_numpy(dtype=object),
+                       "rating": raw["watch_ratio"].to_numpy(dtype=np.float64),
+                       "timestamp": np.floor(raw["timestamp"].to_numpy()).astype(np.int64),
+                       "like": raw["watch_ratio"].to_numpy() > float(like_threshold),
+                       "play_duration": raw["play_duration"].to_numpy(),
+                       "video_duration": raw["video_duration"].to_numpy()})
+    df.attrs["like_rule"] = f"watch_ratio > {float(like_threshold)}"
+    return drop_duplicate_interactions(df, source=str(path))
+
+
+def _find(folder: Path, fname: str) -> Path:
+    for cand in (folder / fname, folder / "data" / fname):
+        if cand.is_file():
+            return cand
+    hits = sorted(folder.rglob(fname))
+    if not hits:
+        raise FileNotFoundError(f"{fname} not found under {str(folder)!r}")
+    return hits[0]
+
+
+def load_kuairec_items(root) -> pd.DataFrame:
+    """KuaiRec video side tables joined on ``item_id`` (= video_id, str).
+
+    Reads ``kuairec_caption_category.csv`` (``caption``, ``manual_cover_text``, ``topic_tag``,
+    three category levels; ``lineterminator='\\n'`` because captions hold carriage returns) and
+    ``item_categories.csv`` (``feat``: list of tag ids, parsed to a list of int as ``tags``).
+
+    Raises
+    ------
+    FileNotFoundError
+        Neither table under ``root``.
+    """
+    folder = Path(root)
+    cap_path = next(iter(sorted(folder.rglob("kuairec_caption_category.csv"))), None)
+    cat_path = next(iter(sorted(folder.rglob("item_categories.csv"))), None)
+    if cap_path is None and cat_path is None:
+        raise FileNotFoundError(f"no kuairec_caption_category.csv or item_categories.csv under "
+                                f"{str(folder)!r}")
+    out = None
+    if cap_path is not None:
+        cap = pd.read_csv(cap_path, lineterminator="\n", dtype=str, keep_default_na=False)
+        cap = cap.rename(columns={"video_id": "item_id"})
+        out = cap
+    if cat_path is not None:
+        cat = pd.read_csv(cat_path, dtype=str)
+        cat["tags"] = [json.loads(v) for v in cat["feat"]]
+        cat = cat.rename(columns={"video_id": "item_id"})[["item_id", "tags"]]
+        out = cat if out is None else out.merge(cat, on="item_id", how="outer")
+    return out.sort_values("item_id", key=lambda s: s.astype(int)).reset_index(drop=True)
+
+
+def load_kuairand(root, *, variant: str = "pure", download: bool = False) -> pd.DataFrame:
+    """KuaiRand standard logs (``data/log_standard_*.csv`` of KuaiRand-Pure/-1K).
+
+    Returns ``user_id, item_id`` (video_id), ``rating`` (= ``is_click``), ``timestamp``
+    (``time_ms`` // 1000) and the feedback columns present (``is_click``, ``is_like``,
+    ``long_view``, ``play_time_ms``, ``duration_ms``). Random-exposure logs
+    (``log_random_*``) are left out: load them with :func:`load_log`.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``variant``.
+    FileNotFoundError
+        No standard log under ``root`` and ``download=False``.
+    """
+    name = f"kuairand-{variant.lower()}"
+    if name not in SOURCES:
+        raise ValueError(f"variant={variant!r}: expected 'pure' or '1k'")
+    folder = _folder(name, root, download)
+    files = sorted(folder.rglob("log_standard_*.csv"))
+    if not files:
+        raise FileNotFoundError(f"no log_standard_*.csv under {str(folder)!r}")
+    keep = ["user_id", "video_id", "time_ms", "is_click", "is_like", "long_view", "play_time_ms",
+            "duration_ms"]
+    raw = pd.concat([pd.read_csv(f, usecols=lambda c: c in keep) for f in files],
+                    ignore_index=True)
+    df = pd.DataFrame({"user_id": raw["user_id"].astype(str).to_numpy(dtype=object),
+                       "item_id": raw["video_id"].astype(str).to_numpy(dtype=object),
+                       "rating": raw["is_click"].to_numpy(dtype=np.float64),
+                       "timestamp": (raw["time_ms"].to_numpy(dtype=np.int64) // 1000)})
+    for c in keep[3:]:
+        if c in raw.columns:
+            df[c] = raw[c].to_numpy()
+    return drop_duplicate_interactions(df, source=str(folder))
+
+
+def load_microlens(root, *, download: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """MicroLens pairs plus item side data (titles, cover and video paths where present).
+
+    Pairs: ``MicroLens-*_pairs.csv`` (``user, item, timestamp``; header ``userID,videoID,
+    timestamp`` or none) or ``MicroLens-*_pairs.tsv`` (``user<TAB>item item ...`` in time order;
+    timestamp = position in the sequence). Titles: ``*title*.csv`` (``item, title``). Covers:
+    ``covers/<item>.jpg``; videos: ``videos/<item>.mp4``.
+
+    Returns
+    -------
+    (interactions, items) : tuple of pandas.DataFrame
+        ``items``: ``item_id``, ``title`` (when found), ``cover_path``, ``video_path`` (None when
+        the file is absent).
+
+    Raises
+    ------
+    FileNotFoundError
+        No pairs file under ``root`` and ``download=False``.
+    """
+    folder = _folder("microlens-100k", root, download)
+    pairs = sorted(folder.rglob("MicroLens-*_pairs.csv")) + sorted(folder.rglob("*_pairs.tsv"))
+    if not pairs:
+        raise FileNotFoundError(f"no MicroLens *_pairs.csv/tsv under {str(folder)!r}")
+    path = pairs[0]
+    if path.suffix == ".csv":
+        first = path.open(encoding="utf-8").readline()
+        if first.strip().split(",")[0].strip().lower() in ("user", "userid", "user_id"):
+            df = load_interactions(path, sep=",")
+        else:
+            df = load_interactions(path, sep=",", columns=("user_id", "item_id", "timestamp"))
+    else:
+        users, items, pos = [], [], []
+        for line in path.open(encoding="utf-8"):
+            if not line.strip():
+                continue
+            u, _, seq = line.rstrip("\n").partition("\t")
+            ids = seq.split()
+            users += [u] * len(ids)
+            items += ids
+            pos += list(range(len(ids)))
+        df = drop_duplicate_interactions(pd.DataFrame({
+            "user_id": pd.Series(users, dtype=object), "item_id": pd.Series(items, dtype=object),
+            "rating": 1.0, "timestamp": np.asarray(pos, dtype=np.int64)}), source=str(path))
+    item_ids = pd.unique(df["item_id"])
+    items = pd.DataFrame({"item_id": item_ids})
+    titles = sorted(folder.rglob("*title*.csv"))
+    if titles:
+        t = pd.read_csv(titles[0], dtype=str, header=None, names=["item_id", "title"])
+        t = t[t["item_id"].str.lower() != "item"]
+        items = items.merge(t, on="item_id", how="left")
+    for col, sub, ext in (("cover_path", "covers", ".jpg"), ("video_path", "videos", ".mp4")):
+        d = next(iter(sorted(p for p in folder.rglob(sub) if p.is_dir())), None)
+        items[col] = [str(d / f"{i}{ext}") if d is not None and (d / f"{i}{ext}").is_file()
+                      else None for i in items["item_id"]]
+    return df, items
+
+
+def load_log(path, **kwargs) -> pd.DataFrame:
+    """Any CSV/TSV/Parquet interaction log: :func:`recsys.data.load_interactions`."""
+    return load_interactions(path, **kwargs)
