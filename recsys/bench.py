@@ -157,11 +157,18 @@ def _catalog_csv(captions: pd.DataFrame, videos: Path, captions_path: Path, out:
 
 
 def _settings_of(folder) -> dict:
+    """Embedding settings as the folder's manifest records them (both manifest layouts)."""
     s = dict(folder.manifest.get("settings", {}))
     enc = folder.encoder
-    return {"frames_per_clip": s.get("n_frames"), "sampling": s.get("sampling", "uniform"),
-            "pooling": s.get("pooling", "mean") + " of L2-normalised frame embeddings, re-normalised",
-            "max_side": s.get("max_side"), "precision": enc.get("precision"), "encoder": enc}
+    sampling = s.get("sampling")
+    if isinstance(sampling, dict):  # {"strategy": "uniform", "n_frames": 8, ...}
+        frames, strategy = sampling.get("n_frames"), sampling.get("strategy")
+    else:  # older folders: {"n_frames": 8, "sampling": "uniform"}
+        frames, strategy = s.get("n_frames"), sampling
+    return {"frames_per_clip": frames, "sampling": strategy, "sampling_settings": sampling,
+            "pooling": f"{s.get('pooling')} of L2-normalised frame embeddings, re-normalised",
+            "max_side": s.get("max_side"), "storage_dtype": s.get("storage_dtype", "float32"),
+            "precision": enc.get("precision"), "encoder": enc}
 
 
 def _evaluate(folder, encoder, captions: pd.DataFrame | None, ks, ties) -> tuple[list[dict], pd.DataFrame, dict]:

@@ -163,7 +163,9 @@ def test_random_weights_on_shared_videos_sit_at_chance(tmp_path, capsys):
         # loose bounds around chance (sd of R@1 over 16 queries ~ 0.06, of the mean rank ~ 1.2)
         assert r["recall_1"] <= 0.25 and r["recall_5"] <= 0.7 and abs(r["mean_rank"] - 8.5) <= 4
         assert abs(r["median_rank"] - 8.5) <= 5.5
-    chance = res["settings"]["encoders"]["tiny-clip:none"]["chance_level"]["text_to_video"]
+    used = res["settings"]["encoders"]["tiny-clip:none"]
+    assert used["frames_per_clip"] == 2 and used["sampling"] == "uniform" and used["precision"] == "fp32"
+    chance = used["chance_level"]["text_to_video"]
     assert chance == pytest.approx({"recall@1": 1 / 16, "recall@5": 5 / 16, "recall@10": 10 / 16,
                                     "median_rank": 8.5, "mean_rank": 8.5})
 
