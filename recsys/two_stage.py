@@ -229,8 +229,9 @@ def tune_two_stage(train_df, dataset, collaborative: str, params: dict | None = 
 
     The collaborative model (``collaborative``, ``params``) is fitted on the fit part of
     :func:`recsys.tuning.validation_split`; each grid point (default ``fusion`` in
-    {"rrf", "weighted"} x ``interest_weight`` in {0, 0.1, 0.3, 1.0}; only 0 without
-    embeddings) is scored on the validation part.
+    {"rrf", "weighted"} x ``weights`` in {equal, collaborative 1 / others 0.1} x
+    ``interest_weight`` in {0, 0.2}; only 0 without embeddings) is scored on the validation
+    part.
 
     Returns
     -------
@@ -243,7 +244,9 @@ def tune_two_stage(train_df, dataset, collaborative: str, params: dict | None = 
 
     if grid is None:
         grid = {"fusion": ["rrf", "weighted"],
-                "interest_weight": [0.0, 0.1, 0.3, 1.0] if item_embeddings is not None else [0.0]}
+                "weights": [None, {"collaborative": 1.0, "popularity": 0.1,
+                                   **({"content": 0.1} if item_embeddings is not None else {})}],
+                "interest_weight": [0.0, 0.2] if item_embeddings is not None else [0.0]}
     fit_df, valid_df = validation_split(train_df, ratio=0.75, filter_by=filter_by, seed=seed)
     fit_ui, valid_ui = dataset.to_user_items(fit_df), dataset.to_user_items(valid_df)
     model = fit_model(make_model(collaborative, **(params or {})), fit_ui,
