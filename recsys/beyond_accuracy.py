@@ -91,7 +91,12 @@ def catalog_coverage(recommended, n_catalog: int, k: int) -> float:
     if isinstance(n_catalog, bool) or int(n_catalog) != n_catalog or n_catalog < 1:
         raise ValueError(f"n_catalog={n_catalog!r} must be a positive integer (catalogue size)")
     if sp.issparse(recommended):
-        lists = _binary_lists(recommended, k, int(n_catalog))
+        if isinstance(k, bool) or int(k) != k or k < 1:
+            raise ValueError(f"k={k!r} must be a positive integer, e.g. 10")
+        lists = cut_lists(sp.csr_matrix(recommended), int(k))
+        if lists.shape[1] != n_catalog:
+            raise ValueError(f"the lists matrix has {lists.shape[1]} columns but n_catalog is "
+                             f"{n_catalog}")
         seen = np.zeros(int(n_catalog), dtype=bool)
         seen[lists.indices] = True
         return float(seen.sum() / n_catalog)

@@ -179,6 +179,7 @@ def plot_metric_vs_k(summary: pd.DataFrame, path, *, title: str) -> Path:
         ax.axis("off")
     axes.ravel()[0].legend(frameon=False, fontsize=7)
     fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
     path = Path(path)
     _save(fig, path)
     plt.close(fig)
