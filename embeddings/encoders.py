@@ -229,6 +229,12 @@ class ClipEncoder:
         Texts longer than the model's context length (77 tokens for CLIP) are truncated by the
         tokenizer, as in open_clip and OpenAI CLIP.
 
+        Fast path (exact): for open_clip ``CLIP`` models with a causal text mask and argmax
+        (end-of-text) pooling, the token sequence is cut after the last end-of-text position
+        of the batch before the transformer runs (see :func:`_encode_text_truncated`). With a
+        causal mask no position attends to later ones, so the pooled end-of-text features are
+        unchanged; for a short query this runs ~8 positions instead of 77.
+
         Parameters
         ----------
         texts : list of str
@@ -254,9 +260,12 @@ class ClipEncoder:
         texts = list(texts)
         parts = []
         for i in range(0, len(texts), batch_size):
-            tokens = self._tokenizer(texts[i:i + batch_size])
+            tokens = self._tokenizer(texts[i:i + batch_size]).to(self.device)
             with torch.inference_mode():
-                features = self._model.encode_text(tokens.to(self.device))
+                if _can_truncate_text(self._model, tokens):
+                    features = _encode_text_truncated(self._model, tokens)
+                else:
+                    features = self._model.encode_text(tokens)
             parts.append(self._finish(features, "text"))
         return np.concatenate(parts, axis=0)
 
@@ -451,6 +460,70 @@ def pool_frames(frame_embeddings: np.ndarray) -> np.ndarray:
         raise ValueError("frame_embeddings average to a zero vector (norm < 1e-12), so the pooled "
                          "embedding has no direction; check the frames are real embeddings.")
     return (mean / norm).astype(np.float32)
+
+
+# ---------------------------------------------------------------------------- text fast path
+
+
+def _can_truncate_text(model: Any, tokens: torch.Tensor) -> bool:
+    """True when :func:`_encode_text_truncated` gives exactly ``model.encode_text(tokens)``.
+
+    Conditions: ``model`` is an ``open_clip.CLIP`` (the class whose ``encode_text`` the fast
+    path re-states; ``CustomTextCLIP`` towers are left alone), pools the end-of-text token by
+    ``argmax`` of the token ids, and has a causal attention mask (strictly upper triangle
+    ``-inf``, the rest 0), so no position sees a later one.
+    """
+    if type(model) is not open_clip.CLIP or getattr(model, "text_pool_type", None) != "argmax":
+        return False
+    mask = getattr(model, "attn_mask", None)
+    if mask is None or tokens.ndim != 2 or mask.shape != (tokens.shape[1], tokens.shape[1]):
+        return False
+    cached = getattr(model, "_sv_causal_mask_ok", None)
+    if cached is None:
+        upper = torch.triu(torch.ones_like(mask, dtype=torch.bool), diagonal=1)
+        cached = bool(torch.isneginf(mask[upper]).all() and (mask[~upper] == 0).all())
+        model._sv_causal_mask_ok = cached  # the mask is a fixed buffer: check it once
+    return cached
+
+
+def _encode_text_truncated(model: Any, tokens: torch.Tensor) -> torch.Tensor:
+    """``open_clip.CLIP.encode_text(tokens)`` computed on the first L positions only.
+
+    L = 1 + the largest end-of-text position in the batch (``tokens.argmax(-1)``, the index
+    ``text_global_pool(..., "argmax")`` reads). The positional embedding is sliced to
+    ``[:L]`` and the causal mask to ``[:L, :L]`` so both stay aligned with the tokens; every
+    other step is open_clip 3.x ``CLIP.encode_text`` verbatim. Exactness: under a causal mask
+    the outputs at positions < L do not depend on positions >= L (Radford et al. 2021, CLIP,
+    Sec. 2.4: "masked self-attention"), and the pooled index is < L.
+
+    Parameters
+    ----------
+    model : open_clip.CLIP
+        Checked by :func:`_can_truncate_text`.
+    tokens : torch.Tensor
+        int64 (n, context_length) token ids on the model's device.
+
+    Returns
+    -------
+    torch.Tensor
+        (n, embed_dim) unnormalised text features, like ``model.encode_text(tokens)``.
+    """
+    from open_clip.transformer import text_global_pool
+
+    length = int(tokens.argmax(dim=-1).max()) + 1
+    text = tokens[:, :length]
+    cast_dtype = model.transformer.get_cast_dtype()
+    x = model.token_embedding(text).to(cast_dtype)
+    x = x + model.positional_embedding[:length].to(cast_dtype)
+    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
+    x = model.ln_final(x)
+    x = text_global_pool(x, text, model.text_pool_type, eos_token_id=getattr(model, "text_eos_id", None))
+    if model.text_projection is not None:
+        if isinstance(model.text_projection, torch.nn.Linear):
+            x = model.text_projection(x)
+        else:
+            x = x @ model.text_projection
+    return x
 
 
 # ---------------------------------------------------------------------------- helpers

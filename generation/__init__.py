@@ -1,10 +1,15 @@
 """Generative backfill: text-to-video backends, retrieval confidence, and the backfill loop.
 
-- :mod:`generation.backends`: one ``Backend.generate(prompt, ...)`` interface, a registry
-  (``get_backend``), a content-addressed ``GenerationCache`` and a ``GenerationBudget``;
-  the ``"montage"`` backend cuts real shots matching each phrase of the prompt.
+- :mod:`generation.backends`: one ``Backend.generate(prompt, ...)`` interface and a registry
+  (``get_backend``); ``"montage"`` cuts real shots matching each phrase of the prompt (CPU),
+  ``"diffusers"`` runs Wan 2.1 / LTX-Video / CogVideoX (GPU; toy pipelines in code for tests).
+- :mod:`generation.cache`: content-addressed ``GenerationCache``, ``GenerationBudget`` (per query,
+  per run, timeout per generation), ``device_lock`` (one generation at a time per GPU).
 - :mod:`generation.confidence`: features of a top-k list, confidence in [0, 1], thresholds,
   an optional ``Calibrator``.
+- :mod:`generation.calibration`: fit the gate on labelled queries (calibrated probability,
+  split-conformal threshold), AUROC, risk-coverage curve, ``calibration.json`` with the index.
+- :mod:`generation.results`: synthetic items excluded from or capped in result lists.
 - :mod:`generation.backfill`: ``backfill(query, encoder=, index=, backend=, out_dir=)``.
 
 Imports ``embeddings`` only, never ``recsys``.
@@ -15,8 +20,10 @@ from .backends import (
     Backend,
     BudgetExceeded,
     Clip,
+    DiffusersBackend,
     GenerationBudget,
     GenerationCache,
+    GenerationTimeout,
     MontageBackend,
     get_backend,
     register_backend,
@@ -39,6 +46,8 @@ __all__ = [
     "Calibrator",
     "Clip",
     "DEFAULT_THRESHOLDS",
+    "DiffusersBackend",
+    "GenerationTimeout",
     "GenerationBudget",
     "GenerationCache",
     "MontageBackend",

@@ -7,6 +7,13 @@ each as ``out_dir/synthetic/<synthetic_id>.mp4`` (+ ``.json`` provenance), embed
 SAME encoder as the index (sampled frames -> ``encode_images`` -> ``pool_frames``), add it to
 the index as a ``synthetic`` item (every synthetic clip is a cold-start item), and search
 again. The merged results say which items are synthetic and carry their provenance.
+
+Confidence is computed on REAL items only (synthetic ids excluded from the first search), the
+population a :class:`~generation.confidence.Calibrator` is fitted on. ``max_synthetic`` /
+``exclude_synthetic`` limit synthetic items in the returned list (:func:`generation.results.limited_search`).
+``score_synthetic`` is the hook through which a recommender (e.g. recsys' hybrid cold-start
+model mapping content embeddings to collaborative item factors) gives each new synthetic item
+a collaborative score; ``generation`` never imports ``recsys``.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ import pandas as pd
 
 from embeddings._io import write_json
 
-from .backends.base import Backend, GenerationBudget, GenerationCache, cache_key, resolve_settings
+from .backends.base import Backend, resolve_settings
+from .cache import GenerationBudget, GenerationCache, GenerationTimeout, cache_key, run_generation
 from .confidence import (
     _check_threshold,
     confidence_features,
@@ -32,6 +40,7 @@ from .confidence import (
     default_threshold,
     needs_backfill,
 )
+from .results import limited_search, synthetic_ids
 
 __all__ = ["BackfillResult", "backfill", "synthetic_id_for"]
 
@@ -100,6 +109,10 @@ def backfill(
     cache: GenerationCache | None = None,
     budget: GenerationBudget | None = None,
     n_sample_frames: int = 8,
+    calibrator: Any = None,
+    max_synthetic: int | None = None,
+    exclude_synthetic: bool = False,
+    score_synthetic: Any = None,
 ) -> BackfillResult:
     """Search ``index`` for ``query``; generate and index synthetic clips if confidence is low.
 
@@ -131,6 +144,18 @@ def backfill(
         in ``BackfillResult.skipped``.
     n_sample_frames : int
         Frames sampled from each synthetic mp4 to embed it.
+    calibrator : Calibrator or None
+        When given, the confidence is ``calibrator.predict(features)`` (P(top-1 relevant)),
+        else the raw top-1 cosine (:func:`~generation.confidence.confidence_score`).
+    max_synthetic : int or None
+        At most this many synthetic items in ``results`` (None: no limit).
+    exclude_synthetic : bool
+        No synthetic item in ``results`` (same as ``max_synthetic=0``; generation still runs
+        and the clips are still added to the index).
+    score_synthetic : callable or None
+        ``f(embeddings: float32 (n, d)) -> (n,) float`` collaborative scores of new synthetic
+        items (e.g. a hybrid cold-start mapping to item factors); stored as the metadata column
+        ``collab_score`` and returned in their provenance.
 
     Returns
     -------
@@ -143,10 +168,18 @@ def backfill(
         backend argument errors (raised before anything is written).
     BudgetExceeded
         When the budget is spent and its ``on_exceeded == "raise"``.
+    GenerationTimeout
+        When a generation runs over ``budget.timeout_s`` and ``on_exceeded == "raise"``.
     """
     t_total = time.perf_counter()
     if not isinstance(query, str) or not query.strip():
         raise ValueError(f"query={query!r}: expected a non-empty string")
+    if max_synthetic is not None and (isinstance(max_synthetic, bool) or not isinstance(
+            max_synthetic, (int, np.integer)) or max_synthetic < 0):
+        raise ValueError(f"max_synthetic={max_synthetic!r}: expected None or an integer >= 0")
+    if score_synthetic is not None and not callable(score_synthetic):
+        raise ValueError(f"score_synthetic={score_synthetic!r}: expected a callable (n, d) -> (n,)")
+    max_synthetic = 0 if exclude_synthetic else max_synthetic
     for arg, value in (("k", k), ("n_generate", n_generate), ("n_sample_frames", n_sample_frames)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{arg}={value!r}: expected an integer >= 1")
@@ -161,10 +194,14 @@ def backfill(
     q = np.asarray(encoder.encode_text([query]), dtype=np.float32)
     timings["encode_query"] = time.perf_counter() - t
     t = time.perf_counter()
-    before = index.search(q, k=k)
+    syn_before = synthetic_ids(index)
+    before = index.search(q, k=k, exclude_ids=syn_before)
     timings["search"] = time.perf_counter() - t
     features = confidence_features(before.scores, _result_embeddings(index, before))
-    confidence = float(confidence_score(features.iloc[0]))
+    if calibrator is not None:
+        confidence = float(np.asarray(calibrator.predict(features), dtype=np.float64)[0])
+    else:
+        confidence = float(confidence_score(features.iloc[0]))
     triggered = bool(needs_backfill(confidence, threshold))
     logger.info("backfill %r: confidence %.4f, threshold %.4f -> %s", query, confidence,
                 threshold, "generate" if triggered else "no generation")
@@ -194,18 +231,26 @@ def backfill(
             emb = _embed_clip(encoder, mp4, n_sample_frames)
             timings["encode_synthetic"] += time.perf_counter() - t
             t = time.perf_counter()
-            meta = pd.DataFrame([{
-                "video_id": sid, "synthetic": True, "prompt": query,
-                "backend": str(provenance.get("backend", backend.name)), "seed": int(seed),
-                "source_shots": json.dumps(provenance.get("source_shots", [])), "path": str(mp4),
-            }])
+            row = {"video_id": sid, "synthetic": True, "prompt": query,
+                   "backend": str(provenance.get("backend", backend.name)), "seed": int(seed),
+                   "source_shots": json.dumps(provenance.get("source_shots", [])), "path": str(mp4)}
+            if score_synthetic is not None:
+                collab = np.asarray(score_synthetic(emb[None, :]), dtype=np.float64).ravel()
+                if collab.shape != (1,) or not np.isfinite(collab).all():
+                    raise ValueError(f"score_synthetic returned {collab!r} for one item; expected "
+                                     "one finite score per row")
+                row["collab_score"] = float(collab[0])
+            meta = pd.DataFrame([row])
             index.add(emb[None, :], [sid], metadata=meta)
             timings["index_add"] += time.perf_counter() - t
             present.add(sid)
             generated.append(sid)
 
     t = time.perf_counter()
-    after = index.search(q, k=k) if (generated or reused) else before
+    if not (generated or reused) and (not syn_before or max_synthetic == 0):
+        after = before  # nothing synthetic to show: the first search is the answer
+    else:
+        after = limited_search(index, q, k, max_synthetic=max_synthetic)
     timings["search_after"] = time.perf_counter() - t
     results = _records(index, after)
     timings["total"] = time.perf_counter() - t_total
@@ -224,14 +269,23 @@ def _make_clip(backend, query, kwargs, key, mp4, cache, budget, skipped):
             return None
         cache.copy_to(outcome.key, mp4)
         return outcome.clip
+    timeout_s = None
     if budget is not None:
         reason = budget.check(query)
         if reason is not None:
             skipped.append(reason)
             return None
+        timeout_s = budget.timeout_s
     from embeddings.video import write_video
 
-    clip = backend.generate(query, **kwargs)
+    try:
+        clip = run_generation(backend, query, timeout_s=timeout_s, **kwargs)
+    except GenerationTimeout as exc:
+        budget.charge(query)  # only reachable with a budget (timeout_s comes from it)
+        if budget.on_exceeded == "raise":
+            raise
+        skipped.append(str(exc))
+        return None
     if budget is not None:
         budget.charge(query)
     write_video(mp4, clip.frames, clip.fps)
@@ -279,10 +333,13 @@ def _records(index, result) -> list[dict]:
                                  "seed": _int_or_none(row.get("seed")),
                                  "source_shots": json.loads(row.get("source_shots") or "[]"),
                                  "path": row.get("path")}
+            if row.get("collab_score") is not None and not _isnan(row.get("collab_score")):
+                rec["provenance"]["collab_score"] = float(row["collab_score"])
         else:
             rec["provenance"] = None
             for col, value in row.items():
-                if col in rec or col in ("synthetic", "prompt", "backend", "seed", "source_shots"):
+                if col in rec or col in ("synthetic", "prompt", "backend", "seed", "source_shots",
+                                         "collab_score"):
                     continue
                 if not _isnan(value):
                     rec[col] = value.item() if isinstance(value, np.generic) else value

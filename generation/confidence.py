@@ -319,6 +319,14 @@ class Calibrator:
         """Read a calibrator written by :meth:`save`. Raises ValueError on an unknown method."""
         with open(path, encoding="utf-8") as f:
             d = json.load(f)
+        try:
+            return cls.from_dict(d)
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> Calibrator:
+        """Rebuild a calibrator from :meth:`to_dict` output. Raises ValueError on an unknown method."""
         cal = cls(method=d.get("method"), columns=d.get("columns", ()))
         if cal.method == "logistic":
             cal.coef_ = np.asarray(d["coef"], dtype=np.float64)
@@ -329,5 +337,5 @@ class Calibrator:
             cal.x_ = np.asarray(d["x"], dtype=np.float64)
             cal.y_ = np.asarray(d["y"], dtype=np.float64)
         else:
-            raise ValueError(f"{path}: method={cal.method!r}; expected 'logistic' or 'isotonic'")
+            raise ValueError(f"method={cal.method!r}; expected 'logistic' or 'isotonic'")
         return cal

@@ -21,6 +21,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from ..cache import check_deadline
 from .base import Backend, Clip, register_backend
 
 __all__ = ["MontageBackend", "MontageError", "split_phrases"]
@@ -206,6 +207,7 @@ class MontageBackend(Backend):
                 raise MontageError(
                     f"no shot could be decoded for phrase {phrase!r} (unreadable files: "
                     f"{sorted(bad_paths)}); check the shot paths")
+            check_deadline()  # per-generation timeout, checked after every shot
             used.add(int(cand))
             prev_video = self._video_ids[cand]
             idx = np.arange(share) % frames.shape[0]  # trim, or loop when the segment is short
