@@ -182,7 +182,8 @@ def _pq_sizes(dim: int) -> list[int]:
 
 
 def choose_factory(
-    n_vectors: int, dim: int, *, max_memory_bytes: int | str | None = None, metric: str = "ip"
+    n_vectors: int, dim: int, *, max_memory_bytes: int | str | None = None, metric: str = "ip",
+    nlist: int | None = None,
 ) -> list[tuple[str, str]]:
     """Rank FAISS factory strings for ``n_vectors`` vectors of dimension ``dim``.
 
@@ -207,6 +208,9 @@ def choose_factory(
         None means no limit.
     metric : {"ip", "l2"}
         Accepted for API symmetry; every candidate supports both metrics.
+    nlist : int, optional
+        IVF list count for the IVF candidates instead of :func:`default_nlist` (a smaller
+        ``nlist`` trains faster on few cores at the cost of more vectors scanned per probe).
 
     Returns
     -------
@@ -227,7 +231,9 @@ def choose_factory(
         raise ValueError(f"metric: got {metric!r}; expected 'ip' or 'l2'")
     budget = None if max_memory_bytes is None else parse_size(max_memory_bytes)
     n, d = n_vectors, dim
-    nlist = default_nlist(n)
+    if nlist is not None and (isinstance(nlist, bool) or not isinstance(nlist, int) or nlist < 1):
+        raise ValueError(f"nlist: got {nlist!r}; expected a positive int or None (default ~4*sqrt(n))")
+    nlist = default_nlist(n) if nlist is None else nlist
     ivf_ok = n >= MIN_POINTS_PER_CENTROID * nlist and nlist >= 2
     pq_ok = ivf_ok and n >= MIN_POINTS_PER_CENTROID * 256
 
@@ -307,12 +313,19 @@ def validate_embeddings(embeddings, dim: int | None, *, metric: str = "ip",
             f"{name}: got dimension {x.shape[1]}, but the index has dimension {dim}. The index "
             "was probably built with a different encoder; encode with the same model as the "
             "index (see its manifest 'encoder') or rebuild the index with this encoder")
-    x = np.ascontiguousarray(x, dtype=np.float32)
-    bad = ~np.isfinite(x).all(axis=1)
+    x = np.ascontiguousarray(x, dtype=np.float32)  # no copy for C-contiguous float32/memmap
+    chunk = 65_536  # bounded temporaries for large (memory-mapped) inputs
+    bad = np.zeros(len(x), dtype=bool)
+    norms = np.ones(len(x), dtype=np.float32)
+    want_norm = check_norm and metric == "ip"
+    for s in range(0, len(x), chunk):
+        part = x[s:s + chunk]
+        bad[s:s + chunk] = ~np.isfinite(part).all(axis=1)
+        if want_norm:
+            norms[s:s + chunk] = np.sqrt(np.einsum("ij,ij->i", part, part))
     if bad.any():
         raise ValueError(f"{name}: rows {_rows(bad)} contain NaN or inf; drop or re-encode them")
-    if check_norm and metric == "ip" and len(x):
-        norms = np.linalg.norm(x, axis=1)
+    if want_norm and len(x):
         off = np.abs(norms - 1.0) > NORM_TOLERANCE
         if off.any():
             raise ValueError(

@@ -172,10 +172,34 @@ def cmd_index_build(args) -> int:
 
     _existing(args.emb_dir, "embedding folder", folder=True)
     index = stages.build_index(args.emb_dir, args.out, factory=args.factory, metric=args.metric,
-                               max_memory=args.max_memory)
+                               max_memory=args.max_memory, latency_ms=args.latency_ms,
+                               min_recall=args.min_recall, frames_out=args.frames_out)
+    tu = index.tuning or {}
+    tuned = (f"; {tu.get('search_params')} measured recall@10 {tu['recall@10']:.4f} at "
+             f"{tu['ms_per_query']:.3f} ms/query ({tu.get('reason')})" if tu else "")
     _emit(args, {"out": str(args.out), "factory_string": index.factory_string, "ntotal": index.ntotal,
-                 "dim": index.dim, "metric": index.metric},
-          f"Built {index.factory_string} ({index.metric}) over {index.ntotal} vectors of dim {index.dim}: {args.out}")
+                 "dim": index.dim, "metric": index.metric, "frames_out": args.frames_out,
+                 "tuning": {k: v for k, v in tu.items() if k != "curve"} or None},
+          f"Built {index.factory_string} ({index.metric}) over {index.ntotal} vectors of dim {index.dim}: "
+          f"{args.out}{tuned}")
+    return 0
+
+
+def cmd_index_info(args) -> int:
+    import json as _json
+
+    folder = _existing(args.index_dir, "index folder", folder=True)
+    path = folder / "manifest.json"
+    if not path.is_file():
+        raise UsageError(f"{folder} has no manifest.json; is it an index folder (recsys index build)?")
+    manifest = _json.loads(path.read_text(encoding="utf-8"))
+    tu = manifest.get("tuning") or {}
+    human = (f"{manifest['factory_string']} ({manifest['metric']}), {manifest['ntotal']} vectors of dim "
+             f"{manifest['dim']}, encoder {(manifest.get('encoder') or {}).get('model')}"
+             + (f"\ntuning: {tu.get('search_params')} recall@10 {tu.get('recall@10')} at "
+                f"{tu.get('ms_per_query')} ms/query on {tu.get('n_queries')} held-out queries; "
+                f"reason: {tu.get('reason')}" if tu else "\ntuning: none (factory given explicitly)"))
+    _emit(args, manifest, human)
     return 0
 
 
@@ -200,6 +224,20 @@ def cmd_search(args) -> int:
 
     index = VideoIndex.load(_existing(args.index_dir, "index folder", folder=True))
     encoder = stages.open_encoder_for_index(index, device=args.device)
+    if args.frames_index:
+        from embeddings.frame_index import FrameIndex
+
+        fi = FrameIndex.load(_existing(args.frames_index, "frame index folder", folder=True),
+                             expected_encoder=index.encoder)
+        res = fi.search(encoder.encode_text([args.text]), k=args.k)
+        rows = [{"rank": r + 1, "video_id": v, "score": float(s), "timestamp_s": float(t)}
+                for r, (v, s, t) in enumerate(zip(res.ids[0], res.scores[0], res.timestamps_s[0],
+                                                  strict=True)) if v is not None]
+        _emit(args, [{"query": args.text, "level": "frame", "results": rows}],
+              f"query: {args.text} (frame level: best frame per video)\n" + "\n".join(
+                  f"  {r['rank']:>3}. {r['video_id']}  {r['score']:.4f}  @ {r['timestamp_s']:.2f}s"
+                  for r in rows))
+        return 0
     outcomes = stages.run_queries([args.text], index, encoder, k=args.k, backfill="none")
     _emit(args, [o.to_dict() for o in outcomes], _print_results(outcomes))
     return 0
@@ -453,8 +491,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--factory", default="Flat", help="faiss factory string, or 'auto' (default %(default)s)")
     b.add_argument("--metric", default="ip", choices=["ip", "l2"])
     b.add_argument("--max-memory", metavar="SIZE", help="memory budget for --factory auto, e.g. 4G")
+    b.add_argument("--latency-ms", type=float, default=10.0,
+                   help="single-query latency target for --factory auto (default %(default)s)")
+    b.add_argument("--min-recall", type=float, default=0.95,
+                   help="Recall@10 target for --factory auto, measured on held-out vectors (default %(default)s)")
+    b.add_argument("--frames-out", metavar="DIR", help="also build a frame-level index (one vector per frame)")
     b.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     b.set_defaults(func=cmd_index_build)
+    b = isub.add_parser("info", help="Show an index manifest (factory, count, measured tuning).",
+                        parents=[common], formatter_class=fmt,
+                        description="Show the manifest of an index folder, with its measured Recall@10.")
+    b.add_argument("index_dir", metavar="INDEX_DIR")
+    b.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    b.set_defaults(func=cmd_index_info)
 
     s = sub.add_parser("bench", help="Retrieval benchmarks on your own data.",
                        description="Retrieval benchmarks on your own data: text-video quality and index speed.")
@@ -511,6 +560,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--text", required=True, type=_query_text)
     s.add_argument("-k", type=_positive_int, default=10)
     s.add_argument("--device", default="auto")
+    s.add_argument("--frames-index", metavar="DIR",
+                   help="frame-level index (index build --frames-out): videos ranked by their best frame, "
+                        "with its timestamp")
     s.set_defaults(func=cmd_search)
 
     s = add("query", "Search with a confidence score; synthesise clips when confidence is low (backfill).",

@@ -65,32 +65,50 @@ def embed_catalog(videos: str | os.PathLike, out: str | os.PathLike, *, captions
 
 
 def build_index(emb_dir: str | os.PathLike, out: str | os.PathLike, *, factory: str | None = "Flat",
-                metric: str = "ip", max_memory: str | None = None):
+                metric: str = "ip", max_memory: str | None = None, latency_ms: float | None = 10.0,
+                min_recall: float = 0.95, frames_out: str | os.PathLike | None = None):
     """Stage 3: a FAISS index over the video embeddings of ``emb_dir``, saved to ``out``.
+
+    ``factory`` None/``"auto"`` runs :func:`embeddings.index_tune.build_tuned`: ranked choice
+    under ``max_memory`` and ``latency_ms``, search knob set by measurement, the measured
+    Recall@10 (target ``min_recall``) saved in the manifest (``VideoIndex.tuning``).
+    ``frames_out``: also a frame-level index (one vector per sampled frame,
+    :class:`embeddings.frame_index.FrameIndex`) from the same shards, saved there.
 
     Returns the :class:`embeddings.index.VideoIndex`. Raises ``EmbeddingFolderError`` if the
     folder is unfinished, ``ValueError`` if it holds no embedded video.
     """
-    from embeddings.index import VideoIndex, choose_factory, parse_size
+    from embeddings.index import VideoIndex
     from embeddings.store import EmbeddingFolder
 
     folder = EmbeddingFolder.open(emb_dir)
     meta, emb = folder.load_videos()
     if len(meta) == 0:
         raise ValueError(f"{emb_dir} holds no embedded video (see its errors.parquet); nothing to index")
-    if factory in (None, "auto"):
-        budget = parse_size(max_memory) if max_memory else None
-        ranked = choose_factory(len(meta), emb.shape[1], max_memory_bytes=budget, metric=metric)
-        factory, reason = ranked[0]
-        log.info("automatic index choice: %s (%s)", factory, reason)
     cols = [c for c in INDEX_META_COLUMNS if c in meta.columns]
     extra = [c for c in meta.columns if c not in cols and c not in
              ("fps", "width", "height", "frame_offset", "frame_timestamps_s", "row", "error")]
     md = meta[cols + extra].reset_index(drop=True).copy()
     md["synthetic"] = False
-    index = VideoIndex.build(emb, md["video_id"].tolist(), metadata=md, factory_string=factory,
-                             metric=metric, encoder=folder.encoder)
+    if factory in (None, "auto"):
+        from embeddings.index_tune import build_tuned
+
+        index = build_tuned(emb, md["video_id"].tolist(), metadata=md, max_memory=max_memory,
+                            latency_ms=latency_ms, min_recall=min_recall, metric=metric,
+                            encoder=folder.encoder, n_queries=min(500, len(md)))
+        log.info("automatic index choice: %s (%s), %s, measured recall@10 %.4f at %.3f ms/query",
+                 index.factory_string, index.tuning["reason"], index.tuning["search_params"],
+                 index.tuning["recall@10"], index.tuning["ms_per_query"])
+    else:
+        index = VideoIndex.build(emb, md["video_id"].tolist(), metadata=md, factory_string=factory,
+                                 metric=metric, encoder=folder.encoder)
     index.save(out)
+    if frames_out is not None:
+        from embeddings.frame_index import FrameIndex
+
+        frames, frame_emb = folder.load_frames()
+        FrameIndex.build(frame_emb, frames, factory_string=factory or "auto", metric=metric,
+                         max_memory_bytes=max_memory, encoder=folder.encoder).save(frames_out)
     return index
 
 

@@ -1,0 +1,366 @@
+"""Recall@10 vs QPS of our FAISS indexes against hnswlib, our overhead, and the automatic choice.
+
+Question: which index and search setting gives Recall@10 >= 0.95 fastest, does our
+``VideoIndex.search`` add <= 5% over raw faiss, and does the automatic choice (``build_tuned``)
+meet recall and latency targets, with and without a memory budget?
+
+Datasets: the real SIFT-128 sample in ``/work/shared/data/sift5k`` (exact ground truth given,
+L2) and clustered, L2-normalised 512-d synthetic vectors shaped like CLIP embeddings (inner
+product), ground truth by exact search. Peer: hnswlib at the same M / efConstruction / ef.
+
+Run: ``python benchmarks/bench_index.py [--quick] [--out DIR] [--threads 2]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+SIFT = Path("/work/shared/data/sift5k")
+M, EFC = 32, 40  # graph settings shared by faiss HNSW and hnswlib (faiss defaults)
+
+
+def machine(threads: int) -> dict:
+    import faiss
+    import hnswlib
+
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if "model name" in ln),
+               platform.processor())
+    return {"cpu": cpu, "cores": os.cpu_count(), "threads": threads, "python": platform.python_version(),
+            "faiss": faiss.__version__, "hnswlib": getattr(hnswlib, "__version__", "0.8.0"),
+            "numpy": np.__version__, "load_average_at_start": os.getloadavg(),
+            "note": "shared machine: other processes (other helpers' tests and benchmarks) were "
+                    "running, so timings are noisy"}
+
+
+def clustered(n: int, d: int, seed: int, n_clusters: int = 1000, noise: float = 0.6):
+    """Clustered unit vectors: cluster centre + isotropic noise, L2-normalised (float32)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((n_clusters, d)).astype(np.float32)
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    out = np.empty((n, d), dtype=np.float32)
+    for s in range(0, n, 100_000):
+        e = min(n, s + 100_000)
+        x = centres[rng.integers(0, n_clusters, e - s)] + \
+            rng.standard_normal((e - s, d)).astype(np.float32) * (noise / np.sqrt(d))
+        out[s:e] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def recall(found, truth, k=10):
+    from embeddings.index_tune import recall_at_k
+
+    return recall_at_k(found, truth, k)
+
+
+def timed(fn, reps=1):
+    best = np.inf
+    for _ in range(reps):
+        t = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t)
+    return out, best
+
+
+def faiss_curve(name, index, xq, gt, knob, values, n_single):
+    """Batch and single-query QPS + Recall@10 of a raw faiss index per knob value."""
+    import faiss
+
+    ps = faiss.ParameterSpace()
+    rows = []
+    for v in values:
+        if knob:
+            ps.set_index_parameters(index, f"{knob}={v}")
+        (_, ids), t = timed(lambda: index.search(xq, 10))
+        _, ts = timed(lambda: [index.search(q[None], 10) for q in xq[:n_single]])
+        rows.append({"index": name, "param": f"{knob}={v}" if knob else None,
+                     "recall@10": round(recall(ids, gt), 4), "qps_batch": round(len(xq) / t, 1),
+                     "qps_single": round(n_single / ts, 1)})
+        print(f"  {name:22s} {rows[-1]['param']!s:14s} R@10={rows[-1]['recall@10']:.4f} "
+              f"batch {rows[-1]['qps_batch']:9.1f} q/s  single {rows[-1]['qps_single']:8.1f} q/s",
+              flush=True)
+    return rows
+
+
+def hnswlib_curve(x, xq, gt, space, values, n_single, threads):
+    import hnswlib
+
+    p = hnswlib.Index(space=space, dim=x.shape[1])
+    t = time.perf_counter()
+    p.init_index(max_elements=len(x), M=M, ef_construction=EFC, random_seed=0)
+    p.set_num_threads(threads)
+    p.add_items(x, np.arange(len(x)))
+    build_s = time.perf_counter() - t
+    rows = []
+    for ef in values:
+        p.set_ef(max(ef, 10))
+        (ids, _), tb = timed(lambda: p.knn_query(xq, k=10))
+        _, ts = timed(lambda: [p.knn_query(q[None], k=10) for q in xq[:n_single]])
+        rows.append({"index": f"hnswlib M={M} efC={EFC}", "param": f"ef={ef}",
+                     "recall@10": round(recall(ids.astype(np.int64), gt), 4),
+                     "qps_batch": round(len(xq) / tb, 1), "qps_single": round(n_single / ts, 1)})
+        print(f"  {'hnswlib':22s} ef={ef:<11d} R@10={rows[-1]['recall@10']:.4f} batch "
+              f"{rows[-1]['qps_batch']:9.1f} q/s  single {rows[-1]['qps_single']:8.1f} q/s", flush=True)
+    return rows, build_s
+
+
+def peer_curves(label, x, xq, gt, metric, nlist, pq_m, n_single, threads, efs):
+    import faiss
+
+    from embeddings.index import disable_polysemous_training
+
+    mt = faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2
+    out, builds = [], {}
+    specs = [("Flat", None, [None]),
+             (f"IVF{nlist},Flat", "nprobe", [p for p in (1, 2, 4, 8, 16, 32, 64, 128) if p <= nlist]),
+             (f"IVF{nlist},PQ{pq_m}x8", "nprobe", [p for p in (1, 4, 16, 64, 128) if p <= nlist]),
+             (f"HNSW{M},Flat", "efSearch", efs)]
+    for fs, knob, values in specs:
+        index = faiss.index_factory(x.shape[1], fs, mt)
+        disable_polysemous_training(index)
+        if "HNSW" in fs:
+            index.hnsw.efConstruction = EFC
+        t = time.perf_counter()
+        index.train(x[np.random.default_rng(0).choice(len(x), min(len(x), 64 * nlist), replace=False)])
+        index.add(x)
+        builds[fs] = round(time.perf_counter() - t, 2)
+        print(f"  built {fs} in {builds[fs]} s", flush=True)
+        out += faiss_curve(fs, index, xq, gt, knob, [v for v in values if v is not None] or [None],
+                           n_single)
+        if "HNSW" in fs:
+            hnsw_index = index
+    rows, hb = hnswlib_curve(x, xq, gt, "ip" if metric == "ip" else "l2", efs, n_single, threads)
+    builds["hnswlib"] = round(hb, 2)
+    return out + rows, builds, hnsw_index
+
+
+def overhead(x, xq, n_single, reps=5):
+    """QPS of VideoIndex.search vs raw faiss on the same index and queries (same run)."""
+    from embeddings.index import VideoIndex
+
+    vi = VideoIndex.build(x, [str(i) for i in range(len(x))], factory_string=f"HNSW{M},Flat",
+                          check_norm=False)
+    vi.set_search_params("efSearch=64")
+    raw = vi._index
+    res = {}
+    singles = xq[:n_single]
+    for mode, nq in (("batch", len(xq)), ("single", n_single)):
+        if mode == "batch":
+            f_raw = lambda: raw.search(xq, 10)  # noqa: E731
+            f_our = lambda: vi.search(xq, 10)  # noqa: E731
+        else:
+            f_raw = lambda: [raw.search(q[None], 10) for q in singles]  # noqa: E731
+            f_our = lambda: [vi.search(q, 10) for q in singles]  # noqa: E731
+        t_raw, t_our = np.inf, np.inf
+        for _ in range(reps):  # interleaved so load changes hit both
+            t_raw = min(t_raw, timed(f_raw)[1])
+            t_our = min(t_our, timed(f_our)[1])
+        res[mode] = {"qps_raw_faiss": round(nq / t_raw, 1), "qps_videoindex": round(nq / t_our, 1),
+                     "ratio": round(t_raw / t_our, 4), "n_queries": nq, "reps_best_of": reps}
+        print(f"  overhead {mode}: raw {nq / t_raw:.1f} q/s, ours {nq / t_our:.1f} q/s, ratio "
+              f"{t_raw / t_our:.3f}", flush=True)
+    return res
+
+
+def auto_vs_peer(x, xq, gt, peer_rows, n_single):
+    """build_tuned without a memory limit; its QPS vs hnswlib's at the same recall."""
+    from embeddings.index_tune import build_tuned
+
+    ids = [str(i) for i in range(len(x))]
+    t = time.perf_counter()
+    vi = build_tuned(x, ids, max_memory=None, latency_ms=None, min_recall=0.95, n_queries=300)
+    build_s = time.perf_counter() - t
+    (res), tb = timed(lambda: vi.search(xq, 10))
+    found = np.where(res.indices >= 0, res.indices, -1)
+    r = recall(found, gt)
+    _, ts = timed(lambda: [vi.search(q, 10) for q in xq[:n_single]])
+    ours = {"factory_string": vi.factory_string, "search_params": vi.tuning["search_params"],
+            "tuning_recall@10_holdout": vi.tuning["recall@10"], "recall@10": round(r, 4),
+            "qps_batch": round(len(xq) / tb, 1), "qps_single": round(n_single / ts, 1),
+            "build_and_tune_s": round(build_s, 1), "tried": vi.tuning["tried"]}
+    peer = sorted([p for p in peer_rows if p["index"].startswith("hnswlib")], key=lambda p: p["recall@10"])
+    at = next((p for p in peer if p["recall@10"] >= r), peer[-1])
+    ours["hnswlib_at_same_recall"] = at
+    for mode in ("batch", "single"):
+        ours[f"qps_ratio_vs_hnswlib_{mode}"] = round(ours[f"qps_{mode}"] / at[f"qps_{mode}"], 3)
+    print(f"  auto: {ours}", flush=True)
+    return ours
+
+
+BUDGET_CHILD = r"""
+import json, resource, sys, time, numpy as np
+sys.path.insert(0, {root!r})
+import faiss
+faiss.omp_set_num_threads({threads})
+from embeddings.index_tune import build_tuned
+x = np.load({path!r}, mmap_mode="r")
+ids = [str(i) for i in range(len(x))]
+t = time.perf_counter()
+vi = build_tuned(x, ids, max_memory={budget!r}, latency_ms=10.0, min_recall=0.95, n_queries=300,
+                 max_candidates=2, nlist={nlist!r}, train_sample={train_sample!r})
+build_s = time.perf_counter() - t
+status = {{ln.split(":")[0]: ln.split(":")[1].strip() for ln in open("/proc/self/status")
+          if ln.startswith(("VmHWM", "VmRSS", "RssAnon", "RssFile"))}}
+tu = vi.tuning
+print("RESULT " + json.dumps({{"factory_string": vi.factory_string, "search_params": tu["search_params"],
+      "recall@10": tu["recall@10"], "ms_per_query": tu["ms_per_query"], "meets_recall": tu["meets_recall"],
+      "meets_latency": tu["meets_latency"], "build_and_tune_s": round(build_s, 1),
+      "peak_rss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "proc_status_end": status,
+      "tried": tu["tried"], "ranking": tu["ranking"], "budget": tu.get("budget")}}))
+"""
+
+
+def budget_build(n, d, budget, threads, tmp: Path, nlist=None, train_sample=None):
+    x = clustered(n, d, seed=7)
+    path = Path(tempfile.mkdtemp()) / f"budget_{n}x{d}.npy"
+    np.save(path, x)
+    del x
+    code = BUDGET_CHILD.format(root=str(ROOT), threads=threads, path=str(path), budget=budget,
+                              nlist=nlist, train_sample=train_sample)
+    t = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    path.unlink()
+    path.parent.rmdir()
+    line = next((ln for ln in p.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if line is None:
+        raise RuntimeError(f"budgeted build failed: {p.stderr[-3000:]}")
+    res = json.loads(line[7:])
+    res.update(n=n, d=d, wall_s=round(wall, 1),
+               note="peak RSS counts the memory-mapped input pages read (file-backed, "
+                    "reclaimable); RssAnon is the process's own memory")
+    print(f"  budget {budget}: {res}", flush=True)
+    return res
+
+
+def plot(curves, out: Path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(curves), 2, figsize=(11, 4.2 * len(curves)), squeeze=False)
+    for row, (label, rows) in enumerate(curves.items()):
+        for col, mode in enumerate(("batch", "single")):
+            ax = axes[row][col]
+            for name in dict.fromkeys(r["index"] for r in rows):
+                pts = [r for r in rows if r["index"] == name]
+                ax.plot([p["recall@10"] for p in pts], [p[f"qps_{mode}"] for p in pts], "o-",
+                        label=name, ms=3)
+            ax.set_yscale("log")
+            ax.set_xlabel("Recall@10")
+            ax.set_ylabel("queries per second")
+            ax.set_title(f"{label}: {mode} mode")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+
+
+def save(report, out: Path):
+    """Write results.json now (the run is long; partial results survive an interruption)."""
+    (out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, < 1 minute (smoke test)")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks/results/bench_index"))
+    ap.add_argument("--threads", type=int, default=2, help="faiss OpenMP and hnswlib threads")
+    ap.add_argument("--n-peer", type=int, default=200_000)
+    ap.add_argument("--n-budget", type=int, default=1_000_000)
+    ap.add_argument("--budget", default="1G")
+    ap.add_argument("--skip-budget", action="store_true")
+    ap.add_argument("--skip-peer", action="store_true", help="only the budgeted build")
+    ap.add_argument("--budget-nlist", type=int, default=None,
+                    help="IVF nlist for the budgeted build (default ~4*sqrt(n))")
+    ap.add_argument("--budget-train", type=int, default=None, help="training sample size")
+    args = ap.parse_args(argv)
+    import faiss
+
+    faiss.omp_set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    n_peer = 20_000 if args.quick else args.n_peer
+    n_budget, budget = (50_000, "40M") if args.quick else (args.n_budget, args.budget)
+    nq = 200 if args.quick else 1000
+    n_single = 100 if args.quick else 300
+    efs = [16, 32, 64, 128] if args.quick else [16, 24, 32, 48, 64, 96, 128, 256]
+    report = {"machine": machine(args.threads),
+              "settings": {"quick": args.quick, "n_peer": n_peer, "n_budget": n_budget, "budget": budget,
+                           "n_queries": nq, "n_single_queries": n_single, "k": 10, "hnsw_M": M,
+                           "efConstruction": EFC, "threads_pinned": args.threads}}
+    print(json.dumps(report, indent=1), flush=True)
+    curves = {}
+
+    if not args.skip_peer:
+        print("SIFT-128 (real, 5k base, L2, given ground truth)", flush=True)
+        xb = np.load(SIFT / "base.npy")
+        xq = np.load(SIFT / "bench_queries.npy")
+        gt = np.load(SIFT / "bench_gt100.npy")[:, :10].astype(np.int64)
+        rows, builds, _ = peer_curves("sift5k", xb, xq, gt, "l2", 64, 16, len(xq), args.threads, efs)
+        curves["sift5k (real, 5000x128)"] = rows
+        report["sift5k"] = {"curves": rows, "build_s": builds}
+
+        print(f"synthetic clustered {n_peer} x 512 (ip)", flush=True)
+        both = clustered(n_peer + nq, 512, seed=1)  # queries from the same distribution, held out
+        x, xq = both[:n_peer], np.ascontiguousarray(both[n_peer:])
+        del both
+        from embeddings.index_tune import exact_knn
+
+        t0 = time.perf_counter()
+        gt = exact_knn(xq, x, 10)
+        t_gt = time.perf_counter() - t0
+        nlist = 1024 if not args.quick else 128
+        rows, builds, _ = peer_curves("synthetic", x, xq, gt, "ip", nlist, 64, n_single, args.threads, efs)
+        curves[f"synthetic ({n_peer}x512)"] = rows
+        report["synthetic"] = {"curves": rows, "build_s": builds, "ground_truth_s": round(t_gt, 1)}
+        save(report, out)
+        print("overhead of VideoIndex.search over raw faiss (HNSW32, efSearch=64)", flush=True)
+        report["overhead"] = overhead(x, xq, n_single)
+        print("automatic choice without a memory limit", flush=True)
+        report["auto_no_limit"] = auto_vs_peer(x, xq, gt, rows, n_single)
+        save(report, out)
+        del x
+        plot(curves, out / "recall_qps.png")
+    if not args.skip_budget:
+        print(f"automatic choice under a {budget} budget, {n_budget} x 512", flush=True)
+        report["auto_budget"] = budget_build(n_budget, 512, budget, args.threads, out,
+                                             nlist=args.budget_nlist, train_sample=args.budget_train)
+        save(report, out)
+
+    # correctness checks
+    checks = {}
+    if not args.skip_peer:
+        flat_sift = next(r for r in report["sift5k"]["curves"] if r["index"] == "Flat")
+        checks = {"flat_exact_on_sift": flat_sift["recall@10"] >= 0.999,
+                  "overhead_batch_ratio>=0.95": report["overhead"]["batch"]["ratio"] >= 0.95,
+                  "overhead_single_ratio>=0.95": report["overhead"]["single"]["ratio"] >= 0.95,
+                  "auto_no_limit_recall>=0.95": report["auto_no_limit"]["recall@10"] >= 0.95}
+    if "auto_budget" in report:
+        checks["auto_budget_recall>=0.95_and_<=10ms"] = bool(
+            report["auto_budget"]["meets_recall"] and report["auto_budget"]["meets_latency"])
+    report["checks"] = checks
+    report["machine"]["load_average_at_end"] = os.getloadavg()
+    (out / "results.json").write_text(json.dumps(report, indent=1) + "\n")
+    print("checks:", json.dumps(checks), flush=True)
+    if not checks.get("flat_exact_on_sift", True):
+        raise SystemExit("correctness check failed: Flat is not exact on SIFT")
+
+
+if __name__ == "__main__":
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    main()
