@@ -214,7 +214,15 @@ def _print_results(outcomes) -> str:
         for r in o.results:
             tag = " [synthetic]" if r.get("synthetic") else ""
             cap = f"  {r['caption']}" if r.get("caption") else ""
-            lines.append(f"  {r['rank']:>3}. {r['video_id']}  {r['score']:.4f}{tag}{cap}")
+            collab = f"  collab {r['collab_score']:.4f}" if r.get("collab_score") is not None else ""
+            lines.append(f"  {r['rank']:>3}. {r['video_id']}  {r['score']:.4f}{tag}{collab}{cap}")
+            prov = r.get("provenance") or {}
+            if r.get("synthetic") and prov:
+                shots = ", ".join(f"{s.get('video_id')}@{s.get('timestamp_s', 0):.2f}s"
+                                  for s in prov.get("source_shots") or [])
+                lines.append(f"       provenance: backend={prov.get('backend')} seed={prov.get('seed')} "
+                             f"prompt={prov.get('prompt')!r}" + (f" shots=[{shots}]" if shots else "")
+                             + f" path={prov.get('path')}")
     return "\n".join(lines)
 
 
@@ -245,6 +253,8 @@ def cmd_search(args) -> int:
 
 def cmd_query(args) -> int:
     from embeddings.index import VideoIndex
+    from generation.cache import GenerationBudget
+    from generation.calibration import load_calibration, preserve_calibration
     from recsys import stages
 
     index_dir = _existing(args.index_dir, "index folder", folder=True)
@@ -255,14 +265,69 @@ def cmd_query(args) -> int:
         raise UsageError(f"the montage backend cuts shots from the catalog's frame embeddings; {emb_dir} does not "
                          "exist: pass --embeddings EMB_DIR (the folder `recsys embed` wrote)")
     out_dir = Path(args.out) if args.out else index_dir.parent
+    calibration = None if args.no_calibration else load_calibration(index_dir)
+    ranker = None
+    if args.ranker:
+        from recsys.artifacts import load_trained
+
+        ranker = load_trained(_existing(args.ranker, "ranker folder", folder=True))
+    backend_options = {}
+    if args.backfill == "diffusers":
+        backend_options = {"pipeline": args.pipeline, "model": args.model, "device": args.device,
+                           "cpu_offload": args.cpu_offload}
+    generate_kwargs = {"num_frames": args.num_frames, "height": args.height, "width": args.width,
+                       "fps": args.fps, "seed": args.seed}
+    if args.steps is not None:
+        generate_kwargs["num_inference_steps"] = args.steps
+    if args.guidance is not None:
+        generate_kwargs["guidance_scale"] = args.guidance
+    budget = GenerationBudget(max_per_run=args.max_per_run, timeout_s=args.timeout, on_exceeded="skip")
     outcomes = stages.run_queries([args.text], index, encoder, k=args.k, backfill=args.backfill,
                                   threshold=args.threshold, out_dir=out_dir, emb_dir=emb_dir,
-                                  n_generate=args.n_generate,
-                                  generate_kwargs={"num_frames": args.num_frames, "height": args.height,
-                                                   "width": args.width, "fps": args.fps, "seed": args.seed})
+                                  n_generate=args.n_generate, generate_kwargs=generate_kwargs,
+                                  calibration=calibration, max_synthetic=args.max_synthetic,
+                                  exclude_synthetic=args.exclude_synthetic, ranker=ranker,
+                                  user_id=args.user, backend_options=backend_options, budget=budget)
     if any(o.generated for o in outcomes):
-        index.save(index_dir)
+        with preserve_calibration(index_dir):
+            index.save(index_dir)
     _emit(args, [o.to_dict() for o in outcomes], _print_results(outcomes))
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    import pandas as pd
+
+    from embeddings.index import VideoIndex
+    from generation.calibration import (
+        calibrate,
+        collect_features,
+        labelled_queries,
+        plot_risk_coverage,
+        save_calibration,
+    )
+    from recsys import stages
+
+    index_dir = _existing(args.index_dir, "index folder", folder=True)
+    pairs = pd.read_csv(_existing(args.captions, "captions CSV", folder=False))
+    index = VideoIndex.load(index_dir)
+    encoder = stages.open_encoder_for_index(index, device=args.device)
+    feats, labels, info = collect_features(index, encoder, labelled_queries(pairs), k=args.k)
+    result = calibrate(feats, labels, method=args.method, alpha=args.alpha, holdout=args.holdout,
+                       seed=args.seed)
+    plot = plot_risk_coverage(result.curve, Path(args.plot) if args.plot else index_dir / "risk_coverage.png",
+                              threshold=result.threshold)
+    path = save_calibration(index_dir, result, extra={"collect": {**info, "k": args.k},
+                                                      "encoder": index.encoder, "plot": str(plot)})
+    m = result.metrics
+    summary = {"calibration": str(path), "plot": str(plot), "threshold": result.threshold,
+               "threshold_source": result.threshold_source, **m, **info}
+    _emit(args, summary,
+          f"Calibrated ({args.method}) on {m['n_fit']} queries, evaluated on {m['n_heldout']} held out "
+          f"({info['n_synthetic_excluded']} synthetic items excluded):\n"
+          f"  AUROC top-1 cosine {m['auroc_top1']:.3f}, calibrated {m['auroc_calibrated']:.3f}\n"
+          f"  threshold {result.threshold:.4f} ({result.threshold_source}): held-out trigger rate "
+          f"{m['heldout_trigger_rate']:.2f}\n  saved {path}; risk-coverage plot {plot}")
     return 0
 
 
@@ -570,7 +635,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("index_dir", metavar="INDEX_DIR")
     s.add_argument("--text", required=True, type=_query_text)
     s.add_argument("-k", type=_positive_int, default=10)
-    s.add_argument("--backfill", default="none", help="backend for low-confidence queries: montage, or none")
+    s.add_argument("--backfill", default="none",
+                   help="backend for low-confidence queries: montage, diffusers, or none")
     s.add_argument("--threshold", type=_fraction, help="confidence gate: 1.0 always generates, 0.0 never")
     s.add_argument("--n-generate", type=_positive_int, default=1, help="clips per triggered query")
     s.add_argument("--embeddings", metavar="EMB_DIR", help="embedding folder (montage shots); default "
@@ -581,8 +647,39 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--width", type=_positive_int, default=128)
     s.add_argument("--fps", type=_positive_int, default=8)
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--steps", type=_positive_int, help="denoising steps (diffusers backend)")
+    s.add_argument("--guidance", type=float, help="classifier-free guidance scale (diffusers backend)")
+    s.add_argument("--pipeline", default="wan", choices=["wan", "ltx", "cogvideox"],
+                   help="diffusers pipeline family (default wan: Wan 2.1 T2V 1.3B)")
+    s.add_argument("--model", help="diffusers weights: hub name or local folder (default: the family's)")
+    s.add_argument("--cpu-offload", action="store_true", help="diffusers model CPU offload (still needs a GPU)")
+    s.add_argument("--max-per-run", type=int, help="most clips generated by this call")
+    s.add_argument("--timeout", type=float, help="seconds allowed per generation")
+    s.add_argument("--max-synthetic", type=int, help="at most N synthetic items in the results")
+    s.add_argument("--exclude-synthetic", action="store_true", help="no synthetic items in the results")
+    s.add_argument("--no-calibration", action="store_true",
+                   help="ignore INDEX_DIR/calibration.json (raw top-1 cosine as confidence)")
+    s.add_argument("--ranker", metavar="MODEL_DIR", help="hybrid cold-start model (recsys train --model "
+                   "hybrid): adds a collaborative score to every result, synthetic ones included")
+    s.add_argument("--user", metavar="USER_ID", help="user for --ranker scores (default: mean user)")
     s.add_argument("--device", default="auto")
     s.set_defaults(func=cmd_query)
+
+    s = add("calibrate", "Fit the backfill gate on labelled queries: calibrated probability, optional "
+            "conformal threshold, AUROC and a risk-coverage plot, saved with the index.",
+            "recsys calibrate runs/qs/index --captions ../shared/data/videos/manifest.csv --alpha 0.1")
+    s.add_argument("index_dir", metavar="INDEX_DIR")
+    s.add_argument("--captions", required=True, metavar="CSV",
+                   help="labelled pairs: video_id and query (or caption) columns")
+    s.add_argument("--method", default="isotonic", choices=["isotonic", "logistic"])
+    s.add_argument("--alpha", type=_fraction, help="error rate for a split-conformal threshold "
+                   "(default: probability 0.5)")
+    s.add_argument("-k", type=_positive_int, default=10, help="list length for the features (>= 2)")
+    s.add_argument("--holdout", type=_fraction, default=0.5, help="held-out fraction (default 0.5)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--plot", metavar="PNG", help="risk-coverage plot (default INDEX_DIR/risk_coverage.png)")
+    s.add_argument("--device", default="auto")
+    s.set_defaults(func=cmd_calibrate)
 
     s = add("train", "Train a ranker on an interaction log (CSV/TSV/Parquet/MovieLens u.data).",
             "recsys train ../shared/data/ml-100k/u.data --model ease --out models/ease --param l2=500")

@@ -385,7 +385,9 @@ def validate_query(text) -> str:
 
 
 def run_queries(texts, index, encoder, *, k=5, backfill="none", threshold=None, out_dir=None, emb_dir=None,
-                n_generate=1, generate_kwargs=None) -> list[QueryOutcome]:
+                n_generate=1, generate_kwargs=None, calibration=None, max_synthetic=None,
+                exclude_synthetic=False, ranker=None, user_id=None, backend_options=None,
+                budget=None) -> list[QueryOutcome]:
     """Answer text queries against ``index``; synthesise clips for low-confidence ones.
 
     Parameters
@@ -398,9 +400,10 @@ def run_queries(texts, index, encoder, *, k=5, backfill="none", threshold=None, 
     k : int
         Results per query.
     backfill : str
-        ``"none"`` (search only) or a registered backend name (``"montage"``).
+        ``"none"`` (search only) or a registered backend name (``"montage"``, ``"diffusers"``).
     threshold : float or None
-        Confidence gate: 1.0 always generates, 0.0 never; None uses the encoder's default.
+        Confidence gate: 1.0 always generates, 0.0 never; None uses the calibrated threshold
+        when ``calibration`` is given, else the encoder's default.
     out_dir : path-like
         Where generated clips are written (``out_dir/synthetic``); required with a backend.
     emb_dir : path-like
@@ -408,47 +411,105 @@ def run_queries(texts, index, encoder, *, k=5, backfill="none", threshold=None, 
     n_generate : int
         Clips per triggered query.
     generate_kwargs : dict
-        ``num_frames``, ``height``, ``width``, ``fps``, ``seed`` for the backend.
+        ``num_frames``, ``height``, ``width``, ``fps``, ``seed``, ... for the backend.
+    calibration : tuple or None
+        ``(Calibrator, threshold, info)`` from :func:`generation.calibration.load_calibration`:
+        confidence becomes the calibrated P(top-1 relevant).
+    max_synthetic : int or None
+        At most this many synthetic items per result list.
+    exclude_synthetic : bool
+        No synthetic items in result lists.
+    ranker : recsys.artifacts.TrainedModel or None
+        A fitted model with ``item_factors_from_embeddings`` (``HybridColdStart``): every result
+        gets ``collab_score`` = user factor . item factor (synthetic items through the cold-start
+        mapping), the user being ``user_id`` or, without one, the mean user factor.
+    user_id : str or None
+        External user id for ``ranker``.
+    backend_options : dict or None
+        Constructor keywords of the backend (diffusers: ``pipeline``, ``model``, ``device``,
+        ``precision``, ``cpu_offload``).
+    budget : generation.cache.GenerationBudget or None
+        Per-query / per-run caps and per-generation timeout.
 
     Returns
     -------
     list of QueryOutcome
     """
+    from generation.backfill import backfill as run_backfill
     from generation.confidence import confidence_features, confidence_score
+    from generation.results import limited_search, synthetic_ids
 
     texts = [validate_query(t) for t in texts]
+    calibrator, cal_threshold = (calibration[0], calibration[1]) if calibration else (None, None)
+    if threshold is None and cal_threshold is not None:
+        threshold = cal_threshold
+    max_syn = 0 if exclude_synthetic else max_synthetic
+    scorer = None
+    if ranker is not None:
+        model = ranker.model
+        if not hasattr(model, "item_factors_from_embeddings"):
+            raise ValueError(f"ranker {type(model).__name__} cannot score new items from content; "
+                             "train a hybrid cold-start model (recsys train --model hybrid)")
+        if user_id is None:
+            user_vec = np.asarray(model.user_factors_, dtype=np.float64).mean(axis=0)
+        else:
+            hits = np.flatnonzero(np.asarray(ranker.user_ids).astype(str) == str(user_id))
+            if not len(hits):
+                raise ValueError(f"user_id={user_id!r} is not in the ranker's training data")
+            user_vec = np.asarray(model.user_factors_[hits[0]], dtype=np.float64)
+
+        def scorer(embeddings):
+            return np.asarray(model.item_factors_from_embeddings(embeddings), np.float64) @ user_vec
+
+        item_pos = {str(v): i for i, v in enumerate(ranker.item_ids)}
+        real_scores = np.asarray(model.item_factors_, dtype=np.float64) @ user_vec
+
+    def add_collab(recs):
+        if scorer is None:
+            return recs
+        for r in recs:
+            prov = r.get("provenance") or {}
+            if r.get("synthetic") and "collab_score" in prov:
+                r["collab_score"] = prov["collab_score"]
+            elif str(r["video_id"]) in item_pos:
+                r["collab_score"] = float(real_scores[item_pos[str(r["video_id"])]])
+        return recs
+
     if backfill in (None, "none"):
         outcomes = []
         for text in texts:
             t0 = time.perf_counter()
             q = encoder.encode_text([text])
             t1 = time.perf_counter()
-            res = index.search(q, k)
+            res = index.search(q, k, exclude_ids=synthetic_ids(index))
+            feats = confidence_features(res.scores)
+            conf = float(calibrator.predict(feats)[0] if calibrator is not None else confidence_score(feats)[0])
+            shown = limited_search(index, q, k, max_synthetic=max_syn)
             t2 = time.perf_counter()
-            conf = float(confidence_score(confidence_features(res.scores))[0])
-            recs = res.to_records(index.metadata)[0]
+            recs = add_collab(shown.to_records(index.metadata)[0])
             outcomes.append(QueryOutcome(text, conf, threshold, False, recs,
                                          seconds={"encode": t1 - t0, "search": t2 - t1}))
         return outcomes
 
     from generation.backends import get_backend
-    from generation.backfill import backfill as run_backfill
 
     if out_dir is None:
         raise ValueError("backfill needs an output folder for generated clips (out_dir)")
-    kwargs = {}
+    kwargs = dict(backend_options or {})
     if backfill == "montage":
         from embeddings.store import EmbeddingFolder
 
         if emb_dir is None:
             raise ValueError("the montage backend needs the embedding folder (its frames are the shots)")
         shots, shot_emb = EmbeddingFolder.open(emb_dir).load_frames()
-        kwargs = {"shots": shots, "shot_embeddings": shot_emb, "encode_text": encoder.encode_text}
+        kwargs.update(shots=shots, shot_embeddings=shot_emb, encode_text=encoder.encode_text)
     backend = get_backend(backfill, **kwargs)
     outcomes = []
     for text in texts:
         r = run_backfill(text, encoder=encoder, index=index, backend=backend, out_dir=Path(out_dir), k=k,
-                         threshold=threshold, n_generate=n_generate, generate_kwargs=generate_kwargs or {})
-        outcomes.append(QueryOutcome(text, float(r.confidence), r.threshold, bool(r.triggered), r.results,
-                                     list(r.generated), dict(r.timings)))
+                         threshold=threshold, n_generate=n_generate, generate_kwargs=generate_kwargs or {},
+                         calibrator=calibrator, max_synthetic=max_syn, score_synthetic=scorer,
+                         budget=budget)
+        outcomes.append(QueryOutcome(text, float(r.confidence), r.threshold, bool(r.triggered),
+                                     add_collab(r.results), list(r.generated), dict(r.timings)))
     return outcomes
