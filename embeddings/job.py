@@ -166,7 +166,10 @@ def run_embedding_job(
     num_workers : int
         Reader workers that decode and preprocess while the encoder runs.
     executor : str
-        ``"thread"`` (default) or ``"process"`` (spawned processes) for the readers.
+        ``"thread"`` (default) or ``"process"`` (spawned processes) for the readers. Threads were
+        faster on the 2-core test machine (``benchmarks/bench_embed.py``, ViT-B-32 fp32: 1.9 vs
+        1.0 frames/s end to end): PyAV, PIL and torch release the GIL, while processes pay a
+        spawn + torch import per worker and pickle every preprocessed batch back.
     prefetch : int or None
         Inputs in flight (read ahead of the encoder); None means ``max(4 * num_workers, 16)``.
         Memory is bounded by ``prefetch`` inputs of preprocessed frames plus one shard of
@@ -225,29 +228,13 @@ def run_embedding_job(
     prefetch = int(prefetch) if prefetch is not None else max(4 * int(num_workers), 16)
 
     out = Path(out_dir)
-    (out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
     enc = encoder.describe()
-    settings = {"sampling": sampler.describe(), "shard_size": int(shard_size), "max_side": max_side,
-                "pooling": "mean", "storage_dtype": storage_dtype}
-    job = {"encoder": enc, "settings": settings, "n_inputs": len(inputs), "inputs_sha256": inputs_fingerprint(inputs)}
-    jpath = out / "job.json"
-    if jpath.exists():
-        old = json.loads(jpath.read_text(encoding="utf-8"))
-        if old != json.loads(json.dumps(job)):
-            diff = [k for k in job if old.get(k) != json.loads(json.dumps(job[k]))]
-            raise EmbeddingFolderError(
-                f"{out} holds an embedding job with different {diff}; a resumed job must use the same inputs and "
-                "settings. Use a new --out folder, or delete this one to start over.")
-    else:
-        write_json(jpath, job)
-    for stale in (out / SHARD_DIR).glob(".*.tmp"):  # temporary files of a killed run
-        stale.unlink(missing_ok=True)
+    settings = check_job_folder(out, inputs, enc, sampler, shard_size, max_side, storage_dtype)
 
     summary = JobSummary(n_inputs=len(inputs), batch_size=int(batch_size))
     t_start = time.perf_counter()
-    n_shards = max(1, -(-len(inputs) // shard_size))
-    plan = [inputs.iloc[i * shard_size:(i + 1) * shard_size] for i in range(n_shards)]
-    todo = [i for i in range(n_shards) if not (out / SHARD_DIR / f"{shard_name(i)}.parquet").exists()]
+    plan, todo = plan_shards(out, inputs, shard_size)
+    n_shards = len(plan)
     summary.n_shards_skipped = n_shards - len(todo)
     if summary.n_shards_skipped:
         log.info("resuming %s: %d of %d shards already finished", out, summary.n_shards_skipped, n_shards)
@@ -284,23 +271,8 @@ def run_embedding_job(
             _run_shard(i, plan[i], stream, batcher, out, storage_dtype, columns, summary, bar)
     bar.close()
 
-    shards, metas = [], []
-    for i in range(n_shards):
-        meta = pd.read_parquet(out / SHARD_DIR / f"{shard_name(i)}.parquet")
-        metas.append(meta)
-        shards.append({"name": shard_name(i), "n_inputs": len(meta), "n_ok": int((meta["row"] >= 0).sum()),
-                       "n_frames": int(meta.loc[meta["row"] >= 0, "n_frames"].sum())})
-    allmeta = pd.concat(metas, ignore_index=True)
-    errors = allmeta.loc[allmeta["error"].notna(), ["video_id", "path", "error"]].reset_index(drop=True)
-    write_parquet(out / "errors.parquet", errors)
-    summary.errors = errors
+    summary.errors = finish_job(out, n_shards, enc, settings, len(inputs), storage_dtype)
     summary.seconds["total"] = time.perf_counter() - t_start
-    write_manifest(out, {
-        "encoder": enc, "settings": settings, "n_inputs": len(inputs),
-        "n_videos": int((allmeta["row"] >= 0).sum()), "n_errors": len(errors),
-        "random_weights": bool(enc.get("random_weights", False)), "shards": shards,
-        "storage_dtype": storage_dtype, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    })
     s = summary.seconds
     log.info("summary: %d embedded, %d skipped in this run (%d shard(s) finished earlier); %d frames; "
              "skipped by reason (all runs) %s; seconds: read %.2f (summed over workers), waiting for "
@@ -363,41 +335,134 @@ def _run_shard(i: int, shard: pd.DataFrame, stream, batcher: _Batcher, out: Path
     for rec in shard.to_dict("records"):
         (sampled, batch, secs), wait = next(stream)
         read_s += secs
-        base = {"video_id": rec["video_id"], "path": rec["path"], "caption": rec.get("caption")}
-        extra = {k: v for k, v in rec.items() if k not in base}
         if sampled is None:
             log.warning("skipping %s: %s", rec["path"], batch)
-            records.append({**base, "duration_s": None, "fps": None, "width": None, "height": None, "n_frames": 0,
-                            "frame_offset": -1, "frame_timestamps_s": [], "row": -1, "error": batch,
-                            **columns, **extra})
+            records.append(shard_record(rec, None, batch, offset, row, columns))
             summary.n_failed += 1
             batcher.wait += wait
         else:
-            info, n = sampled.info, int(batch.shape[0])
-            records.append({**base, "duration_s": float(info.duration_s), "fps": float(info.fps),
-                            "width": int(info.width), "height": int(info.height), "n_frames": n,
-                            "frame_offset": offset, "frame_timestamps_s": [float(t) for t in sampled.timestamps_s],
-                            "row": row, "error": None, **columns, **extra})
+            n = int(batch.shape[0])
+            records.append(shard_record(rec, sampled, n, offset, row, columns))
             batcher.add(batch, wait)
             offset += n
             row += 1
         bar.update(1)
     frame_emb = batcher.flush()
-    d = frame_emb.shape[1]
-    videos = np.zeros((row, d), np.float32)
-    for r in records:
-        if r["row"] >= 0:
-            videos[r["row"]] = pool_frames(frame_emb[r["frame_offset"]:r["frame_offset"] + r["n_frames"]])
     t1 = time.perf_counter()
-    stem = out / SHARD_DIR / shard_name(i)
-    save_npy(f"{stem}.npy", videos.astype(storage_dtype))
-    save_npy(f"{stem}.frames.npy", frame_emb.astype(storage_dtype))
-    meta = pd.DataFrame.from_records(records)
-    meta = meta[META_COLUMNS + [c for c in meta.columns if c not in META_COLUMNS]]
-    write_parquet(f"{stem}.parquet", meta)  # last: its presence marks the shard finished
+    write_shard(out, i, records, frame_emb, storage_dtype)
     t2 = time.perf_counter()
     summary.seconds["read"] += read_s
     summary.seconds["write"] += t2 - t1
     summary.n_embedded += row
     log.info("shard %s: %d videos, %d frames, %d skipped; read %.2fs (worker-summed), write %.2fs",
              shard_name(i), row, frame_emb.shape[0], len(records) - row, read_s, t2 - t1)
+
+
+# --- the job's pure pieces, shared with the Ray engine (embeddings.ray_engine) -------------------
+
+def check_job_folder(out: Path, inputs: pd.DataFrame, enc: dict, sampler: FrameSampler, shard_size: int,
+                     max_side: int | None, storage_dtype: str) -> dict:
+    """Create ``out`` or check that it holds the same job; remove a killed run's temporary files.
+
+    Writes ``job.json`` (encoder, settings, input count and fingerprint) on the first run.
+    Returns the ``settings`` dict recorded in ``job.json`` and the manifest.
+
+    Raises
+    ------
+    EmbeddingFolderError
+        If ``out`` holds a job with other inputs or settings (use a new folder).
+    """
+    (out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
+    settings = {"sampling": sampler.describe(), "shard_size": int(shard_size), "max_side": max_side,
+                "pooling": "mean", "storage_dtype": storage_dtype}
+    job = {"encoder": enc, "settings": settings, "n_inputs": len(inputs), "inputs_sha256": inputs_fingerprint(inputs)}
+    jpath = out / "job.json"
+    if jpath.exists():
+        old = json.loads(jpath.read_text(encoding="utf-8"))
+        if old != json.loads(json.dumps(job)):
+            diff = [k for k in job if old.get(k) != json.loads(json.dumps(job[k]))]
+            raise EmbeddingFolderError(
+                f"{out} holds an embedding job with different {diff}; a resumed job must use the same inputs and "
+                "settings. Use a new --out folder, or delete this one to start over.")
+    else:
+        write_json(jpath, job)
+    for stale in (out / SHARD_DIR).glob(".*.tmp"):  # temporary files of a killed run
+        stale.unlink(missing_ok=True)
+    return settings
+
+
+def plan_shards(out: Path, inputs: pd.DataFrame, shard_size: int) -> tuple[list[pd.DataFrame], list[int]]:
+    """Shard ``i`` is ``inputs[i*shard_size:(i+1)*shard_size]``; return ``(plan, todo)``.
+
+    ``todo`` lists the shards whose Parquet does not exist yet (unfinished), ascending.
+    """
+    n_shards = max(1, -(-len(inputs) // shard_size))
+    plan = [inputs.iloc[i * shard_size:(i + 1) * shard_size] for i in range(n_shards)]
+    todo = [i for i in range(n_shards) if not (out / SHARD_DIR / f"{shard_name(i)}.parquet").exists()]
+    return plan, todo
+
+
+def shard_record(rec: dict, sampled, n_frames_or_error, offset: int, row: int, columns: dict) -> dict:
+    """One shard Parquet row for input ``rec`` (a row of the inputs table).
+
+    ``sampled`` is the reader's :class:`embeddings.video.SampledFrames` (frames may be dropped) and
+    ``n_frames_or_error`` the number of frames encoded; for a failed input ``sampled`` is None and
+    ``n_frames_or_error`` the reason. ``offset`` is the first row in the shard's ``.frames.npy`` and
+    ``row`` the row in its ``.npy``; ``columns`` the per-job model/precision/sampling columns.
+    """
+    base = {"video_id": rec["video_id"], "path": rec["path"], "caption": rec.get("caption")}
+    extra = {k: v for k, v in rec.items() if k not in base}
+    if sampled is None:
+        return {**base, "duration_s": None, "fps": None, "width": None, "height": None, "n_frames": 0,
+                "frame_offset": -1, "frame_timestamps_s": [], "row": -1, "error": n_frames_or_error,
+                **columns, **extra}
+    info = sampled.info
+    return {**base, "duration_s": float(info.duration_s), "fps": float(info.fps),
+            "width": int(info.width), "height": int(info.height), "n_frames": int(n_frames_or_error),
+            "frame_offset": offset, "frame_timestamps_s": [float(t) for t in sampled.timestamps_s],
+            "row": row, "error": None, **columns, **extra}
+
+
+def write_shard(out: Path, i: int, records: list[dict], frame_emb: np.ndarray, storage_dtype: str) -> None:
+    """The writer: pool each input's frames and write shard ``i`` (``.npy``, ``.frames.npy``, Parquet last).
+
+    ``records`` come from :func:`shard_record` in input order; ``frame_emb`` is float32
+    ``(sum of n_frames, d)`` in the same order. Every file is written atomically; the Parquet is
+    written last, so the shard counts as finished exactly when it exists.
+    """
+    d = frame_emb.shape[1]
+    n_ok = sum(1 for r in records if r["row"] >= 0)
+    videos = np.zeros((n_ok, d), np.float32)
+    for r in records:
+        if r["row"] >= 0:
+            videos[r["row"]] = pool_frames(frame_emb[r["frame_offset"]:r["frame_offset"] + r["n_frames"]])
+    stem = out / SHARD_DIR / shard_name(i)
+    save_npy(f"{stem}.npy", videos.astype(storage_dtype))
+    save_npy(f"{stem}.frames.npy", frame_emb.astype(storage_dtype))
+    meta = pd.DataFrame.from_records(records)
+    meta = meta[META_COLUMNS + [c for c in meta.columns if c not in META_COLUMNS]]
+    write_parquet(f"{stem}.parquet", meta)  # last: its presence marks the shard finished
+
+
+def finish_job(out: Path, n_shards: int, enc: dict, settings: dict, n_inputs: int,
+               storage_dtype: str) -> pd.DataFrame:
+    """Write ``errors.parquet`` and ``manifest.json`` once every shard is finished; return the errors.
+
+    Returns ``video_id, path, error`` for every skipped input (all runs).
+    """
+    shards, metas = [], []
+    for i in range(n_shards):
+        meta = pd.read_parquet(out / SHARD_DIR / f"{shard_name(i)}.parquet")
+        metas.append(meta)
+        shards.append({"name": shard_name(i), "n_inputs": len(meta), "n_ok": int((meta["row"] >= 0).sum()),
+                       "n_frames": int(meta.loc[meta["row"] >= 0, "n_frames"].sum())})
+    allmeta = pd.concat(metas, ignore_index=True)
+    errors = allmeta.loc[allmeta["error"].notna(), ["video_id", "path", "error"]].reset_index(drop=True)
+    write_parquet(out / "errors.parquet", errors)
+    write_manifest(out, {
+        "encoder": enc, "settings": settings, "n_inputs": n_inputs,
+        "n_videos": int((allmeta["row"] >= 0).sum()), "n_errors": len(errors),
+        "random_weights": bool(enc.get("random_weights", False)), "shards": shards,
+        "storage_dtype": storage_dtype, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    })
+    return errors
