@@ -205,7 +205,9 @@ def main(argv=None) -> int:
         base = inputs["path"].tolist()[:2] if args.quick else inputs["path"].tolist()
         for copies in (1, 4):
             csv = catalog_csv(Path(args.videos), base, copies, Path(tmp) / f"cat{copies}.csv")
-            done = subprocess.run([sys.executable, "-c", MEMORY_CHILD, args.videos, str(csv), str(Path(tmp) / f"m{copies}"),
+            listed_only = Path(tmp) / f"empty{copies}"  # an empty folder: the catalog is exactly the CSV
+            listed_only.mkdir()
+            done = subprocess.run([sys.executable, "-c", MEMORY_CHILD, str(listed_only), str(csv), str(Path(tmp) / f"m{copies}"),
                                    args.memory_model, args.memory_sampling, "8", str(args.batch_size), str(args.workers)],
                                   capture_output=True, text=True, cwd=str(ROOT), check=True)
             m = json.loads(done.stdout.strip().splitlines()[-1])
