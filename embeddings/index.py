@@ -109,6 +109,14 @@ class SearchResult:
         return out
 
 
+_NO_IDS = np.zeros(0, dtype=np.int64)
+
+
+def _padded(nq: int, k: int) -> SearchResult:
+    return SearchResult(np.full((nq, k), None, dtype=object), np.full((nq, k), -1, dtype=np.int64),
+                        np.full((nq, k), -np.inf, dtype=np.float32))
+
+
 class _ReadWriteLock:
     """Many readers or one (reentrant) writer; waiting writers block new readers."""
 
@@ -605,19 +613,20 @@ class VideoIndex:
         k = int(k)
         excluded = [] if exclude_ids is None else (
             [exclude_ids] if isinstance(exclude_ids, str) else list(exclude_ids))
-        knobs = parse_search_params(search_params)
+        knobs = parse_search_params(search_params) if search_params else {}
         nq = len(q)
-        out_i = np.full((nq, k), -1, dtype=np.int64)
-        out_s = np.full((nq, k), -np.inf, dtype=np.float32)
-        out_ids = np.full((nq, k), None, dtype=object)
         with _Read(self._lock):
             excl = np.array(sorted({self._lookup[v] for v in excluded if v in self._lookup}),
-                            dtype=np.int64)
-            k_eff = min(k, self.ntotal - len(excl))
+                            dtype=np.int64) if excluded else _NO_IDS
+            n_live = len(self._faiss_ids)
+            k_eff = min(k, n_live - len(excl))
             if nq == 0 or k_eff <= 0:
-                return SearchResult(out_ids, out_i, out_s)
-            blocked = np.union1d(excl, self._tombstones)
-            params, keep_alive = self._search_parameters(knobs, blocked)
+                return _padded(nq, k)
+            if not knobs and not len(excl) and not len(self._tombstones):
+                params, keep_alive = None, None  # fast path: persistent knobs live on the index
+            else:
+                blocked = np.union1d(excl, self._tombstones)
+                params, keep_alive = self._search_parameters(knobs, blocked)
             try:
                 dist, labels = self._index.search(q, k_eff, params=params)
             except RuntimeError as exc:
@@ -627,15 +636,19 @@ class VideoIndex:
                     f"{search_params!r}): {str(exc).splitlines()[-1]}. Fix: use a Flat, IVF or "
                     "HNSW factory string") from None
             del keep_alive
-            valid = labels >= 0
-            pos = np.searchsorted(self._faiss_ids, np.where(valid, labels, 0))
-            pos = np.minimum(pos, max(self.ntotal - 1, 0))
-            valid &= self._faiss_ids[pos] == labels
-            scores = dist if self.metric == "ip" else -dist
-            out_i[:, :k_eff] = np.where(valid, labels, -1)
-            out_s[:, :k_eff] = np.where(valid, scores, -np.inf)
-            out_ids[:, :k_eff] = np.where(valid, self._video_ids[pos], None)
-        return SearchResult(out_ids, out_i, out_s)
+            pos = np.searchsorted(self._faiss_ids, labels)  # padding -1 -> 0, checked below
+            np.minimum(pos, n_live - 1, out=pos)
+            valid = self._faiss_ids[pos] == labels
+            video_ids = self._video_ids[pos]
+        if self.metric != "ip":
+            dist = -dist
+        if k_eff == k and valid.all():
+            return SearchResult(video_ids, labels, dist)
+        out = _padded(nq, k)
+        out.indices[:, :k_eff] = np.where(valid, labels, -1)
+        out.scores[:, :k_eff] = np.where(valid, dist, -np.inf)
+        out.ids[:, :k_eff] = np.where(valid, video_ids, None)
+        return out
 
     def _search_parameters(self, knobs: dict, blocked: np.ndarray):
         inner = self._index.index if isinstance(self._index, faiss.IndexIDMap2) else self._index

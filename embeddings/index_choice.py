@@ -314,10 +314,12 @@ def validate_embeddings(embeddings, dim: int | None, *, metric: str = "ip",
             "was probably built with a different encoder; encode with the same model as the "
             "index (see its manifest 'encoder') or rebuild the index with this encoder")
     x = np.ascontiguousarray(x, dtype=np.float32)  # no copy for C-contiguous float32/memmap
+    want_norm = check_norm and metric == "ip"
+    if not want_norm and len(x) <= 1024 and np.isfinite(x).all():
+        return x  # fast path for query batches (one reduction)
     chunk = 65_536  # bounded temporaries for large (memory-mapped) inputs
     bad = np.zeros(len(x), dtype=bool)
     norms = np.ones(len(x), dtype=np.float32)
-    want_norm = check_norm and metric == "ip"
     for s in range(0, len(x), chunk):
         part = x[s:s + chunk]
         bad[s:s + chunk] = ~np.isfinite(part).all(axis=1)

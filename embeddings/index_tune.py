@@ -246,7 +246,7 @@ def _recall_ids(found: np.ndarray, truth: np.ndarray, k: int) -> float:
 def build_tuned(embeddings: np.ndarray, ids: Sequence[str], *, max_memory: int | str | None = None,
                 latency_ms: float | None = 10.0, min_recall: float = 0.95, n_queries: int = 500,
                 max_candidates: int = 3, seed: int = 0, metric: str = "ip", nlist: int | None = None,
-                **build_kwargs):
+                queries: np.ndarray | None = None, **build_kwargs):
     """Automatic choice: rank factories, build, tune by measurement, keep the first that holds.
 
     Parameters
@@ -263,8 +263,15 @@ def build_tuned(embeddings: np.ndarray, ids: Sequence[str], *, max_memory: int |
     min_recall : float
         Recall@10 target against exact search.
     n_queries : int
-        Held-out sample: database rows used as queries, their own row removed from both the
-        exact and the approximate results.
+        Without ``queries``: database rows used as queries, their own row removed from both
+        the exact and the approximate results. This is optimistic for graph indexes (a query
+        that is itself a node sits next to its neighbours): at 200k x 512, HNSW32 efSearch=64
+        measured 0.964 on such rows and 0.940 on fresh queries. Pass ``queries`` for an
+        unbiased estimate.
+    queries : np.ndarray, optional
+        float32 ``(nq, d)`` held-out queries that are not in the collection (a sample of real
+        queries, or vectors set aside before the build); exact ground truth is computed
+        against ``embeddings``.
     max_candidates : int
         Ranked factories tried before giving up (the best measured one is kept).
     seed : int
@@ -293,8 +300,15 @@ def build_tuned(embeddings: np.ndarray, ids: Sequence[str], *, max_memory: int |
     n, d = embeddings.shape
     ranking = rank_factories(n, d, max_memory_bytes=max_memory, latency_ms=latency_ms,
                              metric=metric, nlist=nlist)
-    rows, queries, truth_rows = holdout_queries(embeddings, n_queries, seed=seed, metric=metric)
     id_arr = np.asarray(id_list, dtype=object)
+    if queries is None:
+        rows, queries, truth_rows = holdout_queries(embeddings, n_queries, seed=seed, metric=metric)
+        own = id_arr[rows]
+    else:
+        from embeddings.index_choice import validate_embeddings
+
+        queries = validate_embeddings(queries, d, metric=metric, check_norm=False, name="queries")
+        truth_rows, own = exact_knn(queries, embeddings, 10, metric=metric), None
     truth_ids = np.where(truth_rows >= 0, id_arr[np.maximum(truth_rows, 0)], None)
     best, tried = None, []
     for factory, reason in ranking[:max_candidates]:
@@ -303,8 +317,9 @@ def build_tuned(embeddings: np.ndarray, ids: Sequence[str], *, max_memory: int |
                               max_memory_bytes=max_memory, seed=seed, **build_kwargs)
         build_s = time.perf_counter() - t0
         tuning = tune_search_params(vi, queries, truth_ids, latency_ms=latency_ms,
-                                    min_recall=min_recall, query_rows=id_arr[rows])
+                                    min_recall=min_recall, query_rows=own)
         tuning.update(factory_string=factory, reason=reason, build_s=round(build_s, 2),
+                      holdout="given queries" if own is None else "database rows, self removed",
                       budget_bytes=None if max_memory is None else parse_size(max_memory))
         tried.append({k: tuning[k] for k in ("factory_string", "search_params", "recall@10",
                                              "ms_per_query", "build_s")})

@@ -93,3 +93,16 @@ def test_pq_training_without_polysemous_is_fast():
                           metric="l2", device="cpu", train_threads=1)
     assert time.perf_counter() - t < 10  # was 20-40 s with polysemous training
     assert vi.ntotal == 1000
+
+
+def test_build_tuned_with_given_queries_measures_against_exact():
+    x = clustered(2000, 32, seed=0)
+    rng = np.random.default_rng(5)
+    q = x[rng.choice(2000, 50, replace=False)] + 0.05 * rng.standard_normal((50, 32)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    vi = build_tuned(x, [f"v{i}" for i in range(2000)], max_memory="200K", latency_ms=None,
+                     min_recall=0.9, queries=q)
+    assert vi.tuning["holdout"] == "given queries" and vi.tuning["n_queries"] == 50
+    truth = exact_knn(q, x, 10)
+    found = vi.search(q, 10).indices  # faiss ids equal row numbers here
+    assert recall_at_k(found, truth, 10) == pytest.approx(vi.tuning["recall@10"], abs=1e-9)
