@@ -359,8 +359,8 @@ class Recommender:
         for start in range(0, users.size, step):
             stop = min(start + step, users.size)
             chunk = rows[start:stop]
-            s = np.array(self._score(chunk, users[start:stop]), dtype=np.float32, copy=True)
-            if np.isnan(s).any():
+            s = self._writable_scores(self._score(chunk, users[start:stop]))
+            if s.size and np.isnan(s.max()):  # max propagates NaN: one pass, no temporary
                 raise RuntimeError(
                     f"{type(self).__name__} produced NaN scores; the model is degenerate "
                     "(check the training data and regularisation) and should be refitted"
@@ -375,6 +375,16 @@ class Recommender:
         if scalar:
             return ids[0], scores[0]
         return ids, scores
+
+    def _writable_scores(self, s: Any) -> np.ndarray:
+        """``s`` as a float32 array we may overwrite: copied only when it is not a fresh array
+        (a read-only or broadcast view, another dtype, or memory shared with learned state)."""
+        if (isinstance(s, np.ndarray) and s.dtype == np.float32 and s.flags.writeable
+                and s.flags.owndata and s.flags.c_contiguous
+                and not any(np.may_share_memory(s, a) for a in vars(self).values()
+                            if isinstance(a, np.ndarray))):
+            return s
+        return np.array(s, dtype=np.float32, copy=True)
 
     # ------------------------------------------------------------------ similar items
     def similar_items(
