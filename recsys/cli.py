@@ -102,6 +102,14 @@ def _encoder_args(p: argparse.ArgumentParser, *, default_model="ViT-B-32") -> No
 # ----------------------------------------------------------------------------- commands
 
 
+def _engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="run on this machine (local) or on a Ray cluster (ray; needs the 'distributed' extra)")
+    p.add_argument("--address", metavar="ADDR", default=None,
+                   help="--engine ray: address of a running cluster (`ray start --head` prints it); "
+                        "default: a local Ray for this command")
+
+
 def cmd_quickstart(args) -> int:
     from recsys.quickstart import run_quickstart
 
@@ -150,7 +158,8 @@ def cmd_embed(args) -> int:
         args.video_dir, args.out, captions=args.captions, model=args.model, pretrained=args.pretrained,
         device=args.device, precision=args.precision, sampler=sampler, batch_size=args.batch_size,
         shard_size=args.shard_size, num_workers=args.workers, max_side=args.max_side, progress=not args.quiet,
-        executor=args.executor, storage_dtype=args.storage_dtype)
+        executor=args.executor, storage_dtype=args.storage_dtype, engine=args.engine, address=args.address,
+        num_encoders=args.num_encoders)
     s = summary
     human = (f"Embedded {s.n_embedded} of {s.n_inputs} inputs into {args.out} "
              f"({s.n_shards_skipped} shard(s) already done); {s.n_failed} skipped"
@@ -173,7 +182,8 @@ def cmd_index_build(args) -> int:
     _existing(args.emb_dir, "embedding folder", folder=True)
     index = stages.build_index(args.emb_dir, args.out, factory=args.factory, metric=args.metric,
                                max_memory=args.max_memory, latency_ms=args.latency_ms,
-                               min_recall=args.min_recall, frames_out=args.frames_out)
+                               min_recall=args.min_recall, frames_out=args.frames_out, engine=args.engine,
+                               address=args.address, on_disk={"auto": None, "yes": True, "no": False}[args.on_disk])
     tu = index.tuning or {}
     tuned = (f"; {tu.get('search_params')} measured recall@10 {tu['recall@10']:.4f} at "
              f"{tu['ms_per_query']:.3f} ms/query ({tu.get('reason')})" if tu else "")
@@ -543,6 +553,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shard-size", type=_positive_int, default=256, help="videos per shard (default 256)")
     s.add_argument("--max-side", type=_positive_int, default=256, help="decode-time downscale, pixels (default 256)")
     s.add_argument("--strict", action="store_true", help="exit 1 if any input is skipped")
+    _engine_args(s)
+    s.add_argument("--num-encoders", type=_positive_int, default=1,
+                   help="--engine ray: encoder actors, one GPU each where the cluster has GPUs (default 1)")
     s.set_defaults(func=cmd_embed)
 
     s = sub.add_parser("index", help="Build FAISS indexes.", description="Build FAISS indexes.")
@@ -561,6 +574,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--min-recall", type=float, default=0.95,
                    help="Recall@10 target for --factory auto, measured on held-out vectors (default %(default)s)")
     b.add_argument("--frames-out", metavar="DIR", help="also build a frame-level index (one vector per frame)")
+    _engine_args(b)
+    b.add_argument("--on-disk", default="auto", choices=["auto", "yes", "no"],
+                   help="--engine ray: merge the inverted lists into INDEX_DIR/index.ivfdata (memory-mapped) "
+                        "instead of memory; auto decides by size (default auto)")
     b.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     b.set_defaults(func=cmd_index_build)
     b = isub.add_parser("info", help="Show an index manifest (factory, count, measured tuning).",

@@ -23,6 +23,7 @@ __all__ = [
 ]
 
 INDEX_META_COLUMNS = ["video_id", "path", "caption", "duration_s", "n_frames"]
+ENGINES = ("local", "ray")
 
 
 def resolve_pretrained(model: str, pretrained: str | None) -> str | None:
@@ -40,18 +41,36 @@ def resolve_pretrained(model: str, pretrained: str | None) -> str | None:
 def embed_catalog(videos: str | os.PathLike, out: str | os.PathLike, *, captions=None, model="ViT-B-32",
                   pretrained=None, device="auto", precision="fp32", seed=0, frames=8, batch_size=None,
                   max_side=256, shard_size=256, num_workers=2, progress=True, sampler=None, executor="thread",
-                  storage_dtype="float32"):
+                  storage_dtype="float32", engine="local", address=None, num_encoders=1):
     """Stage 1+2: sample frames of every clip in ``videos`` and encode them into ``out``.
 
     ``sampler`` (an :class:`embeddings.sampling.FrameSampler`) replaces uniform ``frames``;
     ``batch_size=None`` picks one that fits memory. Returns ``(encoder, JobSummary)``. Raises what
     :func:`embeddings.job.discover_inputs`, :func:`embeddings.encoders.load_encoder` and
     :func:`embeddings.job.run_embedding_job` raise.
+
+    ``engine="ray"`` runs :func:`embeddings.ray_engine.embed.run_embedding_job_ray` instead (Ray
+    cluster at ``address``, or a local one; ``num_encoders`` encoder actors; ``batch_size=None``
+    means 64; ``num_workers`` and ``executor`` do not apply) and returns ``(None, JobSummary)``:
+    the encoders live in the actors. Same folder format and resume as the local engine.
     """
     from embeddings.encoders import load_encoder
     from embeddings.job import discover_inputs, run_embedding_job
 
+    if engine not in ENGINES:
+        raise ValueError(f"engine={engine!r}: expected one of {ENGINES}")
     inputs = discover_inputs(videos, captions)
+    if engine == "ray":
+        from embeddings.ray_engine.embed import run_embedding_job_ray
+        from embeddings.sampling import FrameSampler
+
+        kwargs = {"model": model, "pretrained": resolve_pretrained(model, pretrained), "device": device,
+                  "precision": precision, "seed": seed}
+        summary = run_embedding_job_ray(
+            inputs, kwargs, out, sampler=sampler or FrameSampler("uniform", n_frames=frames),
+            shard_size=shard_size, batch_size=batch_size or 64, num_encoders=num_encoders, max_side=max_side,
+            storage_dtype=storage_dtype, address=address, progress=progress)
+        return None, summary
     encoder = load_encoder(model, resolve_pretrained(model, pretrained), device=device, precision=precision,
                            seed=seed)
     if sampler is None:
@@ -66,7 +85,8 @@ def embed_catalog(videos: str | os.PathLike, out: str | os.PathLike, *, captions
 
 def build_index(emb_dir: str | os.PathLike, out: str | os.PathLike, *, factory: str | None = "Flat",
                 metric: str = "ip", max_memory: str | None = None, latency_ms: float | None = 10.0,
-                min_recall: float = 0.95, frames_out: str | os.PathLike | None = None):
+                min_recall: float = 0.95, frames_out: str | os.PathLike | None = None,
+                engine: str = "local", address: str | None = None, on_disk: bool | None = None):
     """Stage 3: a FAISS index over the video embeddings of ``emb_dir``, saved to ``out``.
 
     ``factory`` None/``"auto"`` runs :func:`embeddings.index_tune.build_tuned`: ranked choice
@@ -75,21 +95,36 @@ def build_index(emb_dir: str | os.PathLike, out: str | os.PathLike, *, factory: 
     ``frames_out``: also a frame-level index (one vector per sampled frame,
     :class:`embeddings.frame_index.FrameIndex`) from the same shards, saved there.
 
+    ``engine="ray"`` builds an IVF index with
+    :func:`embeddings.ray_engine.index_build.build_ivf_index_ray` (train once, add shards in Ray
+    tasks, merge in memory or, ``on_disk``, into ``out/index.ivfdata``; None decides by size): the
+    same folder format and, for the same factory string, the same index as the local build.
+    Non-IVF strings (HNSW, Flat, auto) and ``frames_out`` are refused there.
+
     Returns the :class:`embeddings.index.VideoIndex`. Raises ``EmbeddingFolderError`` if the
     folder is unfinished, ``ValueError`` if it holds no embedded video.
     """
     from embeddings.index import VideoIndex
     from embeddings.store import EmbeddingFolder
 
+    if engine not in ENGINES:
+        raise ValueError(f"engine={engine!r}: expected one of {ENGINES}")
     folder = EmbeddingFolder.open(emb_dir)
+    if engine == "ray":
+        if frames_out is not None:
+            raise ValueError("frames_out: the frame-level index is built by engine='local' only; drop it or "
+                             "use engine='local'")
+        from embeddings.ray_engine.index_build import build_ivf_index_ray
+
+        md = index_metadata(video_metadata(folder))
+        index, info = build_ivf_index_ray(emb_dir, out, factory_string=factory, metric=metric, metadata=md,
+                                          address=address, on_disk=on_disk)
+        log.info("ray index build: %s", info)
+        return index
     meta, emb = folder.load_videos()
     if len(meta) == 0:
         raise ValueError(f"{emb_dir} holds no embedded video (see its errors.parquet); nothing to index")
-    cols = [c for c in INDEX_META_COLUMNS if c in meta.columns]
-    extra = [c for c in meta.columns if c not in cols and c not in
-             ("fps", "width", "height", "frame_offset", "frame_timestamps_s", "row", "error")]
-    md = meta[cols + extra].reset_index(drop=True).copy()
-    md["synthetic"] = False
+    md = index_metadata(meta)
     if factory in (None, "auto"):
         from embeddings.index_tune import build_tuned
 
@@ -110,6 +145,31 @@ def build_index(emb_dir: str | os.PathLike, out: str | os.PathLike, *, factory: 
         FrameIndex.build(frame_emb, frames, factory_string=factory or "auto", metric=metric,
                          max_memory_bytes=max_memory, encoder=folder.encoder).save(frames_out)
     return index
+
+
+def video_metadata(folder) -> pd.DataFrame:
+    """Shard metadata of every embedded video of an :class:`embeddings.store.EmbeddingFolder`.
+
+    The rows and order of ``folder.load_videos()[0]`` (shard order, then ``row``), read from the
+    Parquet files only, so the vectors are not loaded.
+    """
+    from embeddings.store import SHARD_DIR
+
+    metas = []
+    for stem in folder.shard_stems():
+        meta = pd.read_parquet(folder.path / SHARD_DIR / f"{stem}.parquet")
+        metas.append(meta[meta["row"] >= 0].sort_values("row"))
+    return pd.concat(metas, ignore_index=True) if metas else pd.DataFrame()
+
+
+def index_metadata(meta: pd.DataFrame) -> pd.DataFrame:
+    """The index metadata table from shard metadata: kept columns and ``synthetic=False``."""
+    cols = [c for c in INDEX_META_COLUMNS if c in meta.columns]
+    extra = [c for c in meta.columns if c not in cols and c not in
+             ("fps", "width", "height", "frame_offset", "frame_timestamps_s", "row", "error")]
+    md = meta[cols + extra].reset_index(drop=True).copy()
+    md["synthetic"] = False
+    return md
 
 
 SPLIT_PROTOCOLS = ("random_holdout", "leave_last_out", "stratified", "temporal", "kfold",
