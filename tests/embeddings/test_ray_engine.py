@@ -181,3 +181,50 @@ def test_cli_embed_engine_ray(catalog, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["n_shards_skipped"] == 2
     meta, vecs = EmbeddingFolder.open(folder, verify=True).load_videos()
     assert meta["video_id"].is_unique and len(vecs) == len(catalog) - 1
+
+
+KILL_SCRIPT = """
+import sys, time
+import ray
+import embeddings.ray_engine.embed as embed
+from embeddings.catalog import discover_inputs
+from embeddings.sampling import FrameSampler
+real = embed.write_shard
+def slow(*a, **k):  # the driver writes shards; slowing it leaves time to kill between shards
+    real(*a, **k)
+    time.sleep(1.0)
+embed.write_shard = slow
+ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+kw = {"model": "tiny-clip", "pretrained": "none", "device": "cpu", "precision": "fp32", "seed": 0}
+embed.run_embedding_job_ray(discover_inputs(sys.argv[1], sys.argv[1] + "/captions.csv"), kw, sys.argv[2],
+                            sampler=FrameSampler("uniform", n_frames=3), shard_size=1, batch_size=4,
+                            progress=False)
+"""
+
+
+def test_sigkilled_ray_driver_resumes_with_one_row_per_input(catalog, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    clips = catalog["path"].iloc[0].rsplit("/", 1)[0]
+    out = tmp_path / "emb"
+    # its own process group: the kill takes the driver and the local Ray it started (no orphans left)
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, clips, str(out)], start_new_session=True)
+    first = out / "shards" / "shard-00000.parquet"
+    deadline = time.time() + 300
+    while not first.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = {p.name for p in (out / "shards").glob("*.parquet")}
+    assert first.exists() and not (out / "manifest.json").exists() and len(done) < len(catalog)
+    mtime = first.stat().st_mtime_ns
+    summary = run_embedding_job_ray(catalog, KW, out, sampler=FrameSampler("uniform", n_frames=3), shard_size=1,
+                                    batch_size=4, progress=False)
+    assert summary.n_shards_skipped == len(done) and first.stat().st_mtime_ns == mtime
+    rows = _rows(out)
+    assert list(rows["video_id"]) == list(catalog["video_id"])  # exactly one row per input
+    assert not list((out / "shards").glob(".*.tmp"))
