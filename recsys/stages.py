@@ -444,6 +444,44 @@ def validate_query(text) -> str:
     return text.strip()
 
 
+def rank_with_collab(results: list[dict], *, rrf_k: float = 60.0) -> list[dict]:
+    """Rank one query's results, real and synthetic alike, by retrieval and collaborative evidence.
+
+    The retrieval order (cosine to the query) and the collaborative order (``collab_score``,
+    from a hybrid cold-start ranker; synthetic clips get theirs through the content-to-factor
+    mapping) are fused by reciprocal rank fusion (Cormack, Clarke and Buettcher, SIGIR 2009,
+    ``rrf_k`` = 60 as in the paper). A result without ``collab_score`` (an item the ranker has
+    never seen) gets only its retrieval contribution.
+
+    Parameters
+    ----------
+    results : list of dict
+        Records with ``rank`` (1-based retrieval rank), ``score`` and optionally ``collab_score``.
+
+    Returns
+    -------
+    list of dict
+        The same records, re-ordered by ``fused_score`` (descending; ties by retrieval rank),
+        each with ``retrieval_rank``, ``collab_rank`` (or None), ``fused_score`` and the new ``rank``.
+    """
+    if not results:
+        return results
+    collab = sorted((i for i, r in enumerate(results) if r.get("collab_score") is not None),
+                    key=lambda i: (-float(results[i]["collab_score"]), i))
+    collab_rank = {i: pos + 1 for pos, i in enumerate(collab)}
+    for i, r in enumerate(results):
+        r["retrieval_rank"] = int(r.get("rank", i + 1))
+        r["collab_rank"] = collab_rank.get(i)
+        fused = 1.0 / (rrf_k + r["retrieval_rank"])
+        if r["collab_rank"] is not None:
+            fused += 1.0 / (rrf_k + r["collab_rank"])
+        r["fused_score"] = fused
+    ranked = sorted(results, key=lambda r: (-r["fused_score"], r["retrieval_rank"]))
+    for pos, r in enumerate(ranked):
+        r["rank"] = pos + 1
+    return ranked
+
+
 def run_queries(texts, index, encoder, *, k=5, backfill="none", threshold=None, out_dir=None, emb_dir=None,
                 n_generate=1, generate_kwargs=None, calibration=None, max_synthetic=None,
                 exclude_synthetic=False, ranker=None, user_id=None, backend_options=None,
@@ -482,7 +520,8 @@ def run_queries(texts, index, encoder, *, k=5, backfill="none", threshold=None, 
     ranker : recsys.artifacts.TrainedModel or None
         A fitted model with ``item_factors_from_embeddings`` (``HybridColdStart``): every result
         gets ``collab_score`` = user factor . item factor (synthetic items through the cold-start
-        mapping), the user being ``user_id`` or, without one, the mean user factor.
+        mapping), the user being ``user_id`` or, without one, the mean user factor, and the list
+        is re-ranked by :func:`rank_with_collab` (retrieval and collaborative orders fused).
     user_id : str or None
         External user id for ``ranker``.
     backend_options : dict or None
@@ -533,7 +572,7 @@ def run_queries(texts, index, encoder, *, k=5, backfill="none", threshold=None, 
                 r["collab_score"] = prov["collab_score"]
             elif str(r["video_id"]) in item_pos:
                 r["collab_score"] = float(real_scores[item_pos[str(r["video_id"])]])
-        return recs
+        return rank_with_collab(recs)
 
     if backfill in (None, "none"):
         outcomes = []
