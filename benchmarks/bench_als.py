@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+from _common import load_note  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -49,7 +50,7 @@ def machine() -> dict:
 
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "numpy": np.__version__, "scipy": scipy.__version__, "implicit": implicit.__version__,
-            "note": "shared 2-core machine: other processes were running, timings are noisy"}
+            "note": load_note()}
 
 
 def synthetic(n_users: int, n_items: int, n_inter: int, seed: int) -> sp.csr_matrix:

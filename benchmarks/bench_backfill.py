@@ -32,6 +32,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+from _common import load_note  # noqa: E402
 
 QUERIES = ["a dog on a beach", "a red car", "two people arm wrestling", "a boat on the water",
            "a man cooking pasta", "children playing football", "a cat sleeping", "city at night",
@@ -265,7 +266,7 @@ def main(argv=None) -> int:
     settings = {"model": model, "n_items": args.n_items, "n_iter": n_iter, "quick": args.quick,
                 "threads": args.threads}
     print(json.dumps({"machine": info, "settings": settings}, indent=1), flush=True)
-    result = {"machine": info, "settings": settings, "note": "shared 2-core machine: other processes were running, timings are noisy",
+    result = {"machine": info, "settings": settings, "note": load_note(),
               "gpu": "not measured: no GPU in this run" if not info["cuda"] else "CUDA available (see generation)"}
     result["query"] = bench_query(model, args.n_items, n_iter, args.seed)
     print(json.dumps({"query": result["query"]}, indent=1), flush=True)

@@ -37,6 +37,8 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _common import load_note  # noqa: E402
+
 from embeddings.encoders import load_encoder, pool_frames  # noqa: E402
 from embeddings.job import discover_inputs, read_input, run_embedding_job  # noqa: E402
 from embeddings.sampling import FrameSampler  # noqa: E402
@@ -153,7 +155,8 @@ def main(argv=None) -> int:
                                                                         "sampling": "uniform", "executor": "thread"}
     print("machine:", json.dumps(info))
     print("settings:", json.dumps(settings))
-    print("note: the machine is shared with other processes while this runs; timings are noisy")
+    note = load_note()
+    print("note:", note)
 
     inputs = discover_inputs(args.videos, Path(args.videos) / "manifest.csv"
                              if (Path(args.videos) / "manifest.csv").exists() else None)
@@ -220,8 +223,7 @@ def main(argv=None) -> int:
     ratio = {k: e2e[k]["frames_per_s"] / fps["encode-only"] for k in e2e}
     result = {
         "machine": info, "settings": settings,
-        "note": "other processes were running on this 2-core machine during the run; timings are noisy. "
-                "Random weights (pretrained='none'); speed does not depend on weight values. "
+        "note": note + ". Random weights (pretrained='none'); speed does not depend on weight values. "
                 "No GPU was lent to this task: GPU (fp16) numbers were not measured.",
         "frames_per_s": {k: round(v, 2) for k, v in fps.items()},
         "encode_only_runs_frames_per_s": [round(v, 2) for v in enc_runs],

@@ -43,6 +43,8 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from _common import load_note  # noqa: E402
+
 from recsys.data import build_dataset, load_interactions  # noqa: E402
 from recsys.evaluation import evaluate  # noqa: E402
 from recsys.models import fit_model, interaction_times_matrix, make_model  # noqa: E402
@@ -71,7 +73,7 @@ def machine() -> dict:
     libs = {n: version(n) for n in ("numpy", "scipy", "scikit-learn", "implicit", "faiss-cpu",
                                     "ranx", "pandas")}
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), **libs,
-            "note": "shared 2-core machine: other processes were running, timings are noisy"}
+            "note": load_note()}
 
 
 def genre_embeddings(folder: Path, item_ids) -> np.ndarray:
