@@ -223,7 +223,10 @@ def _print_results(outcomes) -> str:
                      + (f" (threshold {o.threshold:.4f})" if o.threshold is not None else "") + trig)
         for r in o.results:
             tag = " [synthetic]" if r.get("synthetic") else ""
-            cap = f"  {r['caption']}" if r.get("caption") else ""
+            cap = r.get("caption") if isinstance(r.get("caption"), str) else ""
+            if not cap and r.get("synthetic"):
+                cap = f"(generated) {(r.get('provenance') or {}).get('prompt') or r.get('prompt') or ''}"
+            cap = f"  {cap}" if cap else ""
             collab = f"  collab {r['collab_score']:.4f}" if r.get("collab_score") is not None else ""
             lines.append(f"  {r['rank']:>3}. {r['video_id']}  {r['score']:.4f}{tag}{collab}{cap}")
             prov = r.get("provenance") or {}
@@ -756,6 +759,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _OwnInfoFilter(logging.Filter):
+    """On the console, INFO from this project only; libraries (open_clip, faiss's loader) from WARNING up."""
+
+    OWN = ("recsys", "embeddings", "generation")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or record.name.split(".")[0] in self.OWN
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``recsys`` console script; returns the exit status."""
     parser = build_parser()
@@ -765,6 +777,8 @@ def main(argv: list[str] | None = None) -> int:
     for handler in logging.getLogger().handlers:  # a run's log file may lower the root level, not the console's
         if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
             handler.setLevel(level)
+            if not args.verbose:
+                handler.addFilter(_OwnInfoFilter())
     try:
         return int(args.func(args) or 0)
     except UsageError as e:
