@@ -33,18 +33,13 @@ import numpy as np
 import scipy.sparse as sp
 from _common import load_note  # noqa: E402
 
+from embeddings._platform import cpu_model  # noqa: E402
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     import implicit
     import scipy
 

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -34,20 +33,15 @@ from pathlib import Path
 import numpy as np
 from _common import load_note  # noqa: E402
 
+from embeddings._platform import cpu_model  # noqa: E402
+
 QUERIES = ["a dog on a beach", "a red car", "two people arm wrestling", "a boat on the water",
            "a man cooking pasta", "children playing football", "a cat sleeping", "city at night",
            "a bird flying over a lake", "someone playing the guitar"]
 
 
 def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     import faiss
     import open_clip
     import torch

@@ -39,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from _common import load_note  # noqa: E402
 
+from embeddings._platform import cpu_model  # noqa: E402
 from embeddings.encoders import load_encoder, pool_frames  # noqa: E402
 from embeddings.job import discover_inputs, read_input, run_embedding_job  # noqa: E402
 from embeddings.sampling import FrameSampler  # noqa: E402
@@ -67,14 +68,7 @@ def machine() -> dict:
     import open_clip
     import torch
 
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
             "torch_threads": torch.get_num_threads(), "open_clip": open_clip.__version__, "av": av.__version__,
             "numpy": np.__version__, "load_average_at_start": os.getloadavg(),

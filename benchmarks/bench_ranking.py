@@ -45,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import load_note  # noqa: E402
 
+from embeddings._platform import cpu_model  # noqa: E402
 from recsys.data import build_dataset, load_interactions  # noqa: E402
 from recsys.evaluation import evaluate  # noqa: E402
 from recsys.models import fit_model, interaction_times_matrix, make_model  # noqa: E402
@@ -60,14 +61,7 @@ QUICK_GRIDS = {"ease": {"l2": [300.0, 500.0]}, "popularity": {}}
 
 
 def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     from importlib.metadata import version
 
     libs = {n: version(n) for n in ("numpy", "scipy", "scikit-learn", "implicit", "faiss-cpu",

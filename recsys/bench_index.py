@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from embeddings._io import atomic_path, write_json
+from embeddings._platform import cpu_model
 from embeddings.index_bench import (
     benchmark_factory,
     cached_exact_neighbors,
@@ -36,14 +37,7 @@ def machine_info() -> dict:
     """CPU model, logical cores, Python/faiss/numpy versions (for the report header)."""
     import faiss
 
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {"cpu": cpu, "logical_cores": os.cpu_count(), "python": platform.python_version(),
             "faiss": faiss.__version__, "numpy": np.__version__}
 
