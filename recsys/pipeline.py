@@ -221,7 +221,7 @@ def _run(cfg: dict, out: Path, result: RunResult, *, strict: bool, progress: boo
             f"Log: `{inter['path']}` ({len(df)} interactions, {proto['n_users']} users, {proto['n_items']} items). "
             f"Protocol: `{proto['protocol']}` (test ratio {proto['test_ratio']}, seed {proto['seed']}); "
             f"{proto['ranking']}; users without test items excluded.\n\n"
-            + report.markdown_table(summary_df) + "\n![metrics](plots/metrics.png)\n\n"
+            + report.markdown_table(summary_df.drop(columns=["ranking"], errors="ignore")) + "\n![metrics](plots/metrics.png)\n\n"
             f"### Recommendations ({best}, first users)\n\n" + report.markdown_table(sample))))
 
     q = cfg["query"]
