@@ -9,11 +9,15 @@ montage backfill backend. Nothing is downloaded.
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
 from pathlib import Path
 
 from recsys.config import resolve_pipeline
 from recsys.pipeline import RunResult, run_pipeline
+
+log = logging.getLogger(__name__)
 
 __all__ = ["make_quickstart_inputs", "run_quickstart", "QUICKSTART_QUERIES"]
 
@@ -62,7 +66,8 @@ def run_quickstart(out: str | os.PathLike = "recsys-quickstart", *, model: str =
     Parameters
     ----------
     out : path-like
-        Output folder; the report is ``out/report.md``.
+        Output folder; the report is ``out/report.md``. An earlier quickstart run there is
+        replaced (the sample is regenerated each time).
     model, pretrained : str
         Encoder; by default the tiny random-weight ``tiny-clip`` (stated in the report). With a
         real model and tag (or checkpoint path) the sample is encoded with real weights.
@@ -72,8 +77,18 @@ def run_quickstart(out: str | os.PathLike = "recsys-quickstart", *, model: str =
     Returns
     -------
     recsys.pipeline.RunResult
+
+    Raises
+    ------
+    FileExistsError
+        If ``out`` is a non-empty folder that does not hold an earlier quickstart run.
     """
     out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not ((out / "inputs").is_dir() and (out / "run.json").is_file()):
+            raise FileExistsError(f"{out} exists and is not a quickstart folder; pass another --out")
+        log.info("replacing the earlier quickstart run in %s", out)
+        shutil.rmtree(out)  # the sample is regenerated each time: start from a clean folder
     raw = make_quickstart_inputs(out / "inputs")
     raw["encoder"].update(model=model, pretrained=pretrained)
     if model != "tiny-clip":

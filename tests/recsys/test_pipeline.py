@@ -82,3 +82,16 @@ def test_example_pipeline_on_shared_real_data(tmp_path):
     assert metrics["protocol"]["n_users"] == 943 and metrics["protocol"]["n_items"] == 1682
     by = {m["model"]: m for m in metrics["models"]}
     assert by["ease"]["ndcg@10"] > by["popularity"]["ndcg@10"] > 0.05
+
+
+def test_quickstart_reruns_into_its_own_folder_but_never_over_other_data(tmp_path):
+    out = tmp_path / "qs"
+    assert main(["quickstart", "--out", str(out), "-q"]) == 0
+    assert main(["quickstart", "--out", str(out), "-q"]) == 0  # an earlier quickstart is replaced
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+    assert len(list((out / "embeddings" / "shards").glob("*.parquet"))) == 1
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "precious.txt").write_text("keep me")
+    assert main(["quickstart", "--out", str(other), "-q"]) == 1
+    assert (other / "precious.txt").read_text() == "keep me"
