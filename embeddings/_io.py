@@ -25,6 +25,7 @@ __all__ = [
     "save_npy",
     "write_parquet",
     "file_sha256",
+    "json_default",
 ]
 
 
@@ -82,11 +83,18 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[P
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented UTF-8 JSON, atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n",
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n",
                        encoding="utf-8")
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """``json.dumps(default=...)`` fallback: numpy scalars and arrays to Python, paths to str.
+
+    Raises
+    ------
+    TypeError
+        For any other type.
+    """
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):

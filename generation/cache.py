@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from embeddings._io import atomic_path, write_json
+from embeddings._io import atomic_path, json_default, write_json
 
-from .backends.base import Backend, Clip, _is_int, _json_default, resolve_settings
+from .backends.base import Backend, Clip, _is_int, resolve_settings
 
 __all__ = [
     "cache_key",
@@ -67,7 +67,7 @@ def cache_key(prompt: str, backend: Backend | str, settings: dict, seed: int) ->
     settings = {k: v for k, v in resolve_settings(settings).items() if k != "seed"}
     payload = json.dumps(
         {"prompt": prompt, "backend": ident, "settings": settings, "seed": int(seed)},
-        sort_keys=True, separators=(",", ":"), default=_json_default)
+        sort_keys=True, separators=(",", ":"), default=json_default)
     return hashlib.sha256(payload.encode("utf-8")).hexdigest()
 
 
