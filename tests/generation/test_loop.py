@@ -3,37 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from embeddings.encoders import TINY_MODEL, load_encoder, pool_frames
 from embeddings.index import VideoIndex
-from embeddings.samples import make_sample_catalog
-from embeddings.video import sample_frames
 from generation.backends import GenerationBudget, MontageBackend
 from generation.backfill import backfill
 from generation.confidence import Calibrator, confidence_features
 
 GEN = dict(num_frames=8, height=32, width=32, fps=8)
 QUERY = "a red circle, then a blue square"
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("catalog")
-    catalog = make_sample_catalog(folder, n_clips=4, seed=0, size=(32, 32), n_frames=16, fps=8)
-    encoder = load_encoder(TINY_MODEL, "none", device="cpu")
-    shots, shot_emb, video_emb = [], [], []
-    for row in catalog.itertuples():
-        sampled = sample_frames(row.path, n_frames=4)
-        emb = encoder.encode_images(sampled.frames)
-        shot_emb.append(emb)
-        video_emb.append(pool_frames(emb))
-        shots += [{"video_id": row.video_id, "path": str(row.path), "timestamp_s": float(t)}
-                  for t in sampled.timestamps_s]
-    return {"encoder": encoder, "catalog": catalog, "shots": pd.DataFrame(shots),
-            "shot_emb": np.vstack(shot_emb).astype(np.float32),
-            "video_emb": np.stack(video_emb).astype(np.float32)}
 
 
 def _index(world):
