@@ -23,6 +23,7 @@ modified (faiss does not allow reads during ``add``).
 from __future__ import annotations
 
 import logging
+import math
 import re
 import threading
 from collections.abc import Sequence
@@ -118,7 +119,11 @@ def _padded(nq: int, k: int) -> SearchResult:
 
 
 class _ReadWriteLock:
-    """Many readers or one (reentrant) writer; waiting writers block new readers."""
+    """Many readers or one (reentrant) writer; waiting writers block new readers.
+
+    The uncontended reader path is one plain mutex acquire/release each way (no Condition
+    bookkeeping), because every ``search`` call pays it; see ``acquire_read``.
+    """
 
     def __init__(self):
         self._cond = threading.Condition(threading.Lock())
@@ -128,17 +133,27 @@ class _ReadWriteLock:
         self._writers_waiting = 0
 
     def acquire_read(self):
-        me = threading.get_ident()
-        with self._cond:
-            if self._writer != me:
-                while self._writer is not None or self._writers_waiting:
-                    self._cond.wait()
+        cond = self._cond
+        cond.acquire()
+        if self._writer is None and not self._writers_waiting:  # uncontended: no ident lookup
             self._readers += 1
+            cond.release()
+            return
+        try:
+            if self._writer != threading.get_ident():
+                while self._writer is not None or self._writers_waiting:
+                    cond.wait()
+            self._readers += 1
+        finally:
+            cond.release()
 
     def release_read(self):
-        with self._cond:
-            self._readers -= 1
-            self._cond.notify_all()
+        cond = self._cond
+        cond.acquire()
+        self._readers -= 1
+        if self._writers_waiting and not self._readers:
+            cond.notify_all()
+        cond.release()
 
     def acquire_write(self):
         me = threading.get_ident()
@@ -147,9 +162,11 @@ class _ReadWriteLock:
                 self._depth += 1
                 return
             self._writers_waiting += 1
-            while self._writer is not None or self._readers:
-                self._cond.wait()
-            self._writers_waiting -= 1
+            try:
+                while self._writer is not None or self._readers:
+                    self._cond.wait()
+            finally:
+                self._writers_waiting -= 1
             self._writer, self._depth = me, 1
 
     def release_write(self):
@@ -597,12 +614,25 @@ class VideoIndex:
             ``(n_queries, k)`` ids / indices / scores, scores descending, padding
             None / -1 / -inf.
 
+        Notes
+        -----
+        One C-contiguous float32 ``(d,)`` query with no ``exclude_ids`` or
+        ``search_params`` takes a serving fast path (:meth:`_search_one`) with the same
+        checks and results at about the cost of a raw faiss call (measured by
+        ``benchmarks/bench_index.py``, section "overhead").
+
         Raises
         ------
         ValueError
             Bad queries (dims named), bad ``k``, unknown or inapplicable search params,
             or an index type whose faiss search cannot filter (``exclude_ids`` on PQ).
         """
+        if (exclude_ids is None and search_params is None and type(k) is int and k >= 1
+                and type(queries) is np.ndarray and queries.dtype == np.float32
+                and queries.shape == (self.dim,) and queries.flags.c_contiguous):
+            out = self._search_one(queries, k)
+            if out is not None:
+                return out
         q = np.asarray(queries)
         if q.ndim == 1:
             q = q[None, :]
@@ -649,6 +679,44 @@ class VideoIndex:
         out.scores[:, :k_eff] = np.where(valid, dist, -np.inf)
         out.ids[:, :k_eff] = np.where(valid, video_ids, None)
         return out
+
+    def _search_one(self, q: np.ndarray, k: int) -> SearchResult | None:
+        """Serving fast path of :meth:`search` for one float32 ``(d,)`` query, no filters.
+
+        Same checks and results as the general path, at about the cost of a raw faiss call:
+        finite values are checked with one dot product (``q @ q`` is finite iff every value
+        is, barring overflow, which falls back), and faiss's C++ search is called through
+        the SWIG ``search_c`` entry that faiss's own Python ``search`` wraps. Returns None
+        (the caller then takes the general path, which raises the precise errors) for
+        non-finite or overflowing queries, removed ids (tombstones or non-dense faiss ids),
+        ``k`` above the live count, or a faiss error.
+        """
+        if not math.isfinite(q.dot(q)):
+            return None
+        lock = self._lock
+        lock.acquire_read()
+        try:
+            fids = self._faiss_ids
+            n_live = len(fids)
+            if n_live == 0 or k > n_live or len(self._tombstones) or fids[-1] != n_live - 1:
+                return None  # ids not dense 0..n-1: the general path maps them
+            dist = np.empty((1, k), dtype=np.float32)
+            labels = np.empty((1, k), dtype=np.int64)
+            try:
+                self._index.search_c(1, faiss.swig_ptr(q), k, faiss.swig_ptr(dist),
+                                     faiss.swig_ptr(labels), None)
+            except RuntimeError:
+                return None
+            video_ids = self._video_ids[labels]  # faiss id == position when dense
+        finally:
+            lock.release_read()
+        if self.metric != "ip":
+            np.negative(dist, out=dist)
+        if labels[0, -1] < 0:  # fewer than k found (IVF nprobe, HNSW); faiss pads at the tail
+            valid = labels >= 0
+            video_ids[~valid] = None
+            dist[~valid] = -np.inf
+        return SearchResult(video_ids, labels, dist)
 
     def _search_parameters(self, knobs: dict, blocked: np.ndarray):
         inner = self._index.index if isinstance(self._index, faiss.IndexIDMap2) else self._index
