@@ -92,3 +92,38 @@ def test_empty_index_single_query_is_padded():
     vi = VideoIndex.build(np.zeros((0, 16), np.float32), [], factory_string="Flat")
     out = vi.search(np.ones(16, np.float32) / 4, 3)
     assert out.indices.tolist() == [[-1, -1, -1]] and out.ids.tolist() == [[None] * 3]
+
+
+def test_single_queries_from_threads_while_another_thread_adds_and_removes():
+    import threading
+
+    rng = np.random.default_rng(4)
+    x = _unit(rng, 1200)
+    ids = [f"v{i}" for i in range(1200)]
+    vi = VideoIndex.build(x[:400], ids[:400], factory_string="Flat")
+    errors, done = [], threading.Event()
+
+    def searcher(offset):
+        try:
+            i = 0
+            while not done.is_set() or i < 50:
+                res = vi.search(x[(offset + i) % 400], 5)
+                row = res.ids[0].tolist()
+                assert all(v is not None for v in row) and len(set(row)) == 5
+                i += 1
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=searcher, args=(o,)) for o in (0, 100, 200)]
+    for t in threads:
+        t.start()
+    for start in range(400, 1200, 100):
+        vi.add(x[start:start + 100], ids[start:start + 100])  # dense ids: fast path
+        if start >= 800:
+            vi.remove([ids[start]])  # ids no longer dense: the general path from here
+    done.set()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert not errors, errors[:1]
+    assert vi.ntotal == 1200 - 4
