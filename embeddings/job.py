@@ -1,9 +1,11 @@
 """The batch embedding job: reader -> mapper -> writer, sharded, streaming and resumable.
 
 * **reader** (a pool of worker threads or processes): decode one file, sample frames with a
-  :class:`embeddings.sampling.FrameSampler`, preprocess them into the encoder's input. PyAV, PIL
-  and torch release the GIL while decoding, resizing and normalising, so threads overlap with
-  encoding; ``executor="process"`` runs readers in spawned processes instead.
+  :class:`embeddings.sampling.FrameSampler`, preprocess them into the encoder's input
+  (:class:`embeddings.frame_transform.FrameTransform`: PIL resize and crop, numpy normalisation, so
+  no reader thread starts torch threads of its own). PyAV, PIL and numpy release the GIL while
+  decoding, resizing and normalising, so threads overlap with encoding; ``executor="process"`` runs
+  readers in spawned processes instead.
   At most ``prefetch`` inputs are in flight, so memory does not grow with the catalog.
 * **mapper**: :meth:`embeddings.encoders.ClipEncoder.encode_preprocessed` on batches of
   ``batch_size`` frames, gathered across inputs; it knows nothing of files.
@@ -35,6 +37,7 @@ from tqdm.auto import tqdm
 from embeddings._io import save_npy, write_json, write_parquet
 from embeddings.catalog import CatalogError, discover_inputs, inputs_fingerprint
 from embeddings.encoders import pool_frames
+from embeddings.frame_transform import FrameTransform
 from embeddings.sampling import FrameSampler
 from embeddings.store import (
     SHARD_DIR,
@@ -102,17 +105,19 @@ class JobSummary:
 def read_input(path: str, sampler: FrameSampler, max_side: int | None, transform):
     """Reader task: decode + sample + preprocess one input (runs in a worker thread or process).
 
+    ``transform`` is the encoder's per-image transform or a :class:`FrameTransform` made from it
+    (build it once: the job does); either way the frames are preprocessed by a ``FrameTransform``,
+    which runs no torch op on the reader's thread when it can (see :mod:`embeddings.frame_transform`).
+
     Returns ``(sampled, batch, seconds)`` with ``batch`` a float32 tensor (n, 3, S, S), or
     ``(None, reason, seconds)`` when the input cannot be used (the reason is recorded).
     """
-    import torch
-
-    from embeddings.encoders import _as_pil_images
-
+    if not isinstance(transform, FrameTransform):
+        transform = FrameTransform(transform)
     t0 = time.perf_counter()
     try:
         sampled = sampler.sample(path, max_side=max_side)
-        batch = torch.stack([transform(im) for im in _as_pil_images(sampled.frames)])
+        batch = transform(sampled.frames)
     except VideoDecodeError as e:
         return None, e.reason, time.perf_counter() - t0
     except (OSError, ValueError, RuntimeError) as e:  # recorded, never silent: the row keeps the reason
@@ -246,6 +251,7 @@ def run_embedding_job(
                initial=sum(len(plan[i]) for i in range(n_shards) if i not in todo))
     columns = {"model": enc["model"], "pretrained": enc["pretrained"], "precision": enc["precision"],
                "sampling": sampler.strategy}
+    transform = FrameTransform(encoder.transform)  # split once; no torch threads in the readers
     with _make_executor(executor, int(num_workers)) as pool:
         paths = iter([(i, p) for i in todo for p in plan[i]["path"]])
         window: deque = deque()
@@ -257,7 +263,7 @@ def run_embedding_job(
                     nxt = next(paths, None)
                     if nxt is None:
                         break
-                    window.append(pool.submit(read_input, nxt[1], sampler, max_side, encoder.transform))
+                    window.append(pool.submit(read_input, nxt[1], sampler, max_side, transform))
                 if not window:
                     return
                 fut = window.popleft()

@@ -327,11 +327,33 @@ class _Reader:
         tb = stream.time_base
         self.keyframes = sorted(float(e.timestamp * tb) - self.start
                                 for e in _index_entries(stream) if e.is_keyframe)
+        # Non-reference frames shown before ``skip_before`` (seconds from the first frame) are
+        # not decoded: no later frame is predicted from them, so every frame that is decoded is
+        # bit-identical to a plain decode. None decodes everything.
+        self.skip_before: float | None = None
+        self.nonref_until = -math.inf  # latest time of a packet sent while skipping was on
+        self._tb = float(tb)
+        self._skipping = False
 
     def frames(self) -> Iterator:
-        """Decode forward from the current position; stops quietly on a damaged tail."""
+        """Decode forward from the current position; stops quietly on a damaged tail.
+
+        Packets whose presentation time lies more than ``_SKIP_MARGIN_S`` before
+        ``self.skip_before`` (read anew for every packet) are sent with
+        ``AVCodecContext.skip_frame = NONREF``: the decoder drops them when they are
+        non-reference frames (H.264/HEVC ``nal_ref_idc == 0``, MPEG B-frames)."""
+        ctx = self.stream.codec_context
         try:
             for packet in self.container.demux(self.stream):
+                skip = False
+                if self.skip_before is not None and packet.pts is not None:
+                    t = packet.pts * self._tb - self.start
+                    skip = t < self.skip_before - _SKIP_MARGIN_S
+                    if skip:
+                        self.nonref_until = max(self.nonref_until, t)
+                if skip != self._skipping:
+                    ctx.skip_frame = "NONREF" if skip else "DEFAULT"
+                    self._skipping = skip
                 try:
                     decoded = packet.decode()
                 except av.error.InvalidDataError as exc:
@@ -362,6 +384,7 @@ class _Reader:
             self.container.close()
             self.container = _open(self.path)
             self.stream = self.container.streams.video[0]
+            self._skipping = False  # a fresh codec context decodes everything
         return self.frames()
 
     def close(self) -> None:
@@ -375,6 +398,11 @@ class _Reader:
         return i < len(self.keyframes) and self.keyframes[i] <= b
 
 
+# frames shown this close before a target are decoded even when nothing references them: the
+# packet time computed here and PyAV's frame.time may differ in the last bits
+_SKIP_MARGIN_S = 1e-3
+
+
 def _index_entries(stream):
     try:
         return list(stream.index_entries)
@@ -382,35 +410,46 @@ def _index_entries(stream):
         return []
 
 
-def _sample(reader: _Reader, targets: list[float], tol: float):
-    """Return [(frame, t)] with the first frame at or after each target (sorted targets)."""
+def _sample(reader: _Reader, targets: list[float], tol: float, skip_nonref: bool = True):
+    """Return [(frame, t)] with the first frame at or after each target (sorted targets).
+
+    With ``skip_nonref`` the decoder skips non-reference frames shown before the current target
+    (:attr:`_Reader.skip_before`); the returned frames are those of a plain decode. When the
+    stream ends before a target (its last decodable frame is returned) and a skipped frame may
+    have been that last frame, the target is decoded again without skipping."""
     out = []
     it, last, last_t = None, None, None
     eof_frame = None  # (frame, t) of the stream's last frame once known
-    for target in targets:
-        if eof_frame is not None and target > eof_frame[1]:
-            out.append(eof_frame)
-            continue
-        hit = None
-        if last_t is not None and last_t >= target - tol:  # previous hit is also this one's
-            hit = (last, last_t)
-        elif it is not None and last_t is not None and last_t <= target and \
-                not reader.keyframe_between(last_t, target):
-            for frame in it:
-                t = reader.time(frame, last_t)
-                last, last_t = frame, t
-                if t >= target - tol:
-                    hit = (frame, t)
-                    break
-            else:
-                it = None
-                eof_frame = (last, last_t)
-                hit = eof_frame
-        if hit is None:
-            hit, it, last, last_t, eof = _seek_to(reader, target, tol)
+    try:
+        for target in targets:
+            if eof_frame is not None and target > eof_frame[1]:
+                out.append(eof_frame)
+                continue
+            reader.skip_before = target - tol if skip_nonref else None
+            hit, eof = None, False
+            if last_t is not None and last_t >= target - tol:  # previous hit is also this one's
+                hit = (last, last_t)
+            elif it is not None and last_t is not None and last_t <= target and \
+                    not reader.keyframe_between(last_t, target):
+                for frame in it:
+                    t = reader.time(frame, last_t)
+                    last, last_t = frame, t
+                    if t >= target - tol:
+                        hit = (frame, t)
+                        break
+                else:
+                    it, eof, hit = None, True, (last, last_t)
+            if hit is None:
+                hit, it, last, last_t, eof = _seek_to(reader, target, tol)
+            if eof and reader.nonref_until > hit[1]:
+                # a skipped non-reference frame may have been the stream's last frame
+                reader.skip_before = None
+                hit, it, last, last_t, eof = _seek_to(reader, target, tol)
             if eof:
                 eof_frame = hit
-        out.append(hit)
+            out.append(hit)
+    finally:
+        reader.skip_before = None
     return out
 
 
