@@ -8,6 +8,7 @@ logs and progress bars go to stderr.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import sys
@@ -180,16 +181,35 @@ def cmd_index_build(args) -> int:
     from recsys import stages
 
     _existing(args.emb_dir, "embedding folder", folder=True)
-    index = stages.build_index(args.emb_dir, args.out, factory=args.factory, metric=args.metric,
-                               max_memory=args.max_memory, latency_ms=args.latency_ms,
-                               min_recall=args.min_recall, frames_out=args.frames_out, engine=args.engine,
-                               address=args.address, on_disk={"auto": None, "yes": True, "no": False}[args.on_disk])
+    on_disk = {"auto": None, "yes": True, "no": False}[args.on_disk]
+    explicit = args.factory not in (None, "auto")
+    if args.workers is not None and (args.engine != "local" or not explicit):
+        raise UsageError("--workers needs --engine local and an explicit IVF --factory (e.g. 'IVF1024,SQ8'); "
+                         "--factory auto tunes in memory, --engine ray runs Ray tasks")
+    if args.engine == "local" and explicit and (args.workers is not None or on_disk is not None or args.max_memory):
+        if args.frames_out:
+            raise UsageError("--frames-out is built by the default path: drop --workers/--on-disk/--max-memory "
+                             "or build the frame index separately")
+        from embeddings.index_shards import build_from_embedding_folder
+        from embeddings.store import EmbeddingFolder
+
+        md = stages.index_metadata(stages.video_metadata(EmbeddingFolder.open(args.emb_dir)))
+        index = build_from_embedding_folder(args.emb_dir, args.out, metadata=md, factory_string=args.factory,
+                                            metric=args.metric, max_memory_bytes=args.max_memory,
+                                            on_disk=on_disk, n_workers=args.workers or 1,
+                                            progress=not args.quiet)
+    else:
+        index = stages.build_index(args.emb_dir, args.out, factory=args.factory, metric=args.metric,
+                                   max_memory=args.max_memory, latency_ms=args.latency_ms,
+                                   min_recall=args.min_recall, frames_out=args.frames_out, engine=args.engine,
+                                   address=args.address, on_disk=on_disk)
+    build = getattr(index, "build_info", None)
     tu = index.tuning or {}
     tuned = (f"; {tu.get('search_params')} measured recall@10 {tu['recall@10']:.4f} at "
              f"{tu['ms_per_query']:.3f} ms/query ({tu.get('reason')})" if tu else "")
     _emit(args, {"out": str(args.out), "factory_string": index.factory_string, "ntotal": index.ntotal,
                  "dim": index.dim, "metric": index.metric, "frames_out": args.frames_out,
-                 "tuning": {k: v for k, v in tu.items() if k != "curve"} or None},
+                 "tuning": {k: v for k, v in tu.items() if k != "curve"} or None, "build": build},
           f"Built {index.factory_string} ({index.metric}) over {index.ntotal} vectors of dim {index.dim}: "
           f"{args.out}{tuned}")
     return 0
@@ -422,11 +442,23 @@ def cmd_evaluate(args) -> int:
         ks = [int(x) for x in args.ks.split(",") if x.strip()]
     except ValueError as exc:
         raise UsageError(f"--ks {args.ks!r}: expected comma-separated integers, e.g. 1,5,10") from exc
-    res = write_evaluation(df, models, args.out, protocol=args.protocol, k=args.k, test_ratio=args.test_ratio,
-                           seed=args.seed, source=str(path), test_df=test_df,
-                           test_source=str(test_path) if test_path else None, n_folds=args.folds,
-                           n_negatives=args.negatives, metrics=metrics, ks=ks, item_embeddings=emb,
-                           n_resamples=args.bootstrap)
+    if args.engine == "local" and (args.address or args.num_actors is not None):
+        raise UsageError("--address and --num-actors need --engine ray")
+    evaluator, session = None, contextlib.nullcontext()
+    if args.engine == "ray":  # one Ray connection for every model and fold; user blocks in actors
+        from functools import partial
+
+        from embeddings.ray_engine.cluster import ray_session
+        from recsys.distributed import evaluate_ray
+
+        evaluator = partial(evaluate_ray, num_actors=args.num_actors or 2)
+        session = ray_session(args.address)
+    with session:
+        res = write_evaluation(df, models, args.out, protocol=args.protocol, k=args.k, test_ratio=args.test_ratio,
+                               seed=args.seed, source=str(path), test_df=test_df,
+                               test_source=str(test_path) if test_path else None, n_folds=args.folds,
+                               n_negatives=args.negatives, metrics=metrics, ks=ks, item_embeddings=emb,
+                               n_resamples=args.bootstrap, evaluator=evaluator)
     summary = res["summary"]
     cols = ["model"] + [c for c in summary.columns if c.endswith(f"@{args.k}")] + ["n_users"]
     _emit(args, {"out": str(args.out), "protocol": res["protocol"], "models": summary.to_dict("records")},
@@ -571,7 +603,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", required=True, metavar="INDEX_DIR")
     b.add_argument("--factory", default="Flat", help="faiss factory string, or 'auto' (default %(default)s)")
     b.add_argument("--metric", default="ip", choices=["ip", "l2"])
-    b.add_argument("--max-memory", metavar="SIZE", help="memory budget for --factory auto, e.g. 4G")
+    b.add_argument("--max-memory", metavar="SIZE",
+                   help="memory budget, e.g. 4G: picks the index for --factory auto; with an explicit factory the "
+                        "build follows it (training sample, batch size, in memory or inverted lists streamed to "
+                        "disk) and is refused when nothing fits")
     b.add_argument("--latency-ms", type=float, default=10.0,
                    help="single-query latency target for --factory auto (default %(default)s)")
     b.add_argument("--min-recall", type=float, default=0.95,
@@ -579,8 +614,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--frames-out", metavar="DIR", help="also build a frame-level index (one vector per frame)")
     _engine_args(b)
     b.add_argument("--on-disk", default="auto", choices=["auto", "yes", "no"],
-                   help="--engine ray: merge the inverted lists into INDEX_DIR/index.ivfdata (memory-mapped) "
-                        "instead of memory; auto decides by size (default auto)")
+                   help="IVF factories: merge the inverted lists into INDEX_DIR/index.ivfdata (memory-mapped) "
+                        "instead of memory; auto decides by size against --max-memory (default auto)")
+    b.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                   help="--engine local, IVF factory: add shards in N worker processes, then merge (in memory, "
+                        "or on disk by --on-disk / --max-memory)")
     b.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     b.set_defaults(func=cmd_index_build)
     b = isub.add_parser("info", help="Show an index manifest (factory, count, measured tuning).",
@@ -755,6 +793,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=42)
     s.add_argument("--sep", help="column separator (default: sniffed)")
     s.add_argument("--out", required=True, metavar="REPORT_DIR")
+    _engine_args(s)
+    s.add_argument("--num-actors", type=_positive_int, default=None,
+                   help="--engine ray: evaluation actors, each holding the model and matrices (default 2)")
     s.set_defaults(func=cmd_evaluate)
     return p
 

@@ -1,9 +1,17 @@
-"""Batch recommendation over user blocks as a Ray Data job (``engine="ray"`` of batch serving).
+"""Batch recommendation and offline evaluation over user blocks as Ray Data jobs (``engine="ray"``).
 
-The single-process path, :func:`recsys.stages.recommend_users`, is the mapper: every block of
-users is recommended by exactly that function inside a Ray actor that holds the fitted model
-(sent once through the object store), and the blocks are put back in user order, so the table
-equals the single-process one row for row. Ray is imported only when the function runs.
+The single-process functions are the mappers, run unchanged inside Ray actors that hold the fitted
+model and the interaction matrices (sent once through the object store):
+
+* :func:`recommend_users_ray`: every block of users is recommended by
+  :func:`recsys.stages.recommend_users`; blocks are put back in user order, so the table equals
+  the single-process one row for row.
+* :func:`evaluate_ray`: every block of evaluated users is scored by
+  :func:`recsys.evaluation.evaluate` itself (per-user metrics computed in the worker); the driver
+  concatenates the per-user rows in user order and aggregates them exactly as ``evaluate`` does,
+  so the result equals the single-process :class:`~recsys.evaluation.EvaluationResult`.
+
+Ray is imported only when a function runs; the library code of each stage knows nothing of Ray.
 """
 
 from __future__ import annotations
@@ -12,8 +20,9 @@ import logging
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
-__all__ = ["recommend_users_ray"]
+__all__ = ["recommend_users_ray", "evaluate_ray"]
 
 log = logging.getLogger(__name__)
 
@@ -103,3 +112,182 @@ def recommend_users_ray(tm, user_ids=None, *, k: int = 10, block_size: int = 409
             out[c] = pd.Series(list(vals) if vals.dtype == object else vals, index=out.index)
     log.info("ray recommendation: %d users in %d block(s), %d rows", len(idx), -(-len(idx) // block_size), len(out))
     return out
+
+
+def _rows_only(matrix: sp.csr_matrix, first: int, last: int) -> sp.csr_matrix:
+    """``matrix`` with every row outside ``[first, last]`` emptied (no copy of the kept rows' data)."""
+    lo, hi = int(matrix.indptr[first]), int(matrix.indptr[last + 1])
+    indptr = np.zeros(matrix.shape[0] + 1, dtype=matrix.indptr.dtype)
+    indptr[first + 1:last + 2] = matrix.indptr[first + 1:last + 2] - lo
+    indptr[last + 2:] = hi - lo
+    return sp.csr_matrix((matrix.data[lo:hi], matrix.indices[lo:hi], indptr), shape=matrix.shape)
+
+
+class _EvaluateActor:
+    """Ray Data actor: holds the model and matrices, evaluates one block of users per call."""
+
+    def __init__(self, refs, kwargs: dict):
+        import ray
+
+        self.model, self.train, self.test, self.users, self.states, emb = ray.get(list(refs))
+        self.kwargs = {**kwargs, "item_embeddings": emb}
+
+    def __call__(self, batch: dict) -> dict:
+        from recsys.evaluation import evaluate
+
+        parts = []
+        for block, start, stop in zip(batch["block"], batch["start"], batch["stop"], strict=True):
+            users = self.users[int(start):int(stop)]
+            # only this block's users keep test rows, so evaluate() scores exactly them (users without
+            # a positive test item are skipped by evaluate itself) with their true user indices
+            test = _rows_only(self.test, int(users[0]), int(users[-1]))
+            kwargs = dict(self.kwargs)
+            if self.states is not None:  # sampled ranking: continue the single random stream here
+                rng = np.random.default_rng()
+                rng.bit_generator.state = self.states[int(block)]
+                kwargs["seed"] = rng  # evaluate calls np.random.default_rng(seed): a Generator passes through
+            res = evaluate(self.model, self.train, test, keep_lists=True, **kwargs)
+            if not np.array_equal(res.per_user["user_index"].to_numpy(), users):
+                raise RuntimeError(f"block {int(block)}: evaluated users differ from the planned block")
+            part = {c: res.per_user[c].to_numpy() for c in res.per_user.columns}
+            part.update(ids=res.lists, scores=res.list_scores)
+            parts.append(part)
+        return {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
+
+
+def _block_states(train, test_pos, users, starts, n_negatives: int, seed):
+    """Random-generator state at the start of each block, replaying evaluate()'s negative sampling.
+
+    ``evaluate`` draws every user's negatives from one generator, users in index order, so a block
+    needs the generator as it stands after all earlier users; the driver replays the draws (with
+    evaluate's own sampler) once, in order, and records the state at each block start.
+    """
+    from recsys.evaluation import _sample_negatives
+
+    n_items = train.shape[1]
+    rng = np.random.default_rng(seed)
+    states = []
+    bounds = list(starts) + [len(users)]
+    for b in range(len(starts)):
+        states.append(rng.bit_generator.state)
+        rows = users[bounds[b]:bounds[b + 1]]
+        seen_all = (train[rows] + test_pos[rows]).tocsr()  # as evaluate builds it
+        seen_all.sort_indices()
+        for r in range(rows.size):
+            seen = seen_all.indices[seen_all.indptr[r]:seen_all.indptr[r + 1]].astype(np.int64)
+            if n_items - seen.size < n_negatives:
+                raise ValueError(
+                    f"user_index {int(rows[r])} has only {n_items - seen.size} items outside its train and "
+                    f"test sets but n_negatives={n_negatives}; lower n_negatives or use full ranking")
+            _sample_negatives(seen, n_items, n_negatives, rng)
+    return states
+
+
+def evaluate_ray(model, train_user_items, test_user_items, *, k: int = 10, metrics=None,
+                 batch_size: int = 1024, n_negatives: int | None = None, seed: int = 42,
+                 item_embeddings=None, keep_lists: bool = False, block_size: int = 8192,
+                 num_actors: int = 2, address: str | None = None, num_cpus: int | None = None):
+    """:func:`recsys.evaluation.evaluate` over blocks of users on a Ray cluster; the same result.
+
+    The users with a test item are cut into blocks of ``block_size``; each block is evaluated in a
+    Ray actor by :func:`recsys.evaluation.evaluate` (the model ranks the block's users, the
+    per-user metrics are computed there); the driver puts the per-user rows back in user order and
+    computes the summary (means, ``coverage@k``) exactly as ``evaluate`` does. With sampled
+    negatives the driver first replays the single random stream of ``evaluate`` to hand every
+    block the generator state it would have had, so the same negatives are drawn.
+
+    Parameters
+    ----------
+    model, train_user_items, test_user_items, k, metrics, batch_size, n_negatives, seed,
+    item_embeddings, keep_lists :
+        As :func:`recsys.evaluation.evaluate` (``metrics`` None: its default list). ``model`` must
+        be picklable by Ray (every :mod:`recsys.models` recommender is).
+    block_size : int
+        Evaluated users per block (one actor call). Each block also costs one pass over the
+        training matrix's indices (``evaluate`` counts item popularity), so blocks of thousands
+        of users keep that overhead small.
+    num_actors : int
+        Actors in the pool, each holding one copy of the model and both matrices.
+    address, num_cpus :
+        Ray cluster address (None: a local Ray for this call, or the connection this process
+        already has) and local CPUs (see :func:`embeddings.ray_engine.cluster.ray_session`).
+
+    Returns
+    -------
+    recsys.evaluation.EvaluationResult
+        Equal to ``evaluate(model, train_user_items, test_user_items, ...)`` with the same
+        arguments: same ``per_user`` rows (ascending ``user_index``) and values, same ``summary``,
+        counts, ``ranking`` label, and ``lists``/``list_scores`` with ``keep_lists``.
+
+    Raises
+    ------
+    ValueError
+        Everything :func:`recsys.evaluation.evaluate` raises on its arguments (checked on the
+        driver before any Ray work); ``block_size`` or ``num_actors`` below 1; too few unseen items
+        to sample ``n_negatives`` from. Errors of the model inside an actor arrive as Ray's
+        ``RayTaskError`` wrapping the original exception.
+    RayUnavailableError
+        Ray is not installed.
+    """
+    from embeddings.ray_engine.cluster import ray_session
+    from recsys.beyond_accuracy import catalog_coverage
+    from recsys.evaluation import DEFAULT_METRICS, EvaluationResult, evaluate
+    from recsys.metrics import lists_to_csr, parse_metric
+
+    for name, value in (("block_size", block_size), ("num_actors", num_actors)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"{name}={value!r}: expected an integer >= 1")
+    metrics = DEFAULT_METRICS if metrics is None else metrics
+    kwargs = {"k": k, "metrics": metrics, "batch_size": batch_size, "n_negatives": n_negatives,
+              "seed": seed}
+    # every argument check of evaluate(), on the driver, by evaluating nobody (empty test matrix)
+    empty = (sp.csr_matrix(test_user_items.shape, dtype=np.float32) if sp.issparse(test_user_items)
+             else test_user_items)
+    template = evaluate(model, train_user_items, empty, item_embeddings=item_embeddings,
+                        keep_lists=keep_lists, **kwargs)
+    train, test = sp.csr_matrix(train_user_items), sp.csr_matrix(test_user_items)
+    test_pos = test.copy()
+    test_pos.data = (test_pos.data > 0).astype(np.int8)
+    test_pos.eliminate_zeros()
+    n_test = np.diff(test_pos.indptr)
+    users = np.flatnonzero(n_test > 0)
+    if users.size == 0:
+        return template
+    names, depth, n_items = template.metrics, template.k, train.shape[1]
+    starts = list(range(0, users.size, int(block_size)))
+    states = (None if n_negatives is None
+              else _block_states(train, test_pos, users, starts, int(n_negatives), seed))
+    items = [{"block": b, "start": s, "stop": min(users.size, s + int(block_size))} for b, s in enumerate(starts)]
+    with ray_session(address, num_cpus=num_cpus) as ray:
+        refs = [ray.put(x) for x in (model, train, test, users, states, item_embeddings)]
+        ds = ray.data.from_items(items, override_num_blocks=len(items))
+        ds = ds.map_batches(_EvaluateActor, fn_constructor_kwargs={"refs": refs, "kwargs": {**kwargs,
+                                                                                              "metrics": names}},
+                            batch_size=1, batch_format="numpy",
+                            compute=ray.data.ActorPoolStrategy(size=int(num_actors)))
+        parts = list(ds.iter_batches(batch_size=None, batch_format="numpy"))
+    got = {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
+    order = np.argsort(got["user_index"], kind="stable")
+    got = {c: v[order] for c, v in got.items()}
+    if not np.array_equal(got["user_index"], users):
+        raise RuntimeError(f"Ray returned {got['user_index'].size} evaluated users, expected {users.size}; rerun")
+    all_ids = got["ids"].astype(np.int64, copy=False).reshape(users.size, depth)
+    lists = lists_to_csr(all_ids, n_items, depth)
+    per_user = pd.DataFrame({"user_index": users.astype(np.int64),
+                             "n_test_items": n_test[users].astype(np.int64)})
+    summary = {}
+    for key in names:  # evaluate()'s aggregation
+        name, kk = parse_metric(key)
+        if name == "coverage":
+            summary[key] = catalog_coverage(lists, n_items, kk)
+            continue
+        values = got[key].astype(np.float64, copy=False)
+        per_user[key] = values
+        summary[key] = float(np.nanmean(values)) if not np.isnan(values).all() else float("nan")
+    log.info("ray evaluation: %d users in %d block(s) on %d actor(s)", users.size, len(starts), num_actors)
+    return EvaluationResult(per_user=per_user, summary=summary, n_users_evaluated=int(users.size),
+                            n_users_skipped_no_test=int(test.shape[0] - users.size), k=depth,
+                            metrics=tuple(names), ranking=template.ranking,
+                            lists=all_ids if keep_lists else None,
+                            list_scores=(got["scores"].astype(np.float32, copy=False).reshape(users.size, depth)
+                                         if keep_lists else None))

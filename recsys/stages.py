@@ -288,7 +288,7 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
                     test_ratio: float = 0.2, seed: int = 42, k: int = 10, metrics=None,
                     params: dict | None = None, test_df: pd.DataFrame | None = None,
                     n_folds: int = 5, n_negatives: int | None = None, item_embeddings=None,
-                    ks=None, keep_lists: bool = False):
+                    ks=None, keep_lists: bool = False, evaluator=None):
     """Split ``df`` by ``protocol``, fit each model on the train split, evaluate on the test split.
 
     Full ranking over all items, training items removed, unless ``n_negatives`` asks for
@@ -308,6 +308,10 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
         (n_items, d) in the order of ``build_dataset(df)``'s item index.
     keep_lists : bool
         Keep each model's ranked lists (``lists`` entry) for TREC run files.
+    evaluator : callable, optional
+        Called instead of :func:`recsys.evaluation.evaluate` with the same arguments and returning
+        the same result type, e.g. ``functools.partial(recsys.distributed.evaluate_ray,
+        address=...)`` to evaluate user blocks on a Ray cluster (``recsys evaluate --engine ray``).
 
     Returns
     -------
@@ -346,7 +350,7 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
         for name in models:
             tm = train_model(train_df, name, (params or {}).get(name), dataset=dataset)
             t0 = time.perf_counter()
-            res = evaluate(tm.model, tm.user_items, test_ui, k=k, metrics=all_metrics,
+            res = (evaluator or evaluate)(tm.model, tm.user_items, test_ui, k=k, metrics=all_metrics,
                            n_negatives=n_negatives, seed=seed, item_embeddings=item_embeddings,
                            keep_lists=keep_lists)
             eval_s = time.perf_counter() - t0

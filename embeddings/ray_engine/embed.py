@@ -29,6 +29,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -48,9 +50,27 @@ from embeddings.ray_engine.cluster import ray_session
 from embeddings.sampling import FrameSampler
 from embeddings.store import STORAGE_DTYPES
 
-__all__ = ["run_embedding_job_ray", "encoder_placement", "actor_cpus"]
+__all__ = ["run_embedding_job_ray", "RayJobSummary", "encoder_placement", "actor_cpus"]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class RayJobSummary(JobSummary):
+    """:class:`embeddings.job.JobSummary` of a Ray run, plus where the inputs were encoded.
+
+    Attributes
+    ----------
+    encoder_nodes : dict[str, int]
+        Ray node id (hex) -> inputs of this run encoded by an actor on that node (an input whose
+        block was retried after a lost node counts once, on the node that finished it).
+    """
+
+    encoder_nodes: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-ready form: :meth:`JobSummary.to_dict` plus ``encoder_nodes``."""
+        return {**super().to_dict(), "encoder_nodes": dict(self.encoder_nodes)}
 
 
 def encoder_placement(device: str, cluster_gpus: float) -> tuple[str, int]:
@@ -117,6 +137,7 @@ class _EncodeActor:
         self.shape = (3, *self.encoder.image_size)
 
     def __call__(self, batch: dict) -> dict:
+        import ray
         import torch
 
         rows = [np.asarray(f, np.float32) for f in batch["frames"]]
@@ -140,6 +161,7 @@ class _EncodeActor:
         res["emb"] = out
         res["encode_s"] = np.full(len(rows), dt / max(1, len(rows)))
         res["n_enc"] = np.array([r.shape[0] if good else 0 for r, good in zip(rows, ok, strict=True)])
+        res["node"] = np.array([ray.get_runtime_context().get_node_id()] * len(rows))
         return res
 
 
@@ -157,7 +179,7 @@ def run_embedding_job_ray(
     address: str | None = None,
     num_cpus: int | None = None,
     progress: bool = True,
-) -> JobSummary:
+) -> RayJobSummary:
     """Embed a catalog on a Ray cluster into an embedding folder; resume an interrupted run.
 
     Parameters
@@ -192,9 +214,10 @@ def run_embedding_job_ray(
 
     Returns
     -------
-    JobSummary
-        As the local job's; ``seconds["read"]`` and ``["encode"]`` are summed over workers,
-        ``read_wait`` is 0 (not measured: readers and encoders overlap on different workers).
+    RayJobSummary
+        As the local job's, plus ``encoder_nodes`` (inputs encoded per Ray node);
+        ``seconds["read"]`` and ``["encode"]`` are summed over workers, ``read_wait`` is 0
+        (not measured: readers and encoders overlap on different workers).
 
     Raises
     ------
@@ -230,7 +253,7 @@ def run_embedding_job_ray(
         enc = {**encoder.describe(), "device": actor_device}
         settings = check_job_folder(out, inputs, enc, sampler, shard_size, max_side, storage_dtype)
         plan, todo = plan_shards(out, inputs, shard_size)
-        summary = JobSummary(n_inputs=len(inputs), batch_size=int(batch_size),
+        summary = RayJobSummary(n_inputs=len(inputs), batch_size=int(batch_size),
                              n_shards_skipped=len(plan) - len(todo))
         log.info("embedding %d inputs in %d shard(s) (%d to do) on Ray: %d encoder actor(s) on %s",
                  len(inputs), len(plan), len(todo), num_encoders, actor_device)
@@ -262,12 +285,14 @@ def _run(ray, plan, todo, encoder, encoder_kwargs, enc, actor_device, gpus, samp
     columns = {"model": enc["model"], "pretrained": enc["pretrained"], "precision": enc["precision"],
                "sampling": sampler.strategy}
     pending: dict[int, dict] = {}
+    nodes: Counter = Counter()
     for row in ds.iter_rows():
         i = int(row["shard"])
         pending.setdefault(i, {})[int(row["pos"])] = row
         if len(pending[i]) < len(plan[i]):
             continue
         got = pending.pop(i)
+        nodes.update(str(r["node"]) for r in got.values())
         records, embs, offset, k = [], [], 0, 0
         for pos, rec in enumerate(plan[i].to_dict("records")):
             r = got[pos]
@@ -292,5 +317,8 @@ def _run(ray, plan, todo, encoder, encoder_kwargs, enc, actor_device, gpus, samp
         summary.n_embedded += k
         summary.n_frames += int(frame_emb.shape[0])
         log.info("shard %d written: %d videos, %d frames", i, k, frame_emb.shape[0])
+    summary.encoder_nodes = dict(nodes)
+    if len(nodes) > 1:
+        log.info("inputs encoded per Ray node: %s", dict(nodes))
     if pending:  # cannot happen unless Ray lost rows; never write a partial shard
         raise RuntimeError(f"Ray returned incomplete shards {sorted(pending)}; rerun to redo them")
