@@ -44,6 +44,8 @@ from embeddings.index_choice import (
     validate_ids,
 )
 from embeddings.index_io import FORMAT_VERSION, IndexFileError, load_index, save_index
+from embeddings.index_lists import add_presized, release_freed_memory
+from embeddings.index_plan import plan_build
 
 __all__ = [
     "FORMAT_VERSION",
@@ -219,9 +221,14 @@ def add_in_batches(index, x: np.ndarray, ids: np.ndarray, *, batch_size: int = A
     """``index.add_with_ids`` in slices of ``batch_size`` rows (optional tqdm progress bar).
 
     ``x`` float32 ``(n, d)`` (a ``np.memmap`` works: each slice is read when added), ``ids``
-    int64 ``(n,)``. Temporary memory is bounded by one batch.
+    int64 ``(n,)``. Temporary memory is bounded by one batch. Plain IVF-Flat/SQ/PQ indexes
+    get their lists sized once (:func:`embeddings.index_lists.add_presized`: same entries,
+    no ``std::vector`` doubling slack).
     """
     n = len(x)
+    if add_presized(index, lambda s, e: np.ascontiguousarray(x[s:e], dtype=np.float32), n, ids,
+                    batch_size=batch_size, progress=progress):
+        return
     starts = range(0, n, batch_size)
     if progress:
         from tqdm.auto import tqdm
@@ -288,7 +295,7 @@ class VideoIndex:
               metric: str = "ip", encoder: dict | None = None, train_sample: int | None = None,
               max_memory_bytes: int | str | None = None, device: str = "auto",
               check_norm: bool = True, seed: int = 0,
-              train_threads: int | None = None) -> VideoIndex:
+              train_threads: int | None = None, progress: bool = False) -> VideoIndex:
         """Build an index over ``embeddings`` addressed by ``ids``.
 
         Parameters
@@ -310,9 +317,15 @@ class VideoIndex:
             ``ClipEncoder.describe()``; saved in the manifest and checked by ``load``.
         train_sample : int, optional
             Vectors used to train IVF/PQ (random rows, ``seed``); default
-            ``min(n, 256 * nlist)`` (faiss k-means itself subsamples to 256 per centroid).
+            ``min(n, 256 * nlist)`` (faiss k-means itself subsamples to 256 per centroid),
+            fewer when a budget says so.
         max_memory_bytes : int or str, optional
-            Budget for ``"auto"`` (see :func:`parse_size`).
+            Memory budget (see :func:`parse_size`): picks the index for ``"auto"`` and
+            bounds the build (:func:`embeddings.index_plan.plan_build`: training-sample rows
+            and rows per add call derived from it, estimated peak logged and saved in the
+            manifest as ``build``). A build that cannot fit in memory is refused; the error
+            says when the on-disk build (:func:`embeddings.index_shards.build_sharded`) fits.
+            Input vectors the caller holds are not counted.
         device : {"auto", "cpu", "cuda", "cuda:N"}
             IVF training (k-means, the expensive step) runs on the GPU(s) via
             ``faiss.index_cpu_to_all_gpus`` when available (``auto``) or asked for; the
@@ -334,6 +347,8 @@ class VideoIndex:
             OpenMP threads for CPU training only (restored afterwards). PQ training runs
             many tiny parallel k-means; on a loaded 2-core machine 1 thread trained
             ``IVF64,PQ16x8`` on SIFT-5k in 4.9 s against 15.2 s with 2 (oversubscription).
+        progress : bool
+            tqdm progress bar while adding the vectors in batches.
 
         Returns
         -------
@@ -344,7 +359,8 @@ class VideoIndex:
         ValueError
             Invalid embeddings (not 2-D float, NaN/inf rows named, non-unit rows), ids
             (duplicates, non-strings, wrong count), metadata, metric, factory string, or
-            too few vectors to train (names ``nlist`` and the minimum).
+            too few vectors to train (names ``nlist`` and the minimum), or a budget the
+            build cannot fit (names the estimate, the budget and the fix).
         RuntimeError
             ``device`` asks for CUDA that faiss cannot see.
         """
@@ -373,14 +389,22 @@ class VideoIndex:
                 f"metric={metric!r} ({str(exc).splitlines()[-1].strip()}); see the faiss wiki "
                 "'The index factory' for valid strings, or pass 'auto'") from None
         disable_polysemous_training(index)
+        plan = plan_build(factory_string, n, d, max_memory_bytes=max_memory_bytes, metric=metric,
+                          train_sample=train_sample, on_disk=False)
+        logger.info("build plan for %r over %d x %d: %s; %d training rows, %d rows per add, "
+                    "estimated peak %s", factory_string, n, d, plan.reason, plan.train_rows,
+                    plan.batch_rows, plan.to_dict()["estimated_peak"])
         native = faiss.try_extract_index_ivf(index) is not None
         gpu = _resolve_device(device)
         if gpu is None and device == "auto":
             logger.info("faiss sees no GPU (faiss-cpu build or no CUDA): building %r on the CPU",
                         factory_string)
         if not index.is_trained:
-            x_train = cls._training_sample(index, factory_string, x, train_sample, seed)
+            x_train = cls._training_sample(index, factory_string, x, plan.train_rows or train_sample,
+                                           seed)
             index = cls._train(index, x_train, gpu, device, train_threads)
+            del x_train
+            release_freed_memory()  # the sample and k-means buffers, before the lists grow
         elif gpu is not None:
             logger.info("building %r on the CPU (GPU building only helps IVF training)",
                         factory_string)
@@ -391,6 +415,9 @@ class VideoIndex:
             index = faiss.IndexIDMap2(index)
         self = cls(index, factory_string=factory_string, metric=metric, dim=d,
                    encoder=encoder, check_norm=check_norm)
+        self.build_info = {"plan": plan.to_dict(), "path": "in memory"}
+        self._add_batch = plan.batch_rows
+        self.progress = progress
         self._append(x, id_list, meta)
         return self
 
@@ -485,7 +512,8 @@ class VideoIndex:
         n = len(id_list)
         fids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
         if n:
-            add_in_batches(self._index, x, fids, progress=self.progress)
+            add_in_batches(self._index, x, fids, progress=self.progress,
+                           batch_size=getattr(self, "_add_batch", ADD_BATCH))
         self._next_id += n
         self._faiss_ids = np.concatenate([self._faiss_ids, fids])
         self._video_ids = np.concatenate([self._video_ids, np.array(id_list, dtype=object)])

@@ -47,7 +47,9 @@ def rank_factories(n_vectors: int, dim: int, *, max_memory_bytes: int | str | No
     n_vectors, dim : int
         Collection size and vector dimension.
     max_memory_bytes : int, str or None
-        Resident-index budget (``"1G"``, see :func:`embeddings.index_choice.parse_size`).
+        Memory budget (``"1G"``, see :func:`embeddings.index_choice.parse_size`): candidates
+        whose resident index fits (:func:`embeddings.index_choice.choose_factory`) and whose
+        in-memory build peak fits (:func:`embeddings.index_plan.plan_build`).
     latency_ms : float or None
         Target milliseconds per single query; a ``Flat`` scan whose modelled latency
         (``4*n*d / FLAT_BYTES_PER_MS``) exceeds it is ranked last.
@@ -71,6 +73,8 @@ def rank_factories(n_vectors: int, dim: int, *, max_memory_bytes: int | str | No
                          "milliseconds per query (autofaiss's default is 10)")
     ranked = choose_factory(n_vectors, dim, max_memory_bytes=max_memory_bytes, metric=metric,
                             nlist=nlist)
+    if max_memory_bytes is not None:
+        ranked = _buildable(ranked, n_vectors, dim, max_memory_bytes, metric)
     if latency_ms is None:
         return ranked
     flat_ms = 4.0 * n_vectors * dim / FLAT_BYTES_PER_MS
@@ -84,6 +88,31 @@ def rank_factories(n_vectors: int, dim: int, *, max_memory_bytes: int | str | No
                     if factory != "Flat" else f"; modelled {flat_ms:.2f} ms/query")
             fast.append((factory, reason + note))
     return fast + slow
+
+
+def _buildable(ranked, n_vectors, dim, max_memory_bytes, metric):
+    """Keep candidates whose in-memory build fits the budget (:func:`embeddings.index_plan.plan_build`:
+    id tables, training sample and add batch on top of the resident index); reasons gain the
+    estimated build peak. Raises ValueError naming every refusal when none is left."""
+    from embeddings.index_plan import plan_build
+
+    kept, refused = [], []
+    for factory, reason in ranked:
+        try:
+            plan = plan_build(factory, n_vectors, dim, max_memory_bytes=max_memory_bytes,
+                              metric=metric, on_disk=False)
+        except ValueError as exc:
+            refused.append(f"{factory}: {str(exc).split('. Fix')[0]}")
+            continue
+        kept.append((factory, f"{reason}; build peak ~{format_bytes(plan.peak_bytes)} "
+                              f"({plan.train_rows} training rows, {plan.batch_rows} per add)"))
+    for line in refused:
+        logger.info("not ranked, its build does not fit the budget: %s", line)
+    if not kept:
+        raise ValueError("max_memory_bytes: no candidate's build fits the budget: " + "; ".join(refused)
+                         + ". Fix: raise the budget, or build an IVF index on disk "
+                           "(embeddings.index_shards.build_sharded, `recsys index build --on-disk yes`)")
+    return kept
 
 
 def exact_knn(queries: np.ndarray, base: np.ndarray, k: int, *, metric: str = "ip",

@@ -243,8 +243,6 @@ def build_ivf_index_ray(emb_dir, out, *, factory_string: str, metric: str = "ip"
                 info["add_s"] = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 merge_ondisk(index, shard_files, str(work / "index.ivfdata"))
-                # the header names where the lists will live once the folder is in place
-                faiss.downcast_InvertedLists(ivf.invlists).filename = str(out / "index.ivfdata")
             else:
                 remaining, info["add_s"], t_merge = list(refs), 0.0, 0.0
                 while remaining:  # merge each block as it arrives: one block in memory at a time
@@ -268,9 +266,8 @@ def build_ivf_index_ray(emb_dir, out, *, factory_string: str, metric: str = "ip"
         vi._metadata = normalize_metadata(metadata.reset_index(drop=True), ids)
         vi._next_id = n
         t0 = time.perf_counter()
-        save_index(vi, out)
-        if on_disk:
-            os.replace(work / "index.ivfdata", out / "index.ivfdata")
+        # on disk: the data file moves into the folder, the header names it relative to the folder
+        save_index(vi, out, ivfdata=work / "index.ivfdata" if on_disk else None)
         info["save_s"] = time.perf_counter() - t0
     finally:
         shutil.rmtree(work, ignore_errors=True)
