@@ -8,6 +8,11 @@ One entry point, :func:`load_encoder`, builds an open_clip model from
   read with ``torch.load(weights_only=True)`` or safetensors, loaded strictly),
 * an architecture name plus ``pretrained="none"``: seeded random weights, identical on every run.
 
+Multilingual models (a Hugging Face text tower such as XLM-RoBERTa: ``xlm-roberta-base-ViT-B-32``,
+``nllb-clip-base``, ...) take ``text_tower=`` a local folder with that tower's ``config.json`` and
+tokenizer files, so they build offline (see :mod:`embeddings.text_towers`); without it the names in
+the open_clip config are fetched from the Hugging Face hub (or its cache).
+
 open_clip's two known traps are closed here: weights that cannot be obtained raise
 :class:`PretrainedWeightsUnavailable` (open_clip's hf-hub path falls back to random weights with
 only a log line), and features are always normalised.
@@ -44,6 +49,17 @@ from open_clip.pretrained import (
     get_pretrained_cfg,
 )
 from PIL import Image
+
+from embeddings.text_towers import (
+    check_tower_tokenizer,
+    download_hint,
+    hf_text_model_name,
+    load_tower_tokenizer,
+    require_transformers,
+    resolve_text_tower,
+    text_cfg_for_tower,
+    trim_padding,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +120,8 @@ class PretrainedWeightsUnavailable(RuntimeError):
 class ClipEncoder:
     """An open_clip model in eval mode with its own preprocessing and tokenizer.
 
-    Built by :func:`load_encoder`; the fields are what :meth:`describe` reports.
+    Built by :func:`load_encoder`; the fields are what :meth:`describe` reports
+    (``text_tower``: the local Hugging Face text-tower folder, None when not given).
     ``model``, ``transform`` and ``tokenizer`` expose the underlying open_clip objects.
     """
 
@@ -116,6 +133,7 @@ class ClipEncoder:
     random_weights: bool
     seed: int | None = None
     image_size: tuple[int, int] = (224, 224)
+    text_tower: str | None = None
     _model: Any = field(default=None, repr=False)
     _transform: Callable | None = field(default=None, repr=False)
     _tokenizer: Callable | None = field(default=None, repr=False)
@@ -235,6 +253,12 @@ class ClipEncoder:
         causal mask no position attends to later ones, so the pooled end-of-text features are
         unchanged; for a short query this runs ~8 positions instead of 77.
 
+        Hugging Face text towers (multilingual models) skip that path; their token columns that
+        are padding in every row of the batch are dropped instead
+        (:func:`embeddings.text_towers.trim_padding`: padding is masked out of attention and
+        pooling, so the result equals ``model.encode_text`` on the full 77 columns up to float
+        rounding). Unknown characters become the tokenizer's unknown token.
+
         Parameters
         ----------
         texts : list of str
@@ -265,7 +289,7 @@ class ClipEncoder:
                 if _can_truncate_text(self._model, tokens):
                     features = _encode_text_truncated(self._model, tokens)
                 else:
-                    features = self._model.encode_text(tokens)
+                    features = self._model.encode_text(trim_padding(self._model, tokens))
             parts.append(self._finish(features, "text"))
         return np.concatenate(parts, axis=0)
 
@@ -276,8 +300,10 @@ class ClipEncoder:
         -------
         dict
             ``{"model", "pretrained", "device", "precision", "embed_dim", "random_weights", "seed"}``;
-            ``seed`` is None unless ``random_weights``.
+            ``seed`` is None unless ``random_weights``; plus ``"text_tower"`` (absolute folder
+            path) when one was given, so a reader can rebuild the same encoder.
         """
+        extra = {"text_tower": self.text_tower} if self.text_tower is not None else {}
         return {
             "model": self.model_name,
             "pretrained": self.pretrained,
@@ -286,6 +312,7 @@ class ClipEncoder:
             "embed_dim": int(self.embed_dim),
             "random_weights": bool(self.random_weights),
             "seed": self.seed if self.random_weights else None,
+            **extra,
         }
 
     def _finish(self, features: torch.Tensor, what: str) -> np.ndarray:
@@ -306,6 +333,7 @@ def load_encoder(
     precision: str = "fp32",
     seed: int = 0,
     cache_dir: str | os.PathLike | None = None,
+    text_tower: str | os.PathLike | None = None,
 ) -> ClipEncoder:
     """Build an open_clip encoder; never silently falls back to random weights or the CPU.
 
@@ -332,6 +360,17 @@ def load_encoder(
         saved and restored around model creation, so loading does not disturb it.
     cache_dir : path-like, optional
         Download cache passed to open_clip.
+    text_tower : path-like, optional
+        For models with a Hugging Face text tower (``text_cfg.hf_model_name`` in the open_clip
+        config: ``xlm-roberta-base-ViT-B-32``, ``xlm-roberta-large-ViT-H-14``, ``nllb-clip-*``,
+        ``mt5-*``, or such an ``hf-hub:`` model): a local folder with that tower's ``config.json``
+        and tokenizer files, used instead of the hub names in the config. The offline route:
+        on a connected machine ``hf download FacebookAI/xlm-roberta-base config.json tokenizer.json
+        tokenizer_config.json sentencepiece.bpe.model --local-dir DIR`` (14 MB; the tower's own
+        weights are never read) and ``hf download`` the CLIP checkpoint, then
+        ``load_encoder("xlm-roberta-base-ViT-B-32", "/path/open_clip_pytorch_model.bin",
+        text_tower=DIR)``. None (default): the names are looked up on the hub or in the Hugging
+        Face cache (``HF_HOME``, with ``HF_HUB_OFFLINE=1`` offline). Requires ``transformers``.
 
     Returns
     -------
@@ -343,13 +382,19 @@ def load_encoder(
     ValueError
         Unknown architecture (closest names listed), unknown tag (valid tags listed), bad
         ``device``/``precision``/``seed``, fp16 on the CPU, a checkpoint that does not fit the
-        architecture or is not a plain tensor state dict.
+        architecture or is not a plain tensor state dict; a ``text_tower`` for a model without a
+        Hugging Face text tower, a folder without ``config.json`` or a loadable tokenizer, or a
+        tokenizer whose pad id, vocabulary or length does not fit the text model.
     FileNotFoundError
-        ``pretrained`` looks like a path (has a separator or checkpoint suffix) but is no file.
+        ``pretrained`` looks like a path (has a separator or checkpoint suffix) but is no file,
+        or ``text_tower`` is not a folder.
+    ImportError
+        The model has a Hugging Face text tower and ``transformers`` is not installed.
     RuntimeError
         CUDA requested but unavailable (or index out of range); there is no CPU fallback.
     PretrainedWeightsUnavailable
-        Weights, hub config or tokenizer files could not be downloaded (e.g. offline).
+        Weights, hub config or tokenizer files could not be downloaded (e.g. offline); for a
+        Hugging Face text tower the message names it and says how to pass ``text_tower``.
     """
     resolved_device = _resolve_device(device)
     _check_precision(precision, resolved_device, device)
@@ -359,6 +404,9 @@ def load_encoder(
     cache = None if cache_dir is None else os.fspath(cache_dir)
     is_hub = _check_model_name(model)
     kind, value = _classify_pretrained(model, pretrained, is_hub)
+    if not is_hub:  # check the text tower before any download
+        model_cfg = open_clip.get_model_config(model)
+        tower = _check_text_tower(model, model_cfg, text_tower)
 
     create_kwargs: dict[str, Any] = {
         "precision": precision, "device": "cpu", "cache_dir": cache, "weights_only": True,
@@ -372,16 +420,18 @@ def load_encoder(
         if cfg.get("quick_gelu", False) and not arch_quick_gelu:
             logger.info("pretrained tag %r for %s was trained with QuickGELU; enabling it", value, model)
             create_kwargs["force_quick_gelu"] = True
-        embed_dim = open_clip.get_model_config(model)["embed_dim"]
     elif kind == "hub":
         repo = model[len(_HF_HUB_PREFIX):]
         source = f"https://huggingface.co/{repo}"
         config_path = _download(model, None, lambda: download_pretrained_from_hf(
             repo, filename="open_clip_config.json", cache_dir=cache), source=source)
         _download(model, None, lambda: download_pretrained_from_hf(repo, cache_dir=cache), source=source)
-        embed_dim = _read_json(config_path)["model_cfg"]["embed_dim"]
-    else:
-        embed_dim = open_clip.get_model_config(model)["embed_dim"]
+        model_cfg = _read_json(config_path)["model_cfg"]
+        tower = _check_text_tower(model, model_cfg, text_tower)
+    embed_dim = model_cfg["embed_dim"]
+    hf_name = hf_text_model_name(model_cfg)
+    if tower is not None:  # open_clip builds the tower from these (the rest of model_cfg is kept)
+        create_kwargs["text_cfg"] = text_cfg_for_tower(model_cfg["text_cfg"], tower)
 
     rng_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
     with torch.random.fork_rng(devices=rng_devices):
@@ -399,16 +449,25 @@ def load_encoder(
                 f"from this architecture (torch.save(model.state_dict(), path) or safetensors)."
             ) from e
         except OSError as e:  # a Hugging Face text tower (e.g. XLM-R) fetches its config from the hub
-            hf_name = (open_clip.get_model_config(model) or {}).get("text_cfg", {}).get("hf_model_name")
             if not hf_name:
                 raise
-            raise PretrainedWeightsUnavailable(
-                model, pretrained, f"its text tower is the Hugging Face model {hf_name!r}, whose config "
-                f"and tokenizer are downloaded even for random weights ({type(e).__name__}: {e}). Fill "
-                f"the Hugging Face cache on a connected machine (`hf download {hf_name}`) and copy it here",
-                source=f"https://huggingface.co/{hf_name}") from e
-    tokenizer = _download(model, pretrained, lambda: open_clip.get_tokenizer(model, cache_dir=cache),
-                          source="the tokenizer files")
+            if tower is not None:
+                raise ValueError(f"text_tower={str(tower)!r}: transformers could not build the text model "
+                                 f"from its config.json ({type(e).__name__}: {e}).") from e
+            raise _tower_unavailable(model, pretrained, hf_name, e) from e
+    if tower is not None:
+        tokenizer = load_tower_tokenizer(tower, model_cfg["text_cfg"])
+    else:
+        try:
+            tokenizer = open_clip.get_tokenizer(model, cache_dir=cache)
+        except Exception as e:  # any download failure means "unavailable"
+            if hf_name:
+                raise _tower_unavailable(model, pretrained, hf_name, e) from e
+            raise PretrainedWeightsUnavailable(model, pretrained, f"{type(e).__name__}: {e}",
+                                               source="the tokenizer files") from e
+    if hf_name:
+        where = f"text_tower={str(tower)!r}" if tower is not None else f"text tower {hf_name!r}"
+        check_tower_tokenizer(clip_model.text, tokenizer, where)
     clip_model = clip_model.to(resolved_device).eval().requires_grad_(False)
     size = clip_model.visual.preprocess_cfg["size"]
     image_size = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
@@ -420,6 +479,7 @@ def load_encoder(
         model_name=model, pretrained=value, device=resolved_device, precision=precision,
         embed_dim=int(embed_dim), random_weights=kind == "random",
         seed=seed if kind == "random" else None, image_size=image_size,
+        text_tower=None if tower is None else str(tower),
         _model=clip_model, _transform=transform, _tokenizer=tokenizer,
     )
 
@@ -624,6 +684,25 @@ def _classify_pretrained(model: str, pretrained, is_hub: bool) -> tuple[str, str
             f"local checkpoint path ({_LOCAL_FILE_HINT}) or 'none' for seeded random weights."
         )
     return "tag", canonical[key]
+
+
+def _check_text_tower(model: str, model_cfg: dict, text_tower):
+    """Validated text-tower folder (or None); ImportError early when transformers is missing."""
+    hf_name = hf_text_model_name(model_cfg)
+    tower = None if text_tower is None else resolve_text_tower(text_tower, model, hf_name)
+    if hf_name:
+        require_transformers(model, hf_name)
+    return tower
+
+
+def _tower_unavailable(model: str, pretrained, hf_name: str, e: Exception) -> PretrainedWeightsUnavailable:
+    return PretrainedWeightsUnavailable(
+        model, pretrained, f"its text tower is the Hugging Face model {hf_name!r}, whose config "
+        f"and tokenizer are fetched from the hub even for random weights ({type(e).__name__}: {e}). "
+        f"Fetch them on a connected machine with {download_hint(hf_name)} and pass "
+        f"text_tower='DIR' (CLI: --text-tower DIR), or fill the Hugging Face cache there "
+        f"(`hf download {hf_name}`) and copy it here",
+        source=f"https://huggingface.co/{hf_name}")
 
 
 def _tag_source(cfg: dict) -> str:
