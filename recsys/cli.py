@@ -96,6 +96,11 @@ def _encoder_args(p: argparse.ArgumentParser, *, default_model="ViT-B-32") -> No
                    help="open_clip pretrained tag (openai, laion2b_s34b_b79k, ...), a local checkpoint path, "
                         "or 'none' for seeded random weights (outputs marked as such); default: openai for an "
                         "architecture, the repository's own weights for hf-hub:ORG/NAME")
+    g.add_argument("--text-tower", default=None, metavar="DIR",
+                   help="for models with a Hugging Face text tower (xlm-roberta-base-ViT-B-32, nllb-clip-*): a "
+                        "local folder with its config.json and tokenizer files, so it builds offline "
+                        "(hf download FacebookAI/xlm-roberta-base config.json tokenizer.json "
+                        "tokenizer_config.json sentencepiece.bpe.model --local-dir DIR)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     g.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
 
@@ -160,7 +165,7 @@ def cmd_embed(args) -> int:
         device=args.device, precision=args.precision, sampler=sampler, batch_size=args.batch_size,
         shard_size=args.shard_size, num_workers=args.workers, max_side=args.max_side, progress=not args.quiet,
         executor=args.executor, storage_dtype=args.storage_dtype, engine=args.engine, address=args.address,
-        num_encoders=args.num_encoders)
+        num_encoders=args.num_encoders, text_tower=args.text_tower)
     s = summary
     human = (f"Embedded {s.n_embedded} of {s.n_inputs} inputs into {args.out} "
              f"({s.n_shards_skipped} shard(s) already done); {s.n_failed} skipped"

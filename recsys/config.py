@@ -55,6 +55,8 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "precision": "fp32",
         "batch_size": 64,
         "seed": 0,                   # seed of random weights when pretrained = "none"
+        "text_tower": None,          # local folder with a Hugging Face text tower's config.json + tokenizer
+                                     # (multilingual models such as xlm-roberta-base-ViT-B-32, offline)
     },
     "index": {
         "factory": "Flat",           # faiss index factory string, or "auto"

@@ -154,7 +154,7 @@ def _run(cfg: dict, out: Path, result: RunResult, *, strict: bool, progress: boo
             encoder, summary = stages.embed_catalog(
                 cat["videos"], out / "embeddings", captions=cat["captions"], model=enc_cfg["model"],
                 pretrained=enc_cfg["pretrained"], device=enc_cfg["device"], precision=enc_cfg["precision"],
-                seed=enc_cfg["seed"], frames=cat["frames"], batch_size=enc_cfg["batch_size"],
+                seed=enc_cfg["seed"], text_tower=enc_cfg["text_tower"], frames=cat["frames"], batch_size=enc_cfg["batch_size"],
                 max_side=cat["max_side"], shard_size=cat["shard_size"], num_workers=cat["num_workers"],
                 progress=progress)
         errors = summary.errors

@@ -41,7 +41,7 @@ def resolve_pretrained(model: str, pretrained: str | None) -> str | None:
 def embed_catalog(videos: str | os.PathLike, out: str | os.PathLike, *, captions=None, model="ViT-B-32",
                   pretrained=None, device="auto", precision="fp32", seed=0, frames=8, batch_size=None,
                   max_side=256, shard_size=256, num_workers=2, progress=True, sampler=None, executor="thread",
-                  storage_dtype="float32", engine="local", address=None, num_encoders=1):
+                  storage_dtype="float32", engine="local", address=None, num_encoders=1, text_tower=None):
     """Stage 1+2: sample frames of every clip in ``videos`` and encode them into ``out``.
 
     ``sampler`` (an :class:`embeddings.sampling.FrameSampler`) replaces uniform ``frames``;
@@ -65,14 +65,14 @@ def embed_catalog(videos: str | os.PathLike, out: str | os.PathLike, *, captions
         from embeddings.sampling import FrameSampler
 
         kwargs = {"model": model, "pretrained": resolve_pretrained(model, pretrained), "device": device,
-                  "precision": precision, "seed": seed}
+                  "precision": precision, "seed": seed, "text_tower": text_tower}
         summary = run_embedding_job_ray(
             inputs, kwargs, out, sampler=sampler or FrameSampler("uniform", n_frames=frames),
             shard_size=shard_size, batch_size=batch_size or 64, num_encoders=num_encoders, max_side=max_side,
             storage_dtype=storage_dtype, address=address, progress=progress)
         return None, summary
     encoder = load_encoder(model, resolve_pretrained(model, pretrained), device=device, precision=precision,
-                           seed=seed)
+                           seed=seed, text_tower=text_tower)
     if sampler is None:
         from embeddings.sampling import FrameSampler
 
@@ -419,7 +419,7 @@ def open_encoder_for_index(index, *, device: str = "auto"):
         raise ValueError("this index records no encoder, so text queries cannot be encoded; "
                          "rebuild it from an embedding folder made by `recsys embed`")
     return load_encoder(enc["model"], resolve_pretrained(enc["model"], enc["pretrained"]), device=device, precision=enc.get("precision", "fp32"),
-                        seed=int(enc.get("seed") or 0))
+                        seed=int(enc.get("seed") or 0), text_tower=enc.get("text_tower"))
 
 
 @dataclass

@@ -367,3 +367,28 @@ def test_xlmr_model_builds_or_fails_with_a_clear_offline_error():
     else:
         assert out.startswith("UNAVAILABLE")
         assert "'xlm-roberta-base'" in out and "text_tower" in out
+
+
+def test_cli_embed_index_and_search_with_a_text_tower(tower, reference, tmp_path, capsys):
+    """`recsys embed --text-tower` records the folder; `recsys search` rebuilds the same text
+    encoder from the index manifest and answers a Chinese query."""
+    from embeddings.samples import render_clip
+    from recsys.cli import main
+
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    rows = []
+    for i, caption in enumerate(CAPTIONS_ZH[:3]):
+        render_clip(clips / f"c{i}.mp4", n_frames=4, size=(32, 32), fps=4, seed=i)
+        rows.append({"video_id": f"c{i}", "path": f"c{i}.mp4", "caption": caption})
+    pd.DataFrame(rows).to_csv(clips / "captions.csv", index=False, encoding="utf-8")
+    emb, idx = tmp_path / "emb", tmp_path / "idx"
+    assert main(["embed", str(clips), "--out", str(emb), "--captions", str(clips / "captions.csv"),
+                 "--model", ARCH, "--pretrained", str(reference[2]), "--text-tower", str(tower),
+                 "--device", "cpu", "--frames", "2", "--quiet"]) == 0
+    assert main(["index", "build", str(emb), "--out", str(idx)]) == 0
+    capsys.readouterr()
+    assert main(["search", str(idx), "--text", CAPTIONS_ZH[0], "-k", "3", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    text = json.dumps(hits)
+    assert all(f"c{i}" in text for i in range(3))
