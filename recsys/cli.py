@@ -81,8 +81,9 @@ def _params(items: list[str] | None) -> dict:
 
 def _emit(args, payload, human: str) -> None:
     if getattr(args, "json", False):
-        json.dump(payload, sys.stdout, indent=2, default=str, ensure_ascii=False)
-        sys.stdout.write("\n")
+        out = getattr(args, "json_stdout", None) or sys.stdout
+        json.dump(payload, out, indent=2, default=str, ensure_ascii=False)
+        out.write("\n")
     else:
         sys.stdout.write(human.rstrip() + "\n")
 
@@ -826,6 +827,12 @@ def main(argv: list[str] | None = None) -> int:
             if not args.verbose:
                 handler.addFilter(_OwnInfoFilter())
     try:
+        if getattr(args, "json", False):
+            # stdout carries only the JSON document: anything else a library prints while the
+            # command runs (Ray's driver relays task-retry notices with print) goes to stderr
+            args.json_stdout = sys.stdout
+            with contextlib.redirect_stdout(sys.stderr):
+                return int(args.func(args) or 0)
         return int(args.func(args) or 0)
     except UsageError as e:
         sys.stderr.write(f"recsys {args.command}: error: {e}\n")

@@ -126,3 +126,37 @@ def test_parser_documents_command_shapes():
     text = build_parser().format_help()
     for cmd in ("quickstart", "run", "embed", "index", "search", "query", "train", "recommend", "evaluate"):
         assert cmd in text
+
+
+def test_json_stdout_holds_only_the_document_even_if_a_library_prints(tmp_path, capsys, monkeypatch):
+    """Ray's driver relays worker notices with print(); with --json they must not reach stdout."""
+    import json
+
+    import recsys.cli as cli
+
+    log_file = tmp_path / "log.csv"
+    log_file.write_text("user_id,item_id\n" + "".join(f"u{u},i{(u + j) % 7}\n" for u in range(6) for j in range(3)))
+    parser = cli.build_parser()
+    args = parser.parse_args(["train", str(log_file), "--model", "popularity", "--out", str(tmp_path / "m"),
+                              "--json"])
+    real = args.func
+
+    def noisy(a):
+        print("(raylet) Task _map_task failed, will be retried")  # what Ray printed in bench_ray
+        return real(a)
+
+    monkeypatch.setattr(cli, "build_parser", lambda: _Patched(parser, noisy))
+    assert cli.main(["train", str(log_file), "--model", "popularity", "--out", str(tmp_path / "m"), "--json"]) == 0
+    captured = capsys.readouterr()
+    json.loads(captured.out)  # the whole of stdout parses
+    assert "raylet" in captured.err
+
+
+class _Patched:
+    def __init__(self, parser, func):
+        self.parser, self.func = parser, func
+
+    def parse_args(self, argv):
+        args = self.parser.parse_args(argv)
+        args.func = self.func
+        return args
