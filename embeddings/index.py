@@ -113,6 +113,7 @@ class SearchResult:
 
 
 _NO_IDS = np.zeros(0, dtype=np.int64)
+_FLOAT32 = np.dtype(np.float32)  # identity test in the one-query fast path (cheaper than ==)
 
 
 def _padded(nq: int, k: int) -> SearchResult:
@@ -655,9 +656,9 @@ class VideoIndex:
             Bad queries (dims named), bad ``k``, unknown or inapplicable search params,
             or an index type whose faiss search cannot filter (``exclude_ids`` on PQ).
         """
-        if (exclude_ids is None and search_params is None and type(k) is int and k >= 1
-                and type(queries) is np.ndarray and queries.dtype == np.float32
-                and queries.shape == (self.dim,) and queries.flags.c_contiguous):
+        if (type(queries) is np.ndarray and queries.dtype is _FLOAT32 and queries.ndim == 1
+                and queries.shape[0] == self.dim and queries.strides[0] == 4
+                and exclude_ids is None and search_params is None and type(k) is int and k >= 1):
             out = self._search_one(queries, k)
             if out is not None:
                 return out
@@ -721,8 +722,14 @@ class VideoIndex:
         """
         if not math.isfinite(q.dot(q)):
             return None
-        lock = self._lock
-        lock.acquire_read()
+        lock = self._lock  # the reader path of _ReadWriteLock, inlined (every call pays it)
+        cond = lock._cond
+        cond.acquire()
+        if lock._writer is not None or lock._writers_waiting:
+            cond.release()
+            return None  # a writer holds or waits: the general path queues behind it
+        lock._readers += 1
+        cond.release()
         try:
             fids = self._faiss_ids
             n_live = len(fids)
