@@ -220,7 +220,8 @@ def main(argv=None) -> int:
         folder = EmbeddingFolder.open(Path(tmp) / "thread0", verify=True)
         meta, vecs = folder.load_videos()
         one_each = sorted(meta["video_id"]) == sorted(inputs["video_id"])
-        direct = pool_frames(enc.encode_images(sampler.sample(meta["path"].iloc[0], max_side=args.max_side).frames))
+        direct = pool_frames(enc.encode_images(sampler.sample(meta["path"].iloc[0], max_side=args.max_side,
+                                                               min_short=FrameTransform(enc.transform).input_short_side).frames))
         max_diff = float(np.abs(direct - vecs[0]).max())
 
         memory = []

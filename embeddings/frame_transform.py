@@ -39,6 +39,11 @@ class FrameTransform:
     ----------
     numpy_tensor_steps : bool
         True when the tensor steps run in numpy.
+    input_short_side : int or None
+        The shorter-side size of the transform's first ``Resize`` step (e.g. 224), or None when
+        it has none of that form. Readers decode frames down to no less than this on the shorter
+        side (see :func:`embeddings.video.sample_frames` ``min_short``), so that resize only
+        shrinks or keeps, never upscales.
 
     Notes
     -----
@@ -49,6 +54,7 @@ class FrameTransform:
         self.transform = transform
         self._pil: list = []
         self._norms: list[tuple[np.ndarray, np.ndarray]] = []
+        self.input_short_side = _resize_short_side(transform)
         self.numpy_tensor_steps = self._split(transform)
         if not self.numpy_tensor_steps:
             log.warning("transform %r is not PIL steps + ToTensor + Normalize: the readers run it image by "
@@ -118,3 +124,18 @@ class FrameTransform:
 
     def __repr__(self) -> str:
         return f"FrameTransform({self.transform!r}, numpy_tensor_steps={self.numpy_tensor_steps})"
+
+
+def _resize_short_side(transform) -> int | None:
+    """Shorter-side size of the first torchvision ``Resize(int)`` step of a ``Compose``, else None."""
+    from torchvision.transforms import Resize
+
+    for step in getattr(transform, "transforms", None) or []:
+        if isinstance(step, Resize):
+            size = step.size
+            if isinstance(size, (list, tuple)) and len(size) == 1:
+                size = size[0]
+            if isinstance(size, int) and getattr(step, "max_size", None) is None:
+                return size
+            return None
+    return None

@@ -116,7 +116,7 @@ def read_input(path: str, sampler: FrameSampler, max_side: int | None, transform
         transform = FrameTransform(transform)
     t0 = time.perf_counter()
     try:
-        sampled = sampler.sample(path, max_side=max_side)
+        sampled = sampler.sample(path, max_side=max_side, min_short=transform.input_short_side)
         batch = transform(sampled.frames)
     except VideoDecodeError as e:
         return None, e.reason, time.perf_counter() - t0
@@ -380,6 +380,7 @@ def check_job_folder(out: Path, inputs: pd.DataFrame, enc: dict, sampler: FrameS
     """
     (out / SHARD_DIR).mkdir(parents=True, exist_ok=True)
     settings = {"sampling": sampler.describe(), "shard_size": int(shard_size), "max_side": max_side,
+                "max_side_floor": "encoder_resize",  # the shorter side is never decoded below the encoder's resize
                 "pooling": "mean", "storage_dtype": storage_dtype}
     job = {"encoder": enc, "settings": settings, "n_inputs": len(inputs), "inputs_sha256": inputs_fingerprint(inputs)}
     jpath = out / "job.json"

@@ -130,7 +130,7 @@ class FrameSampler:
         return {"strategy": self.strategy, "max_frames": self.max_frames,
                 **{k: d[k] for k in keep[self.strategy]}}
 
-    def sample(self, path, *, max_side: int | None = None) -> SampledFrames:
+    def sample(self, path, *, max_side: int | None = None, min_short: int | None = None) -> SampledFrames:
         """Sample frames of one video or still image with this strategy.
 
         Parameters
@@ -140,6 +140,9 @@ class FrameSampler:
         max_side : int or None
             Downscale while decoding so the longer side is at most this many pixels (never
             upscale); None keeps the source size.
+        min_short : int or None
+            Stop that downscale where the shorter side reaches this many pixels (the encoder's
+            resize size, so the encoder never upscales a frame); None: no floor.
 
         Returns
         -------
@@ -156,15 +159,15 @@ class FrameSampler:
         """
         _check_max_side(max_side)
         if self.strategy == "uniform":
-            return sample_frames(path, self.n_frames, max_side=max_side)
+            return sample_frames(path, self.n_frames, max_side=max_side, min_short=min_short)
         path = Path(path)
         if path.suffix.lower() in IMAGE_EXTENSIONS:
-            image, info = _read_image(path, max_side)
+            image, info = _read_image(path, max_side, min_short)
             return SampledFrames(image[None], np.zeros(1), info, 1)
         reader, info, first = _probe_open(path)
         try:
             reader.n_decoded = 1
-            w, h = _scaled_size(first.width, first.height, max_side)
+            w, h = _scaled_size(first.width, first.height, max_side, min_short)
             if self.strategy == "keyframes":
                 pairs = self._keyframes(reader, w, h, info.rotation)
             else:

@@ -483,10 +483,20 @@ def _seek_to(reader: _Reader, target: float, tol: float):
     raise VideoDecodeError(reader.path, "truncated or corrupt: no decodable video frame")
 
 
-def _scaled_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+def _scaled_size(width: int, height: int, max_side: int | None,
+                 min_short: int | None = None) -> tuple[int, int]:
+    """``(width, height)`` after the decode-time downscale (aspect kept, never an upscale).
+
+    The longer side is brought down to ``max_side``, but never so far that the shorter side
+    falls below ``min_short`` (the encoder's resize size): a 1280x720 clip with
+    ``max_side=256, min_short=224`` decodes at 398x224, not 256x144, which the encoder's
+    resize would then have to upscale (blurring the frames it embeds).
+    """
     if max_side is None or max(width, height) <= max_side:
         return width, height
     scale = max_side / max(width, height)
+    if min_short is not None and min(width, height) * scale < min_short:
+        scale = min(1.0, min_short / min(width, height))
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
@@ -500,7 +510,8 @@ def _to_rgb(frame, width: int, height: int, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(rotate_frames(arr, rotation))
 
 
-def _read_image(path: Path, max_side: int | None) -> tuple[np.ndarray, VideoInfo]:
+def _read_image(path: Path, max_side: int | None,
+                min_short: int | None = None) -> tuple[np.ndarray, VideoInfo]:
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     _check_file(path)
@@ -515,7 +526,7 @@ def _read_image(path: Path, max_side: int | None) -> tuple[np.ndarray, VideoInfo
         raise VideoDecodeError(path, reason.replace("not a video", "not a video or image")) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise VideoDecodeError(path, f"truncated or corrupt: {exc}") from exc
-    w, h = _scaled_size(rgb.width, rgb.height, max_side)
+    w, h = _scaled_size(rgb.width, rgb.height, max_side, min_short)
     if (w, h) != rgb.size:
         rgb = rgb.resize((w, h), Image.BILINEAR)
     rotation = {3: 180, 6: 90, 8: 270}.get(orientation, 0)
@@ -523,7 +534,8 @@ def _read_image(path: Path, max_side: int | None) -> tuple[np.ndarray, VideoInfo
     return np.asarray(rgb, dtype=np.uint8).copy(), info
 
 
-def sample_frames(path, n_frames: int = 8, *, max_side: int | None = None) -> SampledFrames:
+def sample_frames(path, n_frames: int = 8, *, max_side: int | None = None,
+                  min_short: int | None = None) -> SampledFrames:
     """Sample ``n_frames`` frames uniformly in time, by seeking.
 
     Target times are ``(i + 0.5) * duration_s / n_frames`` for ``i = 0..n_frames-1``
@@ -542,6 +554,9 @@ def sample_frames(path, n_frames: int = 8, *, max_side: int | None = None) -> Sa
     max_side : int or None
         Downscale (aspect kept, never upscale) so the longer side is at most this many pixels;
         done by FFmpeg's scaler during the RGB conversion.
+    min_short : int or None
+        Stop that downscale where the shorter side reaches this many pixels (pass the encoder's
+        resize size so that its resize never upscales); None: no floor.
 
     Returns
     -------
@@ -561,7 +576,7 @@ def sample_frames(path, n_frames: int = 8, *, max_side: int | None = None) -> Sa
     _check_max_side(max_side)
     path = Path(path)
     if path.suffix.lower() in IMAGE_EXTENSIONS:
-        image, info = _read_image(path, max_side)
+        image, info = _read_image(path, max_side, min_short)
         return SampledFrames(image[None], np.zeros(1), info, 1)
     reader, info, first = _probe_open(path)
     try:
@@ -574,7 +589,7 @@ def sample_frames(path, n_frames: int = 8, *, max_side: int | None = None) -> Sa
             logger.warning("%s: decodable frames end at %.3f s but the stated duration is "
                            "%.3f s; %d sample(s) use the last decodable frame", path,
                            hits[-1][1], info.duration_s, len(late))
-        w, h = _scaled_size(first.width, first.height, max_side)
+        w, h = _scaled_size(first.width, first.height, max_side, min_short)
         frames = np.stack([_to_rgb(f, w, h, info.rotation) for f, _ in hits])
         times = np.array([t for _, t in hits], dtype=np.float64)
         return SampledFrames(frames, times, info, reader.n_decoded)

@@ -592,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--storage-dtype", default="float32", choices=["float32", "float16"],
                    help="dtype of the stored .npy shards (default float32)")
     s.add_argument("--shard-size", type=_positive_int, default=256, help="videos per shard (default 256)")
-    s.add_argument("--max-side", type=_positive_int, default=256, help="decode-time downscale, pixels (default 256)")
+    s.add_argument("--max-side", type=_positive_int, default=256, help="decode-time downscale of the longer side, pixels (default 256); it stops where the shorter side reaches the encoder's input size (224 for ViT-B-32), so frames are never upscaled before encoding")
     s.add_argument("--strict", action="store_true", help="exit 1 if any input is skipped")
     _engine_args(s)
     s.add_argument("--num-encoders", type=_positive_int, default=1,

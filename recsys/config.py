@@ -43,7 +43,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "videos": REQUIRED,          # folder of media
         "captions": None,            # CSV video_id,path,caption
         "frames": 8,                 # frames sampled uniformly per clip (by seeking)
-        "max_side": 256,             # decode-time downscale of the longer side, pixels
+        "max_side": 256,             # decode-time downscale of the longer side, pixels (the shorter side stays >= the encoder input)
         "shard_size": 256,           # inputs per embedding shard
         "num_workers": 2,            # reader threads
     },

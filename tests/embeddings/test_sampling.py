@@ -108,3 +108,42 @@ def test_bad_settings_and_inputs(tmp_path):
     with pytest.raises(VideoDecodeError, match="zero-byte"):
         FrameSampler("shots").sample(empty)
     assert FrameSampler("keyframes").describe() == {"strategy": "keyframes", "max_frames": None}
+
+
+def test_decode_downscale_never_takes_the_short_side_below_the_encoders_resize():
+    from embeddings.video import _scaled_size
+
+    assert _scaled_size(1280, 720, 256) == (256, 144)  # no floor: the longer side rules
+    assert _scaled_size(1280, 720, 256, 224) == (398, 224)  # floor: stop at the encoder's 224
+    assert _scaled_size(720, 1280, 256, 224) == (224, 398)  # vertical short video
+    assert _scaled_size(340, 256, 256, 224) == (298, 224)
+    assert _scaled_size(320, 180, 256, 224) == (320, 180)  # never an upscale
+    assert _scaled_size(200, 100, 256, 224) == (200, 100)  # already within max_side
+    assert _scaled_size(1280, 720, None, 224) == (1280, 720)
+
+
+def test_job_readers_decode_at_the_encoders_resize_size(tmp_path, monkeypatch):
+    """The reader hands the encoder frames whose shorter side is the encoder's resize size,
+    so open_clip's Resize is a no-op instead of an upscale of a 40-pixel-long frame."""
+    from embeddings.encoders import TINY_MODEL, load_encoder
+    from embeddings.frame_transform import FrameTransform
+    from embeddings.job import read_input
+    from embeddings.samples import render_clip
+    from embeddings.sampling import FrameSampler
+
+    enc = load_encoder(TINY_MODEL, "none", device="cpu")
+    ft = FrameTransform(enc.transform)
+    assert ft.input_short_side == 32
+    clip = render_clip(tmp_path / "tall.mp4", n_frames=6, size=(160, 64), fps=6, seed=0)  # (H, W)
+    seen = []
+    original = FrameSampler.sample
+
+    def spy(self, path, **kw):
+        out = original(self, path, **kw)
+        seen.append(out.frames.shape)
+        return out
+
+    monkeypatch.setattr(FrameSampler, "sample", spy)
+    sampled, batch, _ = read_input(str(clip), FrameSampler("uniform", n_frames=2), 40, ft)
+    assert seen == [(2, 80, 32, 3)]  # 64 wide x 160 tall -> short side 32 (not 16x40, then upscaled)
+    assert tuple(batch.shape) == (2, 3, 32, 32)
