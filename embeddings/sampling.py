@@ -153,11 +153,11 @@ class FrameSampler:
         Raises
         ------
         ValueError
-            ``max_side`` not a positive int or None.
+            ``max_side`` or ``min_short`` not a positive int or None.
         VideoDecodeError
             Missing, zero-byte, non-media, audio-only, truncated or corrupt file.
         """
-        _check_max_side(max_side)
+        _check_max_side(max_side, min_short)
         if self.strategy == "uniform":
             return sample_frames(path, self.n_frames, max_side=max_side, min_short=min_short)
         path = Path(path)

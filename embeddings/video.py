@@ -500,9 +500,10 @@ def _scaled_size(width: int, height: int, max_side: int | None,
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _check_max_side(max_side) -> None:
-    if max_side is not None and (not isinstance(max_side, (int, np.integer)) or max_side < 1):
-        raise ValueError(f"max_side={max_side!r} must be a positive int (pixels) or None")
+def _check_max_side(max_side, min_short=None) -> None:
+    for name, value in (("max_side", max_side), ("min_short", min_short)):
+        if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
+            raise ValueError(f"{name}={value!r} must be a positive int (pixels) or None")
 
 
 def _to_rgb(frame, width: int, height: int, rotation: int) -> np.ndarray:
@@ -567,13 +568,13 @@ def sample_frames(path, n_frames: int = 8, *, max_side: int | None = None,
     Raises
     ------
     ValueError
-        ``n_frames`` < 1 or ``max_side`` not a positive int.
+        ``n_frames`` < 1, or ``max_side`` / ``min_short`` not a positive int or None.
     VideoDecodeError
         Missing, zero-byte, non-media, audio-only, truncated or corrupt file.
     """
     if not isinstance(n_frames, (int, np.integer)) or n_frames < 1:
         raise ValueError(f"n_frames={n_frames!r} must be an int >= 1")
-    _check_max_side(max_side)
+    _check_max_side(max_side, min_short)
     path = Path(path)
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         image, info = _read_image(path, max_side, min_short)

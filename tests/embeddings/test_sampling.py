@@ -122,6 +122,17 @@ def test_decode_downscale_never_takes_the_short_side_below_the_encoders_resize()
     assert _scaled_size(1280, 720, None, 224) == (1280, 720)
 
 
+@pytest.mark.parametrize("bad", [0, -224, 22.4, "224"])
+def test_min_short_is_checked(bad, tmp_path):
+    from embeddings.sampling import FrameSampler
+    from embeddings.video import sample_frames
+
+    with pytest.raises(ValueError, match="min_short"):
+        sample_frames(tmp_path / "any.mp4", 2, max_side=256, min_short=bad)
+    with pytest.raises(ValueError, match="min_short"):
+        FrameSampler("keyframes").sample(tmp_path / "any.mp4", max_side=256, min_short=bad)
+
+
 def test_job_readers_decode_at_the_encoders_resize_size(tmp_path, monkeypatch):
     """The reader hands the encoder frames whose shorter side is the encoder's resize size,
     so open_clip's Resize is a no-op instead of an upscale of a 40-pixel-long frame."""
