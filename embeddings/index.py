@@ -25,7 +25,9 @@ from __future__ import annotations
 import logging
 import math
 import re
+import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,6 +116,9 @@ class SearchResult:
 
 _NO_IDS = np.zeros(0, dtype=np.int64)
 _FLOAT32 = np.dtype(np.float32)  # identity test in the one-query fast path (cheaper than ==)
+_INT64 = np.dtype(np.int64)
+# bound once: the one-query path calls them on every search
+_isfinite, _empty, _ptr, _norm_sqr = math.isfinite, np.empty, faiss.swig_ptr, faiss.fvec_norm_L2sqr
 
 
 def _padded(nq: int, k: int) -> SearchResult:
@@ -121,11 +126,23 @@ def _padded(nq: int, k: int) -> SearchResult:
                         np.full((nq, k), -np.inf, dtype=np.float32))
 
 
+# The one-query search path announces itself with list.append/pop instead of a mutex. That is
+# sound only when the GIL serialises bytecodes (see _ReadWriteLock); free-threaded builds take
+# the mutex path.
+_GIL = bool(getattr(sys, "_is_gil_enabled", lambda: True)())
+
+
 class _ReadWriteLock:
     """Many readers or one (reentrant) writer; waiting writers block new readers.
 
-    The uncontended reader path is one plain mutex acquire/release each way (no Condition
-    bookkeeping), because every ``search`` call pays it; see ``acquire_read``.
+    Two reader protocols share it. ``acquire_read``/``release_read``: one plain mutex
+    acquire/release each way when uncontended. The one-query serving path (with the GIL):
+    ``fast.append(None)`` to announce, then read ``fast_closed``; if set, ``fast.pop()`` and
+    take the mutex path; otherwise search and ``fast.pop()``. A writer sets ``fast_closed``
+    before it waits and, once it holds the lock, waits until ``fast`` is empty. Both sides
+    write first and read second (Dekker's order), and the GIL runs list.append/pop and
+    attribute reads one at a time in a single order, so either the reader sees the flag or the
+    writer sees the announcement: no reader is inside faiss while a writer changes the index.
     """
 
     def __init__(self):
@@ -134,6 +151,8 @@ class _ReadWriteLock:
         self._writer: int | None = None
         self._depth = 0
         self._writers_waiting = 0
+        self.fast: list = []  # one entry per one-query reader inside faiss
+        self.fast_closed = False  # a writer waits or writes: one-query readers take the mutex path
 
     def acquire_read(self):
         cond = self._cond
@@ -165,18 +184,29 @@ class _ReadWriteLock:
                 self._depth += 1
                 return
             self._writers_waiting += 1
+            self.fast_closed = True
             try:
                 while self._writer is not None or self._readers:
                     self._cond.wait()
-            finally:
+            except BaseException:
                 self._writers_waiting -= 1
+                self.fast_closed = self._writer is not None or self._writers_waiting > 0
+                raise
+            self._writers_waiting -= 1
             self._writer, self._depth = me, 1
+        try:
+            while self.fast:  # one-query readers that announced before fast_closed was set
+                time.sleep(20e-6)
+        except BaseException:  # interrupted: do not leave the lock held
+            self.release_write()
+            raise
 
     def release_write(self):
         with self._cond:
             self._depth -= 1
             if self._depth == 0:
                 self._writer = None
+                self.fast_closed = self._writers_waiting > 0
                 self._cond.notify_all()
 
 
@@ -286,6 +316,7 @@ class VideoIndex:
         self._next_id = 0
         self._source_file: Path | None = None
         self._lock = _ReadWriteLock()
+        self._snap: tuple | None = None  # cached state of the one-query path (_snapshot)
         self.tuning: dict | None = None  # measured search params + recall (index_tune)
         self.progress = False  # tqdm bar while adding in batches
 
@@ -713,45 +744,54 @@ class VideoIndex:
         """Serving fast path of :meth:`search` for one float32 ``(d,)`` query, no filters.
 
         Same checks and results as the general path, at about the cost of a raw faiss call:
-        finite values are checked with one dot product (``q @ q`` is finite iff every value
-        is, barring overflow, which falls back), and faiss's C++ search is called through
-        the SWIG ``search_c`` entry that faiss's own Python ``search`` wraps. Returns None
-        (the caller then takes the general path, which raises the precise errors) for
-        non-finite or overflowing queries, removed ids (tombstones or non-dense faiss ids),
-        ``k`` above the live count, or a faiss error.
+        finite values are checked with faiss's ``fvec_norm_L2sqr`` (finite iff every value
+        is, barring overflow, which falls back), the reader announces itself without a mutex
+        (:class:`_ReadWriteLock`), the state it needs is one cached tuple, and faiss's C++
+        search is called through the SWIG ``search_c`` entry that faiss's own Python
+        ``search`` wraps. Returns None (the caller then takes the general path, which raises
+        the precise errors) for non-finite or overflowing queries, removed ids (tombstones or
+        non-dense faiss ids), ``k`` above the live count, a waiting or writing writer, or a
+        faiss error.
         """
-        if not math.isfinite(q.dot(q)):
-            return None
-        lock = self._lock  # the reader path of _ReadWriteLock, inlined (every call pays it)
-        cond = lock._cond
-        cond.acquire()
-        if lock._writer is not None or lock._writers_waiting:
-            cond.release()
-            return None  # a writer holds or waits: the general path queues behind it
-        lock._readers += 1
-        cond.release()
+        if not _GIL or not _isfinite(_norm_sqr(_ptr(q), self.dim)):
+            return None  # NaN/inf (the general path names the rows), or free-threaded Python
+        lock = self._lock
+        fast = lock.fast
+        fast.append(None)
         try:
-            fids = self._faiss_ids
-            n_live = len(fids)
-            if n_live == 0 or k > n_live or len(self._tombstones) or fids[-1] != n_live - 1:
-                return None  # ids not dense 0..n-1: the general path maps them
-            dist = np.empty((1, k), dtype=np.float32)
-            labels = np.empty((1, k), dtype=np.int64)
+            if lock.fast_closed:
+                return None  # a writer waits or writes: the general path queues behind it
+            snap = self._snap
+            if snap is None or snap[0] is not self._video_ids:
+                snap = self._snap = self._snapshot()
+            video_ids, search_c, n_fast, negate = snap
+            if k > n_fast:
+                return None  # ids not dense 0..n-1, or k > ntotal: the general path pads/maps
+            dist = _empty((1, k), _FLOAT32)
+            labels = _empty((1, k), _INT64)
             try:
-                self._index.search_c(1, faiss.swig_ptr(q), k, faiss.swig_ptr(dist),
-                                     faiss.swig_ptr(labels), None)
+                search_c(1, _ptr(q), k, _ptr(dist), _ptr(labels), None)
             except RuntimeError:
                 return None
-            video_ids = self._video_ids[labels]  # faiss id == position when dense
+            video_ids = video_ids[labels]  # faiss id == position when dense
         finally:
-            lock.release_read()
-        if self.metric != "ip":
+            fast.pop()
+        if negate:
             np.negative(dist, out=dist)
-        if labels[0, -1] < 0:  # fewer than k found (IVF nprobe, HNSW); faiss pads at the tail
+        if labels.item(k - 1) < 0:  # fewer than k found (IVF nprobe, HNSW); faiss pads at the tail
             valid = labels >= 0
             video_ids[~valid] = None
             dist[~valid] = -np.inf
         return SearchResult(video_ids, labels, dist)
+
+    def _snapshot(self) -> tuple:
+        """State the one-query path reads, rebuilt when ``_video_ids`` is replaced (every add,
+        remove, upsert and load replaces it): ``(video_ids (the object it was built from), bound
+        search_c, largest k served (0: ids not dense 0..n-1), negate scores)``."""
+        fids = self._faiss_ids
+        n_live = len(fids)
+        dense = n_live > 0 and not len(self._tombstones) and int(fids[-1]) == n_live - 1
+        return self._video_ids, self._index.search_c, n_live if dense else 0, self.metric != "ip"
 
     def _search_parameters(self, knobs: dict, blocked: np.ndarray):
         inner = self._index.index if isinstance(self._index, faiss.IndexIDMap2) else self._index

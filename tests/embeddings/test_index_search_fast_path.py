@@ -127,3 +127,53 @@ def test_single_queries_from_threads_while_another_thread_adds_and_removes():
     assert not any(t.is_alive() for t in threads)
     assert not errors, errors[:1]
     assert vi.ntotal == 1200 - 4
+
+
+def test_cached_state_follows_adds_upserts_and_removes():
+    """The one-query path caches its state (_snapshot); every write must be seen."""
+    rng = np.random.default_rng(5)
+    x = _unit(rng, 60)
+    vi = VideoIndex.build(x[:40], [f"v{i}" for i in range(40)], factory_string="Flat")
+    assert vi.search(x[3], 1).ids[0, 0] == "v3"  # builds the cache
+    vi.add(x[40:], [f"v{i}" for i in range(40, 60)])
+    assert vi.search(x[55], 1).ids[0, 0] == "v55"
+    assert vi.search(x[55], 60).ids[0].tolist().count(None) == 0  # k up to the new count
+    vi.upsert(x[7][None], ["v55"])  # v55 now holds v7's vector under a new faiss id
+    top = vi.search(x[7], 2).ids[0].tolist()
+    assert sorted(top) == ["v55", "v7"]
+    vi.remove(["v7"])
+    assert vi.search(x[7], 1).ids[0, 0] == "v55"
+    assert "v7" not in vi.search(x[7], 59).ids[0].tolist()
+
+
+def test_writer_waits_for_announced_one_query_readers():
+    """A reader inside faiss on the one-query path (announced in lock.fast) holds writers off;
+    while a writer waits or writes, new one-query readers take the general (mutex) path."""
+    import threading
+    import time
+
+    rng = np.random.default_rng(6)
+    x = _unit(rng, 20)
+    vi = VideoIndex.build(x[:10], [f"v{i}" for i in range(10)], factory_string="Flat")
+    lock = vi._lock
+    lock.fast.append(None)  # a reader in the middle of its faiss call
+    wrote = threading.Event()
+    writer = threading.Thread(target=lambda: (vi.add(x[10:11], ["v10"]), wrote.set()))
+    writer.start()
+    time.sleep(0.2)
+    assert not wrote.is_set() and lock.fast_closed  # the add waits for the reader
+    lock.fast.pop()
+    assert wrote.wait(5)
+    writer.join(5)
+    assert not lock.fast_closed and not lock.fast
+    assert vi.search(x[10], 1).ids[0, 0] == "v10"
+
+    lock.acquire_write()  # a writer holds the lock: a one-query search must wait for it
+    got = []
+    reader = threading.Thread(target=lambda: got.append(vi.search(x[4], 1).ids[0, 0]))
+    reader.start()
+    time.sleep(0.2)
+    assert got == [] and not lock.fast  # queued on the mutex path, not inside faiss
+    lock.release_write()
+    reader.join(5)
+    assert got == ["v4"]
