@@ -290,6 +290,20 @@ def _resolve_device(device: str) -> int | None:
     raise ValueError(f"device: got {device!r}; expected 'cpu', 'cuda', 'cuda:N' or 'auto'")
 
 
+GPU_MAX_K = 2048  # faiss GPU k-selection limit (faiss/gpu/utils/DeviceDefs.cuh GPU_MAX_SELECTION_K)
+
+
+def _to_gpu(index, gpu: int):
+    """Copy a CPU faiss index to the GPU for searching: ``gpu=-1`` to every GPU faiss sees
+    (``faiss.index_cpu_to_all_gpus``: replicas), else to device ``gpu``
+    (``faiss.index_cpu_to_gpu``). Returns ``(gpu_index, resources to keep alive)``.
+    Raises RuntimeError for index types faiss has no GPU version of (HNSW, PQ without IVF)."""
+    if gpu == -1:
+        return faiss.index_cpu_to_all_gpus(index), None
+    res = faiss.StandardGpuResources()
+    return faiss.index_cpu_to_gpu(res, gpu, index), res
+
+
 class VideoIndex:
     """FAISS index addressed by ``video_id`` strings, with a metadata DataFrame in step.
 
@@ -317,6 +331,12 @@ class VideoIndex:
         self._source_file: Path | None = None
         self._lock = _ReadWriteLock()
         self._snap: tuple | None = None  # cached state of the one-query path (_snapshot)
+        # GPU search copy (see use_device): rebuilt lazily after writes, searched one call at a
+        # time (faiss GPU resources are not thread-safe)
+        self._gpu: int | None = None
+        self.device = "cpu"
+        self._replica = None
+        self._gpu_mutex = threading.Lock()
         self.tuning: dict | None = None  # measured search params + recall (index_tune)
         self.progress = False  # tqdm bar while adding in batches
 
@@ -359,11 +379,14 @@ class VideoIndex:
             says when the on-disk build (:func:`embeddings.index_shards.build_sharded`) fits.
             Input vectors the caller holds are not counted.
         device : {"auto", "cpu", "cuda", "cuda:N"}
-            IVF training (k-means, the expensive step) runs on the GPU(s) via
-            ``faiss.index_cpu_to_all_gpus`` when available (``auto``) or asked for; the
-            trained index is copied back with ``index_gpu_to_cpu`` and vectors are added
-            and searched on the CPU, so the saved index is always a CPU index. Other index
-            types build on the CPU (logged).
+            Where faiss sees GPUs (``auto``) or when asked for: IVF training (k-means, the
+            expensive step) runs on the GPU(s) via ``faiss.index_cpu_to_all_gpus`` (or
+            ``index_cpu_to_gpu`` for ``cuda:N``), and searches run on a GPU copy of the
+            index (:meth:`use_device`). The CPU index stays the master: vectors are added
+            to it and it is what :meth:`save` writes, so the saved index is always a CPU
+            index. Index types faiss cannot run on a GPU (HNSW, PQ without IVF) search on
+            the CPU (a warning says so). Without GPUs, ``auto`` builds and searches on the
+            CPU (logged) and ``cuda`` raises.
 
         Notes
         -----
@@ -429,8 +452,8 @@ class VideoIndex:
         native = faiss.try_extract_index_ivf(index) is not None
         gpu = _resolve_device(device)
         if gpu is None and device == "auto":
-            logger.info("faiss sees no GPU (faiss-cpu build or no CUDA): building %r on the CPU",
-                        factory_string)
+            logger.info("faiss sees no GPU (faiss-cpu build or no CUDA): building and searching "
+                        "%r on the CPU", factory_string)
         if not index.is_trained:
             x_train = cls._training_sample(index, factory_string, x, plan.train_rows or train_sample,
                                            seed)
@@ -438,7 +461,7 @@ class VideoIndex:
             del x_train
             release_freed_memory()  # the sample and k-means buffers, before the lists grow
         elif gpu is not None:
-            logger.info("building %r on the CPU (GPU building only helps IVF training)",
+            logger.info("adding to %r on the CPU (the GPU helps IVF training and search)",
                         factory_string)
         ivf = faiss.try_extract_index_ivf(index)
         if ivf is not None:  # faiss starts at nprobe=1, which gives poor recall
@@ -451,6 +474,7 @@ class VideoIndex:
         self._add_batch = plan.batch_rows
         self.progress = progress
         self._append(x, id_list, meta)
+        self._attach_gpu(gpu, device, quiet=True)  # build already said where it runs
         return self
 
     @staticmethod
@@ -555,6 +579,7 @@ class VideoIndex:
             self._metadata = meta.reindex(columns=cols).reset_index(drop=True)
         elif n:
             self._metadata = pd.concat([self._metadata, meta], ignore_index=True)
+        self._dropped_copies()
 
     def add(self, embeddings: np.ndarray, ids: Sequence[str],
             metadata: pd.DataFrame | None = None) -> None:
@@ -611,6 +636,7 @@ class VideoIndex:
             self._faiss_ids = self._faiss_ids[keep]
             self._video_ids = self._video_ids[keep]
             self._metadata = self._metadata[keep].reset_index(drop=True)
+            self._dropped_copies()
             return int(len(fids))
 
     def upsert(self, embeddings: np.ndarray, ids: Sequence[str],
@@ -646,6 +672,7 @@ class VideoIndex:
             except RuntimeError as exc:
                 raise ValueError(f"search params {params!r} rejected by faiss for "
                                  f"{self.factory_string!r}: {str(exc).splitlines()[-1]}") from None
+            self._dropped_copies()  # the GPU copy carries the old knobs
 
     # ----------------------------------------------------------------- search
     def search(self, queries: np.ndarray, k: int = 10, *, exclude_ids=None,
@@ -717,8 +744,16 @@ class VideoIndex:
             else:
                 blocked = np.union1d(excl, self._tombstones)
                 params, keep_alive = self._search_parameters(knobs, blocked)
+            if params is None and k_eff <= GPU_MAX_K:
+                index, mutex = self._searcher()
+            else:  # faiss GPU indexes take no id selectors: filtered searches run here
+                index, mutex = self._index, None
             try:
-                dist, labels = self._index.search(q, k_eff, params=params)
+                if mutex is None:
+                    dist, labels = index.search(q, k_eff, params=params)
+                else:
+                    with mutex:
+                        dist, labels = index.search(q, k_eff)
             except RuntimeError as exc:
                 raise ValueError(
                     f"faiss index {self.factory_string!r} cannot run this search "
@@ -764,13 +799,17 @@ class VideoIndex:
             snap = self._snap
             if snap is None or snap[0] is not self._video_ids:
                 snap = self._snap = self._snapshot()
-            video_ids, search_c, n_fast, negate = snap
+            video_ids, search_c, n_fast, negate, mutex = snap
             if k > n_fast:
                 return None  # ids not dense 0..n-1, or k > ntotal: the general path pads/maps
             dist = _empty((1, k), _FLOAT32)
             labels = _empty((1, k), _INT64)
             try:
-                search_c(1, _ptr(q), k, _ptr(dist), _ptr(labels), None)
+                if mutex is None:
+                    search_c(1, _ptr(q), k, _ptr(dist), _ptr(labels), None)
+                else:  # the GPU copy, one call at a time
+                    with mutex:
+                        search_c(1, _ptr(q), k, _ptr(dist), _ptr(labels), None)
             except RuntimeError:
                 return None
             video_ids = video_ids[labels]  # faiss id == position when dense
@@ -785,13 +824,19 @@ class VideoIndex:
         return SearchResult(video_ids, labels, dist)
 
     def _snapshot(self) -> tuple:
-        """State the one-query path reads, rebuilt when ``_video_ids`` is replaced (every add,
-        remove, upsert and load replaces it): ``(video_ids (the object it was built from), bound
-        search_c, largest k served (0: ids not dense 0..n-1), negate scores)``."""
+        """State the one-query path reads; writes drop it (:meth:`_dropped_copies`) and it is
+        also rebuilt when ``_video_ids`` is replaced (every add, remove, upsert and load
+        replaces it): ``(video_ids (the object it was built from), bound search_c of the
+        index searched (:meth:`_searcher`), largest k served (0: ids not dense 0..n-1, capped
+        at GPU_MAX_K on a GPU), negate scores, GPU mutex or None)``."""
         fids = self._faiss_ids
         n_live = len(fids)
         dense = n_live > 0 and not len(self._tombstones) and int(fids[-1]) == n_live - 1
-        return self._video_ids, self._index.search_c, n_live if dense else 0, self.metric != "ip"
+        index, mutex = self._searcher()
+        n_fast = n_live if dense else 0
+        if mutex is not None:
+            n_fast = min(n_fast, GPU_MAX_K)
+        return self._video_ids, index.search_c, n_fast, self.metric != "ip", mutex
 
     def _search_parameters(self, knobs: dict, blocked: np.ndarray):
         inner = self._index.index if isinstance(self._index, faiss.IndexIDMap2) else self._index
@@ -866,9 +911,73 @@ class VideoIndex:
 
     @classmethod
     def load(cls, folder, *, expected_encoder: dict | None = None, mmap: bool = False,
-             verify_checksums: bool = True) -> VideoIndex:
+             verify_checksums: bool = True, device: str = "auto") -> VideoIndex:
         """Load a folder written by :meth:`save` (see :func:`embeddings.index_io.load_index`:
         ``expected_encoder`` check, ``mmap`` for IVF lists, checksum verification; raises
-        IndexFileError / ValueError)."""
-        return load_index(cls, folder, expected_encoder=expected_encoder, mmap=mmap,
-                          verify_checksums=verify_checksums)
+        IndexFileError / ValueError). ``device`` as in :meth:`use_device` (``auto``: search
+        on the GPU where faiss sees one)."""
+        vi = load_index(cls, folder, expected_encoder=expected_encoder, mmap=mmap,
+                        verify_checksums=verify_checksums)
+        vi.use_device(device)
+        return vi
+
+    def use_device(self, device: str = "auto") -> None:
+        """Search on ``device`` from now on: ``"cpu"``, ``"cuda"`` (every GPU faiss sees, as
+        replicas), ``"cuda:N"``, or ``"auto"`` (the GPUs when faiss sees any, else the CPU).
+
+        On a GPU the index is copied there (``faiss.index_cpu_to_all_gpus`` /
+        ``index_cpu_to_gpu``) and searches without ``exclude_ids``, ``search_params``,
+        removed ids or ``k`` above :data:`GPU_MAX_K` run on the copy; those others run on the
+        CPU index (faiss GPU indexes take no id selectors). Writes (add, remove, upsert,
+        set_search_params) go to the CPU index and drop the copy; the next search copies the
+        index again (batch your writes).
+
+        Raises
+        ------
+        RuntimeError
+            ``cuda``/``cuda:N`` where faiss sees no such GPU, or an index type faiss cannot
+            run on a GPU (HNSW, PQ without IVF; use ``auto`` to search those on the CPU).
+        ValueError
+            Unknown device string.
+        """
+        self._attach_gpu(_resolve_device(device), device)
+
+    def _attach_gpu(self, gpu: int | None, device: str, quiet: bool = False) -> None:
+        with _Write(self._lock):
+            self._gpu, self._replica, self._snap = None, None, None
+            self.device = "cpu"
+            if gpu is None:
+                if device == "auto" and not quiet:
+                    logger.info("faiss sees no GPU (faiss-cpu build or no CUDA): searching %r on "
+                                "the CPU", self.factory_string)
+                return
+            try:
+                replica = _to_gpu(self._index, gpu)
+            except (RuntimeError, AttributeError) as exc:
+                msg = (f"faiss cannot search {self.factory_string!r} on a GPU "
+                       f"({str(exc).splitlines()[-1] if str(exc) else type(exc).__name__})")
+                if device != "auto":
+                    raise RuntimeError(f"device={device!r}: {msg}; use an IVF or Flat factory "
+                                       "string, or device='auto'/'cpu' to search on the CPU") from exc
+                logger.warning("%s: searching on the CPU", msg)
+                return
+            self._gpu, self._replica = gpu, replica
+            self.device = "cuda" if gpu == -1 else f"cuda:{gpu}"
+            logger.info("searching %r on %s (a GPU copy of the index)", self.factory_string,
+                        self.device)
+
+    def _searcher(self):
+        """``(faiss index to search, mutex or None)``: the GPU copy (rebuilt when a write
+        dropped it) under its mutex, or the CPU index. Called with the read side held."""
+        if self._gpu is None:
+            return self._index, None
+        with self._gpu_mutex:
+            if self._replica is None:
+                self._replica = _to_gpu(self._index, self._gpu)
+            return self._replica[0], self._gpu_mutex
+
+    def _dropped_copies(self) -> None:
+        """After a write (write side held): the GPU copy and the one-query cache are stale."""
+        self._snap = None
+        if self._gpu is not None:
+            self._replica = None

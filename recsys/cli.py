@@ -269,7 +269,7 @@ def cmd_search(args) -> int:
     from embeddings.index import VideoIndex
     from recsys import stages
 
-    index = VideoIndex.load(_existing(args.index_dir, "index folder", folder=True))
+    index = VideoIndex.load(_existing(args.index_dir, "index folder", folder=True), device=args.device)
     encoder = stages.open_encoder_for_index(index, device=args.device)
     if args.frames_index:
         from embeddings.frame_index import FrameIndex
@@ -297,7 +297,7 @@ def cmd_query(args) -> int:
     from recsys import stages
 
     index_dir = _existing(args.index_dir, "index folder", folder=True)
-    index = VideoIndex.load(index_dir)
+    index = VideoIndex.load(index_dir, device=args.device)
     encoder = stages.open_encoder_for_index(index, device=args.device)
     emb_dir = Path(args.embeddings) if args.embeddings else index_dir.parent / "embeddings"
     if args.backfill == "montage" and not emb_dir.is_dir():
@@ -349,7 +349,7 @@ def cmd_calibrate(args) -> int:
 
     index_dir = _existing(args.index_dir, "index folder", folder=True)
     pairs = pd.read_csv(_existing(args.captions, "captions CSV", folder=False))
-    index = VideoIndex.load(index_dir)
+    index = VideoIndex.load(index_dir, device=args.device)
     encoder = stages.open_encoder_for_index(index, device=args.device)
     feats, labels, info = collect_features(index, encoder, labelled_queries(pairs), k=args.k)
     result = calibrate(feats, labels, method=args.method, alpha=args.alpha, holdout=args.holdout,
@@ -688,7 +688,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("index_dir", metavar="INDEX_DIR")
     s.add_argument("--text", required=True, type=_query_text)
     s.add_argument("-k", type=_positive_int, default=10)
-    s.add_argument("--device", default="auto")
+    s.add_argument("--device", default="auto",
+                   help="where the query encoder runs and the index is searched (a GPU copy of it): "
+                        "auto, cpu, cuda or cuda:N (default auto: the GPU when one is visible)")
     s.add_argument("--frames-index", metavar="DIR",
                    help="frame-level index (index build --frames-out): videos ranked by their best frame, "
                         "with its timestamp")
@@ -726,7 +728,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ranker", metavar="MODEL_DIR", help="hybrid cold-start model (recsys train --model "
                    "hybrid): adds a collaborative score to every result, synthetic ones included")
     s.add_argument("--user", metavar="USER_ID", help="user for --ranker scores (default: mean user)")
-    s.add_argument("--device", default="auto")
+    s.add_argument("--device", default="auto",
+                   help="where the query encoder runs and the index is searched (a GPU copy of it): "
+                        "auto, cpu, cuda or cuda:N (default auto: the GPU when one is visible)")
     s.set_defaults(func=cmd_query)
 
     s = add("calibrate", "Fit the backfill gate on labelled queries: calibrated probability, optional "
@@ -742,7 +746,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--holdout", type=_fraction, default=0.5, help="held-out fraction (default 0.5)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--plot", metavar="PNG", help="risk-coverage plot (default INDEX_DIR/risk_coverage.png)")
-    s.add_argument("--device", default="auto")
+    s.add_argument("--device", default="auto",
+                   help="where the query encoder runs and the index is searched (a GPU copy of it): "
+                        "auto, cpu, cuda or cuda:N (default auto: the GPU when one is visible)")
     s.set_defaults(func=cmd_calibrate)
 
     s = add("train", "Train a ranker on an interaction log (CSV/TSV/Parquet/MovieLens u.data).",

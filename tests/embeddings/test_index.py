@@ -387,8 +387,30 @@ def test_gpu_build_matches_cpu(data):
         pytest.skip("faiss sees no GPU (faiss-cpu build or no CUDA)")
     x, ids, q = data
     gpu = VideoIndex.build(x, ids, factory_string="IVF16,Flat", device="cuda")
+    assert gpu.device == "cuda" and gpu._replica is not None  # searches run on a GPU copy
     order, _ = exact_topk(x, q, 10)
     assert recall(gpu.search(q, k=10, search_params="nprobe=16"), order, ids) == pytest.approx(1.0)
+    gpu.set_search_params("nprobe=16")
+    assert recall(gpu.search(q, k=10), order, ids) == pytest.approx(1.0)  # on the GPU copy
+    one = gpu.search(q[0], k=10)
+    assert one.ids[0].tolist() == gpu.search(q[:1], k=10).ids[0].tolist()
+    flat = VideoIndex.build(x, ids, factory_string="Flat", device="cuda")
+    np.testing.assert_allclose(flat.search(q, k=10).scores, exact_topk(x, q, 10)[1], atol=1e-4)
+
+
+@pytest.mark.gpu
+def test_gpu_index_saves_as_a_cpu_index(data, tmp_path):
+    if faiss.get_num_gpus() == 0:
+        pytest.skip("faiss sees no GPU (faiss-cpu build or no CUDA)")
+    x, ids, q = data
+    gpu = VideoIndex.build(x, ids, factory_string="IVF16,Flat", device="cuda")
+    gpu.add(x[:3] * -1, ["n0", "n1", "n2"])  # a write drops the GPU copy; the next search recopies
+    assert gpu.search(-x[1], k=1).ids[0, 0] == "n1"
+    gpu.save(tmp_path / "ix")
+    cpu = faiss.read_index(str(tmp_path / "ix" / "index.faiss"))  # readable by faiss-cpu
+    assert cpu.ntotal == len(ids) + 3
+    back = VideoIndex.load(tmp_path / "ix", device="cpu")
+    assert back.device == "cpu" and back.search(-x[1], k=1).ids[0, 0] == "n1"
 
 
 def test_cuda_without_gpu_raises(data):
