@@ -8,7 +8,8 @@ Datasets: the real SIFT-128 sample in ``/work/shared/data/sift5k`` (exact ground
 L2) and clustered, L2-normalised 512-d synthetic vectors shaped like CLIP embeddings (inner
 product), ground truth by exact search. Peer: hnswlib at the same M / efConstruction / ef.
 
-Run: ``python benchmarks/bench_index.py [--quick] [--out DIR] [--threads 2]``.
+Run: ``python benchmarks/bench_index.py [--quick] [--out DIR] [--threads 2] [--gpu]``; ``--gpu`` adds
+curves of GPU copies (faiss-gpu) of the index types faiss runs on a GPU (Flat, IVF-Flat, IVF-PQ).
 """
 
 from __future__ import annotations
@@ -83,11 +84,12 @@ def timed(fn, reps=1):
     return out, best
 
 
-def faiss_curve(name, index, xq, gt, knob, values, n_single):
-    """Batch and single-query QPS + Recall@10 of a raw faiss index per knob value."""
+def faiss_curve(name, index, xq, gt, knob, values, n_single, gpu=False):
+    """Batch and single-query QPS + Recall@10 of a raw faiss index per knob value (``gpu``:
+    ``index`` is a GPU index, knobs set with ``faiss.GpuParameterSpace``)."""
     import faiss
 
-    ps = faiss.ParameterSpace()
+    ps = faiss.GpuParameterSpace() if gpu else faiss.ParameterSpace()
     rows = []
     for v in values:
         if knob:
@@ -127,7 +129,24 @@ def hnswlib_curve(x, xq, gt, space, values, n_single, threads):
     return rows, build_s
 
 
-def peer_curves(label, x, xq, gt, metric, nlist, pq_m, n_single, threads, efs):
+def gpu_copy(index):
+    """``index`` copied to every GPU faiss sees (float16 PQ lookup tables, which faiss's GPU IVF-PQ
+    needs above 48 code bytes), or None with the reason printed for types faiss cannot run on a GPU
+    (HNSW, refinement)."""
+    import faiss
+
+    co = faiss.GpuMultipleClonerOptions()
+    co.useFloat16 = True
+    try:
+        return faiss.index_cpu_to_all_gpus(index, co)
+    except RuntimeError as exc:
+        print(f"  (no GPU version: {str(exc).splitlines()[-1][:120]})", flush=True)
+        return None
+
+
+def peer_curves(label, x, xq, gt, metric, nlist, pq_m, n_single, threads, efs, gpu=False):
+    """CPU curves of each faiss index type and of hnswlib; with ``gpu`` also each type faiss can
+    copy to the GPU(s), as rows named ``"<factory> (GPU)"``."""
     import faiss
 
     from embeddings.index import disable_polysemous_training
@@ -153,6 +172,12 @@ def peer_curves(label, x, xq, gt, metric, nlist, pq_m, n_single, threads, efs):
         print(f"  built {fs} in {builds[fs]} s", flush=True)
         out += faiss_curve(fs, index, xq, gt, knob, [v for v in values if v is not None] or [None],
                            n_single)
+        if gpu:
+            on_gpu = gpu_copy(index)
+            if on_gpu is not None:
+                out += faiss_curve(f"{fs} (GPU)", on_gpu, xq, gt, knob,
+                                   [v for v in values if v is not None] or [None], n_single, gpu=True)
+                del on_gpu
         if "HNSW" in fs:
             hnsw_index = index
         if fs.endswith(f"PQ{pq_m}x8"):
@@ -466,6 +491,9 @@ def main(argv=None):
     ap.add_argument("--n-budget", type=int, default=1_000_000)
     ap.add_argument("--budget", default="1G")
     ap.add_argument("--skip-budget", action="store_true")
+    ap.add_argument("--gpu", action="store_true",
+                    help="also measure each index type faiss can run on a GPU (a GPU copy, faiss-gpu); "
+                         "fails when faiss sees no GPU")
     ap.add_argument("--skip-peer", action="store_true", help="only the budgeted build")
     ap.add_argument("--reuse-peer", metavar="JSON",
                     help="take the SIFT and synthetic peer curves from an earlier results.json "
@@ -477,6 +505,10 @@ def main(argv=None):
     import faiss
 
     faiss.omp_set_num_threads(args.threads)
+    n_gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
+    if args.gpu and n_gpus == 0:
+        ap.error("--gpu: faiss sees no GPU (faiss-cpu build or no CUDA); install the gpu extra "
+                 "(faiss-gpu-cu12) on a machine with a CUDA GPU, or drop --gpu")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     n_peer = 10_000 if args.quick else args.n_peer
@@ -487,7 +519,8 @@ def main(argv=None):
     report = {"machine": machine(args.threads),
               "settings": {"quick": args.quick, "n_peer": n_peer, "n_budget": n_budget, "budget": budget,
                            "n_queries": nq, "n_single_queries": n_single, "k": 10, "hnsw_M": M,
-                           "efConstruction": EFC, "threads_pinned": args.threads}}
+                           "efConstruction": EFC, "threads_pinned": args.threads,
+                           "gpu_curves": bool(args.gpu), "gpus_seen_by_faiss": n_gpus}}
     print(json.dumps(report, indent=1), flush=True)
     curves = {}
 
@@ -497,7 +530,8 @@ def main(argv=None):
             xb = np.load(SIFT / "base.npy")
             xq = np.load(SIFT / "bench_queries.npy")
             gt = np.load(SIFT / "bench_gt100.npy")[:, :10].astype(np.int64)
-            rows, builds, _ = peer_curves("sift5k", xb, xq, gt, "l2", 64, 16, len(xq), args.threads, efs)
+            rows, builds, _ = peer_curves("sift5k", xb, xq, gt, "l2", 64, 16, len(xq), args.threads, efs,
+                                          gpu=args.gpu)
             curves["sift5k (real, 5000x128)"] = rows
             report["sift5k"] = {"curves": rows, "build_s": builds}
 
@@ -521,8 +555,7 @@ def main(argv=None):
                       f"synthetic ({n_peer}x512)": rows}
         else:
             rows, builds, _ = peer_curves("synthetic", x, xq, gt, "ip", nlist, 16 if args.quick else 64,
-                                          n_single, args.threads,
-                                          efs)
+                                          n_single, args.threads, efs, gpu=args.gpu)
             curves[f"synthetic ({n_peer}x512)"] = rows
             report["synthetic"] = {"curves": rows, "build_s": builds, "ground_truth_s": round(t_gt, 1)}
         save(report, out)
