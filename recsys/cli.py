@@ -192,23 +192,15 @@ def cmd_index_build(args) -> int:
     if args.workers is not None and (args.engine != "local" or not explicit):
         raise UsageError("--workers needs --engine local and an explicit IVF --factory (e.g. 'IVF1024,SQ8'); "
                          "--factory auto tunes in memory, --engine ray runs Ray tasks")
-    if args.engine == "local" and explicit and (args.workers is not None or on_disk is not None or args.max_memory):
-        if args.frames_out:
-            raise UsageError("--frames-out is built by the default path: drop --workers/--on-disk/--max-memory "
-                             "or build the frame index separately")
-        from embeddings.index_shards import build_from_embedding_folder
-        from embeddings.store import EmbeddingFolder
-
-        md = stages.index_metadata(stages.video_metadata(EmbeddingFolder.open(args.emb_dir)))
-        index = build_from_embedding_folder(args.emb_dir, args.out, metadata=md, factory_string=args.factory,
-                                            metric=args.metric, max_memory_bytes=args.max_memory,
-                                            on_disk=on_disk, n_workers=args.workers or 1,
-                                            progress=not args.quiet)
-    else:
-        index = stages.build_index(args.emb_dir, args.out, factory=args.factory, metric=args.metric,
-                                   max_memory=args.max_memory, latency_ms=args.latency_ms,
-                                   min_recall=args.min_recall, frames_out=args.frames_out, engine=args.engine,
-                                   address=args.address, on_disk=on_disk)
+    if args.engine == "local" and explicit and (args.workers is not None or on_disk is not None or args.max_memory) \
+            and args.frames_out:
+        raise UsageError("--frames-out is built by the default path: drop --workers/--on-disk/--max-memory "
+                         "or build the frame index separately")
+    index = stages.build_index(args.emb_dir, args.out, factory=args.factory, metric=args.metric,
+                               max_memory=args.max_memory, latency_ms=args.latency_ms,
+                               min_recall=args.min_recall, frames_out=args.frames_out, engine=args.engine,
+                               address=args.address, on_disk=on_disk, n_workers=args.workers,
+                               progress=not args.quiet)
     build = getattr(index, "build_info", None)
     tu = index.tuning or {}
     tuned = (f"; {tu.get('search_params')} measured recall@10 {tu['recall@10']:.4f} at "

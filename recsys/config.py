@@ -61,7 +61,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "index": {
         "factory": "Flat",           # faiss index factory string, or "auto"
         "metric": "ip",
-        "max_memory": None,          # memory budget for "auto", e.g. "4G"
+        "max_memory": None,          # memory budget, e.g. "4G": picks the index for "auto", bounds any build
+        "on_disk": "auto",           # IVF lists on disk: "auto" (when they do not fit max_memory), "yes", "no"
+        "workers": 1,                # processes adding shards (explicit IVF factory strings)
     },
     "interactions": {
         "path": None,                # interaction log; without it the rank/evaluate stages are skipped
@@ -166,6 +168,10 @@ def resolve_pipeline(raw: dict, base_dir: str | os.PathLike = ".") -> dict:
     if out["evaluate"]["protocol"] not in PROTOCOLS:
         raise PipelineConfigError(
             f"[evaluate] protocol = {out['evaluate']['protocol']!r}: expected one of {list(PROTOCOLS)}")
+    if out["index"]["on_disk"] not in ("auto", "yes", "no"):
+        raise PipelineConfigError(f"[index] on_disk = {out['index']['on_disk']!r}: expected \"auto\", \"yes\" or \"no\"")
+    if out["index"]["workers"] < 1:
+        raise PipelineConfigError(f"[index] workers = {out['index']['workers']!r}: expected an int >= 1")
     if not isinstance(out["rank"]["models"], list) or not out["rank"]["models"]:
         raise PipelineConfigError("[rank] models must be a non-empty list, e.g. [\"ease\", \"popularity\"]")
     if not isinstance(out["query"]["texts"], list) or not all(isinstance(t, str) for t in out["query"]["texts"]):

@@ -172,8 +172,11 @@ def _run(cfg: dict, out: Path, result: RunResult, *, strict: bool, progress: boo
         if strict and len(errors):
             raise PipelineError(f"{len(errors)} input(s) were skipped and --strict is set; see {out / 'errors.csv'}")
         with _Timer(result, "index"):
-            index = stages.build_index(out / "embeddings", out / "index", factory=cfg["index"]["factory"],
-                                       metric=cfg["index"]["metric"], max_memory=cfg["index"]["max_memory"])
+            ix = cfg["index"]
+            index = stages.build_index(out / "embeddings", out / "index", factory=ix["factory"],
+                                       metric=ix["metric"], max_memory=ix["max_memory"],
+                                       on_disk={"auto": None, "yes": True, "no": False}[ix["on_disk"]],
+                                       n_workers=ix["workers"] if ix["workers"] > 1 else None)
         enc = encoder.describe()
         warn = ("\n**The encoder has random weights** (`pretrained = \"none\"`): similarities, confidences and "
                 "retrieval results below are not meaningful; they show that the machinery runs.\n"

@@ -86,7 +86,8 @@ def embed_catalog(videos: str | os.PathLike, out: str | os.PathLike, *, captions
 def build_index(emb_dir: str | os.PathLike, out: str | os.PathLike, *, factory: str | None = "Flat",
                 metric: str = "ip", max_memory: str | None = None, latency_ms: float | None = 10.0,
                 min_recall: float = 0.95, frames_out: str | os.PathLike | None = None,
-                engine: str = "local", address: str | None = None, on_disk: bool | None = None):
+                engine: str = "local", address: str | None = None, on_disk: bool | None = None,
+                n_workers: int | None = None, progress: bool = False):
     """Stage 3: a FAISS index over the video embeddings of ``emb_dir``, saved to ``out``.
 
     ``factory`` None/``"auto"`` runs :func:`embeddings.index_tune.build_tuned`: ranked choice
@@ -100,6 +101,12 @@ def build_index(emb_dir: str | os.PathLike, out: str | os.PathLike, *, factory: 
     tasks, merge in memory or, ``on_disk``, into ``out/index.ivfdata``; None decides by size): the
     same folder format and, for the same factory string, the same index as the local build.
     Non-IVF strings (HNSW, Flat, auto) and ``frames_out`` are refused there.
+
+    ``engine="local"`` with an explicit factory string and ``max_memory``, ``on_disk`` (True /
+    False; None decides by the budget) or ``n_workers`` goes through
+    :func:`embeddings.index_shards.build_from_embedding_folder`: the build plan bounds memory,
+    IVF lists are streamed to disk when they do not fit (or when asked), shards are added by
+    ``n_workers`` processes; ``frames_out`` is refused there (build it separately).
 
     Returns the :class:`embeddings.index.VideoIndex`. Raises ``EmbeddingFolderError`` if the
     folder is unfinished, ``ValueError`` if it holds no embedded video.
@@ -121,6 +128,19 @@ def build_index(emb_dir: str | os.PathLike, out: str | os.PathLike, *, factory: 
                                           address=address, on_disk=on_disk)
         log.info("ray index build: %s", info)
         return index
+    explicit = factory not in (None, "auto")
+    if explicit and (max_memory or on_disk is not None or n_workers is not None):
+        if frames_out is not None:
+            raise ValueError("frames_out: the frame-level index is built by the in-memory path; drop "
+                             "max_memory/on_disk/n_workers or build the frame index separately")
+        from embeddings.index_shards import build_from_embedding_folder
+
+        md = index_metadata(video_metadata(folder))
+        if len(md) == 0:
+            raise ValueError(f"{emb_dir} holds no embedded video (see its errors.parquet); nothing to index")
+        return build_from_embedding_folder(emb_dir, out, metadata=md, factory_string=factory, metric=metric,
+                                           max_memory_bytes=max_memory, on_disk=on_disk,
+                                           n_workers=n_workers or 1, progress=progress)
     meta, emb = folder.load_videos()
     if len(meta) == 0:
         raise ValueError(f"{emb_dir} holds no embedded video (see its errors.parquet); nothing to index")

@@ -70,3 +70,14 @@ def test_to_toml_round_trips():
     assert again["catalog"]["videos"] == "/v"
     assert again["rank"]["params"]["ease"]["l2"] == 5.0
     assert again["rank"]["models"] == cfg["rank"]["models"]
+
+
+def test_index_on_disk_and_workers_are_checked():
+    base = {"catalog": {"videos": "v"}}
+    cfg = resolve_pipeline(base)
+    assert cfg["index"]["on_disk"] == "auto" and cfg["index"]["workers"] == 1
+    with pytest.raises(PipelineConfigError, match=r'on_disk = .maybe.: expected "auto", "yes" or "no"'):
+        resolve_pipeline({**base, "index": {"on_disk": "maybe"}})
+    with pytest.raises(PipelineConfigError, match="workers = 0"):
+        resolve_pipeline({**base, "index": {"workers": 0}})
+    assert resolve_pipeline({**base, "index": {"on_disk": "yes", "workers": 2}})["index"]["workers"] == 2
