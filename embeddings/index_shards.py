@@ -239,7 +239,9 @@ def build_sharded(vectors, ids: Sequence[str], out, *, factory_string: str, metr
     -------
     VideoIndex
         Loaded from ``out`` (memory-mapped and read-only when on disk); ``build_info`` holds
-        the plan and the ``train_s``, ``add_s``, ``merge_s``, ``save_s`` timings.
+        the plan and the ``train_s``, ``add_s``, ``merge_s``, ``save_s`` timings. An on-disk
+        index searches on the CPU (``use_device("cuda")`` copies it to a GPU where it fits);
+        an in-memory one on ``device`` (:meth:`VideoIndex.use_device`).
 
     Raises
     ------
@@ -349,7 +351,9 @@ def build_sharded(vectors, ids: Sequence[str], out, *, factory_string: str, metr
     logger.info("sharded build of %s: %d vectors in %d shards, %s (train %.1fs, add %.1fs, merge %.1fs)",
                 factory_string, n, len(bounds), info["path"], info["train_s"], info["add_s"],
                 info["merge_s"])
-    loaded = VideoIndex.load(out, mmap=plan.on_disk, verify_checksums=False)
+    # lists on disk are served memory-mapped from the CPU; in memory, searches go where `device` says
+    loaded = VideoIndex.load(out, mmap=plan.on_disk, verify_checksums=False,
+                             device="cpu" if plan.on_disk else device)
     loaded.build_info = info
     return loaded
 
