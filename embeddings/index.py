@@ -310,7 +310,8 @@ class VideoIndex:
     Create with :meth:`build` or :meth:`load`, not ``__init__``. Attributes:
     ``ntotal`` (live vectors), ``dim``, ``metric``, ``factory_string``, ``encoder``,
     ``metadata`` (copy; one row per id in index order, ``video_id`` first, bool
-    ``synthetic`` column), ``read_only`` (True after ``load(mmap=True)``).
+    ``synthetic`` column), ``read_only`` (True after ``load(mmap=True)``), ``device``
+    (``"cpu"``, ``"cuda"`` or ``"cuda:N"``: where unfiltered searches run, see :meth:`use_device`).
     """
 
     def __init__(self, index, *, factory_string: str, metric: str, dim: int,
