@@ -25,9 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-import sys
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +43,10 @@ from embeddings.index_choice import (
     validate_embeddings,
     validate_ids,
 )
+from embeddings.index_device import GPU_MAX_K, _resolve_device, _to_gpu
 from embeddings.index_io import FORMAT_VERSION, IndexFileError, load_index, save_index
 from embeddings.index_lists import add_presized, release_freed_memory
+from embeddings.index_lock import _GIL, _Read, _ReadWriteLock, _Write
 from embeddings.index_plan import plan_build
 
 __all__ = [
@@ -126,109 +126,6 @@ def _padded(nq: int, k: int) -> SearchResult:
                         np.full((nq, k), -np.inf, dtype=np.float32))
 
 
-# The one-query search path announces itself with list.append/pop instead of a mutex. That is
-# sound only when the GIL serialises bytecodes (see _ReadWriteLock); free-threaded builds take
-# the mutex path.
-_GIL = bool(getattr(sys, "_is_gil_enabled", lambda: True)())
-
-
-class _ReadWriteLock:
-    """Many readers or one (reentrant) writer; waiting writers block new readers.
-
-    Two reader protocols share it. ``acquire_read``/``release_read``: one plain mutex
-    acquire/release each way when uncontended. The one-query serving path (with the GIL):
-    ``fast.append(None)`` to announce, then read ``fast_closed``; if set, ``fast.pop()`` and
-    take the mutex path; otherwise search and ``fast.pop()``. A writer sets ``fast_closed``
-    before it waits and, once it holds the lock, waits until ``fast`` is empty. Both sides
-    write first and read second (Dekker's order), and the GIL runs list.append/pop and
-    attribute reads one at a time in a single order, so either the reader sees the flag or the
-    writer sees the announcement: no reader is inside faiss while a writer changes the index.
-    """
-
-    def __init__(self):
-        self._cond = threading.Condition(threading.Lock())
-        self._readers = 0
-        self._writer: int | None = None
-        self._depth = 0
-        self._writers_waiting = 0
-        self.fast: list = []  # one entry per one-query reader inside faiss
-        self.fast_closed = False  # a writer waits or writes: one-query readers take the mutex path
-
-    def acquire_read(self):
-        cond = self._cond
-        cond.acquire()
-        if self._writer is None and not self._writers_waiting:  # uncontended: no ident lookup
-            self._readers += 1
-            cond.release()
-            return
-        try:
-            if self._writer != threading.get_ident():
-                while self._writer is not None or self._writers_waiting:
-                    cond.wait()
-            self._readers += 1
-        finally:
-            cond.release()
-
-    def release_read(self):
-        cond = self._cond
-        cond.acquire()
-        self._readers -= 1
-        if self._writers_waiting and not self._readers:
-            cond.notify_all()
-        cond.release()
-
-    def acquire_write(self):
-        me = threading.get_ident()
-        with self._cond:
-            if self._writer == me:
-                self._depth += 1
-                return
-            self._writers_waiting += 1
-            self.fast_closed = True
-            try:
-                while self._writer is not None or self._readers:
-                    self._cond.wait()
-            except BaseException:
-                self._writers_waiting -= 1
-                self.fast_closed = self._writer is not None or self._writers_waiting > 0
-                raise
-            self._writers_waiting -= 1
-            self._writer, self._depth = me, 1
-        try:
-            while self.fast:  # one-query readers that announced before fast_closed was set
-                time.sleep(20e-6)
-        except BaseException:  # interrupted: do not leave the lock held
-            self.release_write()
-            raise
-
-    def release_write(self):
-        with self._cond:
-            self._depth -= 1
-            if self._depth == 0:
-                self._writer = None
-                self.fast_closed = self._writers_waiting > 0
-                self._cond.notify_all()
-
-
-class _Read:
-    def __init__(self, lock):
-        self.lock = lock
-
-    def __enter__(self):
-        self.lock.acquire_read()
-
-    def __exit__(self, *exc):
-        self.lock.release_read()
-
-
-class _Write(_Read):
-    def __enter__(self):
-        self.lock.acquire_write()
-
-    def __exit__(self, *exc):
-        self.lock.release_write()
-
-
 def disable_polysemous_training(index) -> None:
     """Switch off faiss's polysemous training on ``IndexPQ`` / ``IndexIVFPQ`` (in place).
 
@@ -268,40 +165,6 @@ def add_in_batches(index, x: np.ndarray, ids: np.ndarray, *, batch_size: int = A
     for s in starts:
         index.add_with_ids(np.ascontiguousarray(x[s:s + batch_size], dtype=np.float32),
                            np.ascontiguousarray(ids[s:s + batch_size]))
-
-
-def _resolve_device(device: str) -> int | None:
-    """GPU number to build on, or None for the CPU. Raises for unavailable CUDA."""
-    if device == "cpu":
-        return None
-    n_gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
-    if device == "auto":
-        return -1 if n_gpus > 0 else None
-    if device == "cuda" or device.startswith("cuda:"):
-        number = 0 if device == "cuda" else device.split(":", 1)[1]
-        if not str(number).isdigit():
-            raise ValueError(f"device: got {device!r}; expected 'cpu', 'cuda', 'cuda:N' or 'auto'")
-        if int(number) >= n_gpus:
-            raise RuntimeError(
-                f"device={device!r} but faiss sees {n_gpus} GPU(s) (faiss-cpu build or no CUDA); "
-                "install faiss-gpu or pass device='cpu'"
-            )
-        return -1 if device == "cuda" else int(number)
-    raise ValueError(f"device: got {device!r}; expected 'cpu', 'cuda', 'cuda:N' or 'auto'")
-
-
-GPU_MAX_K = 2048  # faiss GPU k-selection limit (faiss/gpu/utils/DeviceDefs.cuh GPU_MAX_SELECTION_K)
-
-
-def _to_gpu(index, gpu: int):
-    """Copy a CPU faiss index to the GPU for searching: ``gpu=-1`` to every GPU faiss sees
-    (``faiss.index_cpu_to_all_gpus``: replicas), else to device ``gpu``
-    (``faiss.index_cpu_to_gpu``). Returns ``(gpu_index, resources to keep alive)``.
-    Raises RuntimeError for index types faiss has no GPU version of (HNSW, PQ without IVF)."""
-    if gpu == -1:
-        return faiss.index_cpu_to_all_gpus(index), None
-    res = faiss.StandardGpuResources()
-    return faiss.index_cpu_to_gpu(res, gpu, index), res
 
 
 class VideoIndex:
