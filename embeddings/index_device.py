@@ -8,7 +8,19 @@ __all__ = ["GPU_MAX_K", "_resolve_device", "_to_gpu"]
 
 
 def _resolve_device(device: str) -> int | None:
-    """GPU number to build on, or None for the CPU. Raises for unavailable CUDA."""
+    """Resolve a device string for training and search: None (the CPU), -1 (every GPU faiss
+    sees) or a GPU number.
+
+    ``"cpu"`` -> None; ``"auto"`` -> -1 when ``faiss.get_num_gpus() > 0``, else None;
+    ``"cuda"`` -> -1; ``"cuda:N"`` -> N.
+
+    Raises
+    ------
+    RuntimeError
+        ``cuda``/``cuda:N`` where faiss sees no such GPU (faiss-cpu build or no CUDA).
+    ValueError
+        Any other string.
+    """
     if device == "cpu":
         return None
     n_gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0

@@ -187,7 +187,9 @@ def cmd_index_build(args) -> int:
     from recsys import stages
 
     _existing(args.emb_dir, "embedding folder", folder=True)
-    on_disk = {"auto": None, "yes": True, "no": False}[args.on_disk]
+    from recsys.config import ON_DISK
+
+    on_disk = ON_DISK[args.on_disk]
     explicit = args.factory not in (None, "auto")
     if args.workers is not None and (args.engine != "local" or not explicit):
         raise UsageError("--workers needs --engine local and an explicit IVF --factory (e.g. 'IVF1024,SQ8'); "
@@ -525,6 +527,10 @@ def cmd_bench_index(args) -> int:
 # ----------------------------------------------------------------------------- parser
 
 
+_SEARCH_DEVICE_HELP = ("where the query encoder runs and the index is searched (a GPU copy of it): "
+                       "auto, cpu, cuda or cuda:N (default auto: the GPU when one is visible)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (exposed for tests and documentation)."""
     fmt = argparse.RawDescriptionHelpFormatter
@@ -680,9 +686,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("index_dir", metavar="INDEX_DIR")
     s.add_argument("--text", required=True, type=_query_text)
     s.add_argument("-k", type=_positive_int, default=10)
-    s.add_argument("--device", default="auto",
-                   help="where the query encoder runs and the index is searched (a GPU copy of it): "
-                        "auto, cpu, cuda or cuda:N (default auto: the GPU when one is visible)")
+    s.add_argument("--device", default="auto", help=_SEARCH_DEVICE_HELP)
     s.add_argument("--frames-index", metavar="DIR",
                    help="frame-level index (index build --frames-out): videos ranked by their best frame, "
                         "with its timestamp")
@@ -720,9 +724,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--ranker", metavar="MODEL_DIR", help="hybrid cold-start model (recsys train --model "
                    "hybrid): adds a collaborative score to every result, synthetic ones included")
     s.add_argument("--user", metavar="USER_ID", help="user for --ranker scores (default: mean user)")
-    s.add_argument("--device", default="auto",
-                   help="where the query encoder runs and the index is searched (a GPU copy of it): "
-                        "auto, cpu, cuda or cuda:N (default auto: the GPU when one is visible)")
+    s.add_argument("--device", default="auto", help=_SEARCH_DEVICE_HELP)
     s.set_defaults(func=cmd_query)
 
     s = add("calibrate", "Fit the backfill gate on labelled queries: calibrated probability, optional "
@@ -738,9 +740,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--holdout", type=_fraction, default=0.5, help="held-out fraction (default 0.5)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--plot", metavar="PNG", help="risk-coverage plot (default INDEX_DIR/risk_coverage.png)")
-    s.add_argument("--device", default="auto",
-                   help="where the query encoder runs and the index is searched (a GPU copy of it): "
-                        "auto, cpu, cuda or cuda:N (default auto: the GPU when one is visible)")
+    s.add_argument("--device", default="auto", help=_SEARCH_DEVICE_HELP)
     s.set_defaults(func=cmd_calibrate)
 
     s = add("train", "Train a ranker on an interaction log (CSV/TSV/Parquet/MovieLens u.data).",

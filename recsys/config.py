@@ -36,6 +36,10 @@ class PipelineConfigError(ValueError):
     """The pipeline file is malformed: unknown keys, wrong types, missing required values."""
 
 
+#: ``[index] on_disk`` / ``recsys index build --on-disk`` words -> the ``on_disk`` argument of
+#: :func:`recsys.stages.build_index` (None: decided by the memory budget).
+ON_DISK = {"auto": None, "yes": True, "no": False}
+
 #: table -> key -> default.  ``REQUIRED`` marks keys without a default.
 REQUIRED = object()
 SCHEMA: dict[str, dict[str, Any]] = {
@@ -168,7 +172,7 @@ def resolve_pipeline(raw: dict, base_dir: str | os.PathLike = ".") -> dict:
     if out["evaluate"]["protocol"] not in PROTOCOLS:
         raise PipelineConfigError(
             f"[evaluate] protocol = {out['evaluate']['protocol']!r}: expected one of {list(PROTOCOLS)}")
-    if out["index"]["on_disk"] not in ("auto", "yes", "no"):
+    if out["index"]["on_disk"] not in ON_DISK:
         raise PipelineConfigError(f"[index] on_disk = {out['index']['on_disk']!r}: expected \"auto\", \"yes\" or \"no\"")
     if out["index"]["workers"] < 1:
         raise PipelineConfigError(f"[index] workers = {out['index']['workers']!r}: expected an int >= 1")

@@ -34,7 +34,7 @@ import pandas as pd
 
 from embeddings._io import write_json, write_parquet
 from recsys import report, stages
-from recsys.config import to_toml
+from recsys.config import ON_DISK, to_toml
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ def _run(cfg: dict, out: Path, result: RunResult, *, strict: bool, progress: boo
             ix = cfg["index"]
             index = stages.build_index(out / "embeddings", out / "index", factory=ix["factory"],
                                        metric=ix["metric"], max_memory=ix["max_memory"],
-                                       on_disk={"auto": None, "yes": True, "no": False}[ix["on_disk"]],
+                                       on_disk=ON_DISK[ix["on_disk"]],
                                        n_workers=ix["workers"] if ix["workers"] > 1 else None)
         enc = encoder.describe()
         warn = ("\n**The encoder has random weights** (`pretrained = \"none\"`): similarities, confidences and "
