@@ -31,11 +31,14 @@ def make_quickstart_inputs(folder: str | os.PathLike, *, n_clips: int = 12, n_us
     -------
     dict
         A raw pipeline table dict (``catalog``, ``encoder``, ``interactions``, ``rank``,
-        ``evaluate``, ``query``) ready for :func:`recsys.config.resolve_pipeline`.
+        ``evaluate``, ``query``) ready for :func:`recsys.config.resolve_pipeline`; its paths are
+        absolute, so any ``base_dir`` resolves them to the generated files.
     """
     from embeddings.samples import make_sample_catalog, make_sample_interactions
 
-    folder = Path(folder)
+    # absolute paths: the returned settings are resolved against the run folder, so a relative
+    # ``folder`` would be joined to it a second time (out/out/inputs/clips)
+    folder = Path(folder).resolve()
     clips = folder / "clips"
     catalog = make_sample_catalog(clips, n_clips=n_clips, seed=seed)
     # one bad file, to show that it is reported and skipped while the rest completes

@@ -23,11 +23,25 @@ def _check_run_folder(out: Path) -> None:
     assert not list(out.rglob(".*.tmp"))
 
 
-def test_quickstart_runs_every_stage(tmp_path, capsys):
-    out = tmp_path / "qs"
-    assert main(["quickstart", "--out", str(out), "-q"]) == 0
+def test_quickstart_inputs_resolve_from_a_relative_folder(tmp_path, monkeypatch):
+    """A relative --out was joined twice (out/out/inputs/clips): the settings must name the generated files."""
+    from recsys.config import resolve_pipeline
+    from recsys.quickstart import make_quickstart_inputs
+
+    monkeypatch.chdir(tmp_path)
+    raw = make_quickstart_inputs(Path("recsys-quickstart") / "inputs", n_clips=2, n_users=5)
+    cfg = resolve_pipeline(raw, "recsys-quickstart")
+    assert Path(cfg["catalog"]["videos"]) == tmp_path / "recsys-quickstart" / "inputs" / "clips"
+    assert Path(cfg["catalog"]["videos"]).is_dir() and Path(cfg["interactions"]["path"]).is_file()
+
+
+def test_quickstart_runs_every_stage(tmp_path, capsys, monkeypatch):
+    # README's command, literally: a relative --out from the working folder
+    monkeypatch.chdir(tmp_path)
+    assert main(["quickstart", "--out", "recsys-quickstart", "-q"]) == 0
+    out = tmp_path / "recsys-quickstart"
     printed = capsys.readouterr().out
-    assert "random weights" in printed and str(out / "report.md") in printed
+    assert "random weights" in printed and "report.md" in printed
     _check_run_folder(out)
     report = (out / "report.md").read_text()
     assert "random weights" in report and "![metrics](plots/metrics.png)" in report
