@@ -38,7 +38,7 @@ from recsys.config import ON_DISK, to_toml
 
 log = logging.getLogger(__name__)
 
-__all__ = ["run_pipeline", "RunResult", "PipelineError"]
+__all__ = ["run_pipeline", "check_rerun", "RunResult", "PipelineError"]
 
 
 class PipelineError(RuntimeError):
@@ -96,8 +96,12 @@ def run_pipeline(cfg: dict, out_dir: str | Path, *, strict: bool = False, progre
     ------
     PipelineError
         When no clip could be embedded, or with ``strict`` when any input was skipped.
+    embeddings.store.EmbeddingFolderError
+        Before anything in ``out_dir`` is touched or a model is loaded, when ``out_dir`` holds
+        embeddings made with another encoder, catalog or sampling (see :func:`check_rerun`).
     """
     out = Path(out_dir)
+    check_rerun(cfg, out)  # a refused run must change nothing: check before touching the folder
     out.mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(exist_ok=True)
     with contextlib.suppress(FileNotFoundError):
@@ -118,6 +122,75 @@ def run_pipeline(cfg: dict, out_dir: str | Path, *, strict: bool = False, progre
                                   "counts": result.counts, "random_weights": result.random_weights,
                                   "n_errors": result.n_errors})
     return result
+
+
+def _same_pretrained(old, new) -> bool:
+    """Whether a recorded ``pretrained`` (tag as open_clip spells it, or absolute checkpoint path) is ``new``."""
+    if old is None or new is None:
+        return old == new
+    old, new = str(old), str(new)
+    if old == new or old.lower().replace("-", "_") == new.lower().replace("-", "_"):
+        return True
+    return Path(new).is_file() and str(Path(new).resolve()) == old
+
+
+def check_rerun(cfg: dict, out: str | Path) -> None:
+    """Refuse, before anything is written or loaded, a run into a folder made with other embedding settings.
+
+    Compares ``out/embeddings/job.json`` (written by an earlier run) with what ``cfg`` would
+    write: encoder model, pretrained weights, precision, random-weight seed, frame sampling,
+    shard size, decode size and the catalog's inputs. These are the differences the embedding
+    job itself refuses after the encoder has loaded; checking them first keeps the earlier
+    run's ``report.md`` and ``settings.toml`` intact and costs no model load. Settings that
+    need the loaded encoder (its resolved device) are still checked by the job.
+
+    Parameters
+    ----------
+    cfg : dict
+        Resolved settings (:func:`recsys.config.load_pipeline`).
+    out : path-like
+        The run's output folder; nothing happens when it holds no embedding job.
+
+    Raises
+    ------
+    embeddings.store.EmbeddingFolderError
+        Naming each differing setting with the recorded and the requested value.
+    embeddings.catalog.CatalogError
+        When the catalog's video folder or captions cannot be read.
+    """
+    from embeddings.catalog import discover_inputs, inputs_fingerprint
+    from embeddings.sampling import FrameSampler
+    from embeddings.store import EmbeddingFolderError
+
+    cat, enc = cfg["catalog"], cfg["encoder"]
+    jpath = Path(out) / "embeddings" / "job.json"
+    if not cat.get("videos") or not jpath.is_file():
+        return
+    old = json.loads(jpath.read_text(encoding="utf-8"))
+    old_enc, old_set = old.get("encoder") or {}, old.get("settings") or {}
+    inputs = discover_inputs(cat["videos"], cat["captions"])
+    pretrained = stages.resolve_pretrained(enc["model"], enc["pretrained"])
+    diff = []
+    if old_enc.get("model") != enc["model"]:
+        diff.append(("encoder.model", old_enc.get("model"), enc["model"]))
+    if not _same_pretrained(old_enc.get("pretrained"), pretrained):
+        diff.append(("encoder.pretrained", old_enc.get("pretrained"), pretrained))
+    if old_enc.get("precision") != enc["precision"]:
+        diff.append(("encoder.precision", old_enc.get("precision"), enc["precision"]))
+    if old_enc.get("random_weights") and str(pretrained).lower() == "none" and old_enc.get("seed") != enc["seed"]:
+        diff.append(("encoder.seed", old_enc.get("seed"), enc["seed"]))
+    sampling = FrameSampler("uniform", n_frames=cat["frames"]).describe()
+    for key, new in (("sampling", sampling), ("shard_size", int(cat["shard_size"])), ("max_side", cat["max_side"])):
+        if key in old_set and json.loads(json.dumps(new)) != old_set[key]:
+            diff.append((f"catalog {key}", old_set[key], new))
+    if old.get("inputs_sha256") not in (None, inputs_fingerprint(inputs)):
+        diff.append(("catalog inputs", f"{old.get('n_inputs')} recorded inputs",
+                     f"{len(inputs)} inputs under {cat['videos']}"))
+    if diff:
+        lines = "; ".join(f"{k}: {a!r} there, {b!r} asked" for k, a, b in diff)
+        raise EmbeddingFolderError(
+            f"{out} holds a run whose embeddings were made with other settings ({lines}); nothing was changed. "
+            "Pass another --out, or delete the folder to start over.")
 
 
 class _Timer:

@@ -109,3 +109,34 @@ def test_quickstart_reruns_into_its_own_folder_but_never_over_other_data(tmp_pat
     (other / "precious.txt").write_text("keep me")
     assert main(["quickstart", "--out", str(other), "-q"]) == 1
     assert (other / "precious.txt").read_text() == "keep me"
+
+
+def test_refused_rerun_changes_nothing_and_loads_no_model(tmp_path, monkeypatch):
+    """A run into a folder embedded with another encoder is refused before the folder or a model is touched."""
+    import embeddings.encoders
+    from embeddings.store import EmbeddingFolderError
+    from recsys.config import resolve_pipeline
+    from recsys.pipeline import run_pipeline
+    from recsys.quickstart import make_quickstart_inputs
+
+    raw = make_quickstart_inputs(tmp_path / "inputs", n_clips=2, n_users=5)
+    cfg = resolve_pipeline(raw, tmp_path)  # tiny-clip / none
+    out = tmp_path / "runs" / "shared"
+    (out / "embeddings").mkdir(parents=True)
+    (out / "embeddings" / "job.json").write_text(json.dumps({
+        "encoder": {"model": "ViT-B-32", "pretrained": "openai", "precision": "fp32", "random_weights": False},
+        "settings": {"sampling": {"strategy": "uniform", "n_frames": 4}, "shard_size": 256, "max_side": 64},
+        "n_inputs": 3, "inputs_sha256": "0" * 64}))
+    (out / "report.md").write_text("old report")
+    (out / "settings.toml").write_text("old settings")
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+
+    def no_model(*a, **k):
+        raise AssertionError("the model must not load for a refused run")
+
+    monkeypatch.setattr(embeddings.encoders, "load_encoder", no_model)
+    with pytest.raises(EmbeddingFolderError, match="encoder.model: 'ViT-B-32' there, 'tiny-clip' asked"):
+        run_pipeline(cfg, out, progress=False)
+    assert (out / "report.md").read_text() == "old report"
+    assert (out / "settings.toml").read_text() == "old settings"
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # no run.json, run.log, plots/
