@@ -8,6 +8,7 @@ when source and target are on the same filesystem).
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import shutil
@@ -26,6 +27,8 @@ __all__ = [
     "write_parquet",
     "file_sha256",
     "json_default",
+    "json_ready",
+    "dumps_strict",
 ]
 
 
@@ -83,12 +86,61 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[P
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented UTF-8 JSON, atomically."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=False, default=json_default) + "\n",
-                       encoding="utf-8")
+        tmp.write_text(dumps_strict(obj, indent=2) + "\n", encoding="utf-8")
+
+
+def json_ready(obj: Any) -> Any:
+    """``obj`` with every value a strict JSON parser accepts (RFC 8259: no NaN or Infinity).
+
+    Containers are copied recursively (tuples and sets become lists); numpy scalars and arrays
+    become Python values; ``NaN``, ``±inf``, ``pandas.NA`` and ``NaT`` become ``None`` (JSON
+    ``null``: a missing value); a float column value that is integral stays a float (callers
+    that mean an integer convert it where they know the column).
+
+    Returns
+    -------
+    Any
+        A structure of dict/list/str/int/float/bool/None, plus any value left for
+        :func:`json_default` (paths).
+    """
+    if isinstance(obj, dict):
+        return {(k if isinstance(k, str) else str(json_ready(k))): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return [json_ready(v) for v in obj.tolist()]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if obj is None or isinstance(obj, (str, int, bool)):
+        return obj
+    with contextlib.suppress(TypeError, ValueError):
+        import pandas as pd
+
+        if pd.isna(obj):  # pandas.NA, NaT
+            return None
+    return obj
+
+
+def dumps_strict(obj: Any, *, default=None, **kwargs) -> str:
+    """``json.dumps`` that only writes strict JSON: :func:`json_ready`, ``allow_nan=False``.
+
+    Every JSON file and ``--json`` document of the project goes through it, so that strict
+    parsers (JavaScript's ``JSON.parse``, ``json.loads(..., parse_constant=...)`` raising) read
+    it; missing values are ``null``. ``default`` replaces :func:`json_default` as the fallback
+    for other types; ``kwargs`` go to :func:`json.dumps` (``indent``, ...).
+
+    Raises
+    ------
+    TypeError
+        For a value that :func:`json_default` cannot write.
+    """
+    return json.dumps(json_ready(obj), allow_nan=False, default=default or json_default, **kwargs)
 
 
 def json_default(o: Any) -> Any:
-    """``json.dumps(default=...)`` fallback: numpy scalars and arrays to Python, paths to str.
+    """``json.dumps(default=...)`` fallback: numpy scalars and arrays to Python, paths to str, dates to ISO 8601.
 
     Raises
     ------
@@ -101,6 +153,8 @@ def json_default(o: Any) -> Any:
         return o.tolist()
     if isinstance(o, Path):
         return str(o)
+    if isinstance(o, (datetime.date, datetime.time)):  # pandas.Timestamp included
+        return o.isoformat()
     raise TypeError(f"cannot write {type(o).__name__} as JSON")
 
 

@@ -22,6 +22,7 @@ modified (faiss does not allow reads during ``add``).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -89,7 +90,9 @@ class SearchResult:
 
         ``rank`` starts at 1; padding entries are left out (lists may be shorter than k).
         ``metadata`` needs a ``video_id`` column (e.g. ``VideoIndex.metadata``); ids
-        absent from it get only rank, video_id and score.
+        absent from it get only rank, video_id and score. Metadata values are JSON-ready: a
+        missing value (NaN in a column other rows fill) is None, a synthetic clip's
+        ``source_shots`` a list of dicts (stored as JSON text), ``seed`` an int.
         """
         lookup: dict[str, dict] = {}
         if metadata is not None:
@@ -101,7 +104,7 @@ class SearchResult:
             wanted = {v for v in self.ids.ravel() if v is not None}
             rows = metadata[metadata["video_id"].isin(wanted)]
             for row in rows.to_dict(orient="records"):
-                lookup[row.pop("video_id")] = row
+                lookup[row.pop("video_id")] = {col: _metadata_value(col, v) for col, v in row.items()}
         out = []
         for ids_row, score_row in zip(self.ids, self.scores, strict=True):
             records = []
@@ -112,6 +115,24 @@ class SearchResult:
                                 **lookup.get(vid, {})})
             out.append(records)
         return out
+
+
+def _metadata_value(col: str, value):
+    """One metadata cell as a plain, JSON-ready value (see :meth:`SearchResult.to_records`)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # the column is missing for this row (e.g. a synthetic clip has no caption)
+    if value is pd.NaT or value is pd.NA:
+        return None
+    if col == "source_shots" and isinstance(value, str):
+        try:
+            return json.loads(value)  # stored as JSON text in the Parquet metadata
+        except json.JSONDecodeError:
+            return value
+    if col == "seed" and isinstance(value, float) and value.is_integer():
+        return int(value)  # a float column because real items have none
+    return value
 
 
 _NO_IDS = np.zeros(0, dtype=np.int64)

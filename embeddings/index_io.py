@@ -27,7 +27,7 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from embeddings._io import atomic_dir, file_sha256, json_default
+from embeddings._io import atomic_dir, dumps_strict, file_sha256
 from embeddings.index_choice import check_encoder
 
 __all__ = ["FORMAT_VERSION", "IVFDATA", "IndexFileError", "save_index", "load_index",
@@ -131,7 +131,7 @@ def save_index(vi, folder, *, ivfdata=None) -> Path:
             "tuning": vi.tuning, "ivfdata": IVFDATA if od is not None else None,
             "build": getattr(vi, "build_info", None),
         }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, default=json_default)
+        (tmp / "manifest.json").write_text(dumps_strict(manifest, indent=2)
                                            + "\n", encoding="utf-8")
     return folder
 

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from embeddings._io import atomic_dir
+from embeddings._io import atomic_dir, dumps_strict
 
 __all__ = ["TrainedModel", "save_trained", "load_trained"]
 
@@ -92,7 +92,7 @@ def save_trained(folder: str | os.PathLike, tm: TrainedModel) -> Path:
             tmp / "items.parquet", index=False)
         if tm.item_embeddings is not None:
             np.save(tmp / "item_embeddings.npy", np.asarray(tm.item_embeddings, dtype=np.float32))
-        (tmp / "model.json").write_text(json.dumps(tm.info, indent=2, default=str) + "\n", encoding="utf-8")
+        (tmp / "model.json").write_text(dumps_strict(tm.info, indent=2) + "\n", encoding="utf-8")
     return folder
 
 

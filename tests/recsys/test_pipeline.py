@@ -13,6 +13,14 @@ REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"
 
 
+def strict_loads(text: str):
+    """``json.loads`` raising on NaN / Infinity, as strict parsers (JavaScript's JSON.parse) do."""
+    def refuse(name):
+        raise ValueError(f"non-standard JSON constant {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
 def _check_run_folder(out: Path) -> None:
     for f in ("settings.toml", "run.json", "run.log", "report.md", "metrics.json", "per_user_metrics.parquet",
               "recommendations.parquet", "queries.json", "queries.parquet", "errors.csv",
@@ -59,6 +67,14 @@ def test_quickstart_runs_every_stage(tmp_path, capsys, monkeypatch):
 
     idx = VideoIndex.load(out / "index")
     assert set(generated) <= set(idx.metadata.loc[idx.metadata["synthetic"].astype(bool), "video_id"])
+    # strict JSON (JavaScript's JSON.parse): every file written, and --json output with synthetic items
+    for path in out.rglob("*.json"):
+        strict_loads(path.read_text())
+    capsys.readouterr()
+    assert main(["search", "recsys-quickstart/index", "--text", "a red circle", "-k", "20", "--json"]) == 0
+    doc = strict_loads(capsys.readouterr().out)
+    syn = [r for r in doc[0]["results"] if r.get("synthetic")]
+    assert syn and all(isinstance(r["seed"], int) and isinstance(r["source_shots"], list) for r in syn)
 
 
 def test_run_fails_with_exit_1_when_nothing_decodes(tmp_path, capsys):
