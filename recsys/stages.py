@@ -275,21 +275,27 @@ def recommend_users(tm, user_ids=None, *, k: int = 10, batch_size: int = 4096, t
     :func:`recsys.training.recommend_two_stage` instead: extra columns ``sources``,
     ``long_term_interest``, ``fallback``, and unknown users get the stated popularity fallback.
 
+    A user id not in the training data (a cold-start user) gets the popularity fallback: the
+    ``k`` items with the most training users, score = that number of users; the table then has
+    a ``fallback`` column, the rule that applied for those rows
+    (:data:`recsys.training.UNKNOWN_USER_FALLBACK`) and None for known users.
+
     Returns
     -------
     pandas.DataFrame
-        ``user_id, rank (1-based), item_id, score``; users with fewer than ``k`` unseen items
-        get fewer rows (padding dropped).
-
-    Raises
-    ------
-    KeyError
-        For a user id not in the training data.
+        ``user_id, rank (1-based), item_id, score`` (plus ``fallback`` when a user was unknown),
+        users in the order given; users with fewer than ``k`` unseen items get fewer rows
+        (padding dropped).
     """
     if two_stage or (two_stage is None and tm.info.get("two_stage")):
         from recsys.training import recommend_two_stage
 
         return recommend_two_stage(tm, user_ids, k=k)
+    if user_ids is not None:
+        lookup = {str(u): i for i, u in enumerate(tm.user_ids)}
+        unknown = [u for u in user_ids if str(u) not in lookup]
+        if unknown:
+            return _with_popularity_fallback(tm, user_ids, lookup, k=k, batch_size=batch_size)
     idx = (np.arange(len(tm.user_ids)) if user_ids is None
            else np.array([tm.user_index(u) for u in user_ids], dtype=np.int64))
     frames = []
@@ -302,6 +308,27 @@ def recommend_users(tm, user_ids=None, *, k: int = 10, batch_size: int = 4096, t
                                     "item_id": tm.item_ids[ids[r, c]], "score": scores[r, c].astype(float)}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
         columns=["user_id", "rank", "item_id", "score"])
+
+
+def _with_popularity_fallback(tm, user_ids, lookup: dict, *, k: int, batch_size: int) -> pd.DataFrame:
+    """:func:`recommend_users` when some users are unknown: popularity for them, marked in ``fallback``."""
+    from recsys.training import UNKNOWN_USER_FALLBACK
+
+    known = [u for u in user_ids if str(u) in lookup]
+    recs = recommend_users(tm, known, k=k, batch_size=batch_size, two_stage=False) if known else None
+    counts = np.asarray((tm.user_items > 0).sum(axis=0)).ravel()  # training users per item
+    top = np.argsort(-counts, kind="stable")[:k]
+    parts = []
+    for u in user_ids:
+        if str(u) in lookup:
+            part = recs[recs["user_id"].astype(str) == str(u)].assign(fallback=None)
+        else:
+            part = pd.DataFrame({"user_id": str(u), "rank": np.arange(1, len(top) + 1),
+                                 "item_id": tm.item_ids[top], "score": counts[top].astype(float),
+                                 "fallback": UNKNOWN_USER_FALLBACK})
+        parts.append(part)
+    log.info("%d of %d user(s) unknown to the model: popularity fallback", len(user_ids) - len(known), len(user_ids))
+    return pd.concat(parts, ignore_index=True).astype({"fallback": object})
 
 
 def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "random_holdout",

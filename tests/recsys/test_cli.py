@@ -69,7 +69,17 @@ def test_train_recommend_evaluate(log_file, tmp_path, capsys):
     assert main(["recommend", str(tmp_path / "m"), "--all-users", "--out", str(tmp_path / "r.parquet")]) == 0
     assert pd.read_parquet(tmp_path / "r.parquet")["user_id"].nunique() == 40
     capsys.readouterr()
-    assert main(["recommend", str(tmp_path / "m"), "--user", "nobody"]) == 2
+    # an unknown user gets the popularity fallback, marked as such, in --json too
+    capsys.readouterr()
+    assert main(["recommend", str(tmp_path / "m"), "--user", "nobody", "-k", "3", "--json"]) == 0
+    recs = json.loads(capsys.readouterr().out)
+    counts = pd.read_csv(log_file).groupby("item_id")["user_id"].nunique()
+    # the most-interacted items, score = their number of training users (ties in any order)
+    assert [r["score"] for r in recs] == list(counts.sort_values(ascending=False).values[:3].astype(float))
+    assert all(counts[r["item_id"]] == r["score"] for r in recs) and [r["rank"] for r in recs] == [1, 2, 3]
+    assert all(r["user_id"] == "nobody" and r["fallback"].startswith("popularity") for r in recs)
+    assert main(["recommend", str(tmp_path / "m"), "--user", "nobody", "-k", "3"]) == 0
+    assert "popularity fallback" in capsys.readouterr().out
 
     assert main(["evaluate", str(log_file), "--protocol", "leave_last_out", "--models", "ease,popularity",
                  "-k", "5", "--out", str(tmp_path / "rep"), "--json"]) == 0
