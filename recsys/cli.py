@@ -82,7 +82,15 @@ def _params(items: list[str] | None) -> dict:
 def _emit(args, payload, human: str) -> None:
     if getattr(args, "json", False):
         out = getattr(args, "json_stdout", None) or sys.stdout
-        json.dump(payload, out, indent=2, default=str, ensure_ascii=False)
+        from embeddings._io import dumps_strict, json_default
+
+        def fallback(o):  # numpy, paths and dates as json_default writes them; anything else as text
+            try:
+                return json_default(o)
+            except TypeError:
+                return str(o)
+
+        out.write(dumps_strict(payload, default=fallback, indent=2, ensure_ascii=False))  # null, never NaN
         out.write("\n")
     else:
         sys.stdout.write(human.rstrip() + "\n")
@@ -415,6 +423,10 @@ def cmd_recommend(args) -> int:
                                                                                   "n_rows": len(recs)}
     human = (f"Wrote {len(recs)} rows for {recs['user_id'].nunique()} users to {args.out}" if args.out else
              recs.to_string(index=False))
+    if "fallback" in recs and recs["fallback"].notna().any() and not args.all_users:
+        human = (f"NOTE: user {args.user!r} is not in the model's training data: these are the popularity "
+                 f"fallback (the items most training users interacted with), marked in the fallback column.\n"
+                 + human)
     _emit(args, payload, human)
     return 0
 
