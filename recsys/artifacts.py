@@ -18,6 +18,7 @@ The folder is written to a temporary name and renamed into place.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,8 @@ import scipy.sparse as sp
 from embeddings._io import atomic_dir, dumps_strict
 
 __all__ = ["TrainedModel", "save_trained", "load_trained"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -93,6 +96,7 @@ def save_trained(folder: str | os.PathLike, tm: TrainedModel) -> Path:
         if tm.item_embeddings is not None:
             np.save(tmp / "item_embeddings.npy", np.asarray(tm.item_embeddings, dtype=np.float32))
         (tmp / "model.json").write_text(dumps_strict(tm.info, indent=2) + "\n", encoding="utf-8")
+    log.info("saved %s model to %s", type(tm.model).__name__, folder)  # the final folder, not the staging one
     return folder
 
 

@@ -39,6 +39,52 @@ def _existing(path: str, what: str, *, folder: bool | None = None) -> Path:
     return p
 
 
+def _model_names(names: list[str], option: str) -> list[str]:
+    """``names`` checked against the model registry before any data is read (bad usage: exit 2)."""
+    from recsys.models import MODELS
+
+    unknown = [n for n in names if n.lower() not in MODELS]
+    if unknown or not names:
+        raise UsageError(f"{option} {','.join(names)!r}: unknown model(s) {unknown}; valid: {', '.join(MODELS)}")
+    return names
+
+
+def _index_dir(path: str) -> Path:
+    """An index folder (``recsys index build``), told apart from an embedding folder before anything loads."""
+    import json as _json
+
+    folder = _existing(path, "index folder", folder=True)
+    mpath = folder / "manifest.json"
+    if not mpath.is_file():
+        raise UsageError(f"{folder} has no manifest.json; is it an index folder (recsys index build)?")
+    try:
+        manifest = _json.loads(mpath.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise UsageError(f"{mpath} cannot be read as JSON ({e}); rebuild the index (recsys index build)") from e
+    if not isinstance(manifest, dict) or "factory_string" not in manifest:
+        kind = ("an embedding folder (recsys embed)" if isinstance(manifest, dict) and "n_videos" in manifest
+                else "not an index folder")
+        raise UsageError(f"{folder} is {kind}; pass an index folder, made by `recsys index build "
+                         f"{folder} --out INDEX_DIR`")
+    return folder
+
+
+def _emb_dir(path: str) -> Path:
+    """An embedding folder (``recsys embed``) with its manifest, checked before anything loads."""
+    folder = _existing(path, "embedding folder", folder=True)
+    if not (folder / "manifest.json").is_file():
+        raise UsageError(f"{folder} has no manifest.json: it is not an embedding folder, or the `recsys embed` "
+                         "job writing it has not finished (rerun that command; it resumes)")
+    return folder
+
+
+def _tuned(tu: dict) -> str:
+    """What --factory auto chose, in words (no 'None' for default search parameters)."""
+    params = tu.get("search_params") or "default search parameters"
+    return (f"{params}: measured recall@10 {tu['recall@10']:.4f} at {tu['ms_per_query']:.3f} ms/query"
+            + (f" ({tu['reason']})" if tu.get("reason") else ""))
+
+
 def _positive_int(text: str) -> int:
     try:
         v = int(text)
@@ -194,7 +240,7 @@ def cmd_embed(args) -> int:
 def cmd_index_build(args) -> int:
     from recsys import stages
 
-    _existing(args.emb_dir, "embedding folder", folder=True)
+    _emb_dir(args.emb_dir)
     from recsys.config import ON_DISK
 
     on_disk = ON_DISK[args.on_disk]
@@ -213,8 +259,7 @@ def cmd_index_build(args) -> int:
                                progress=not args.quiet)
     build = getattr(index, "build_info", None)
     tu = index.tuning or {}
-    tuned = (f"; {tu.get('search_params')} measured recall@10 {tu['recall@10']:.4f} at "
-             f"{tu['ms_per_query']:.3f} ms/query ({tu.get('reason')})" if tu else "")
+    tuned = f"; {_tuned(tu)}" if tu else ""
     _emit(args, {"out": str(args.out), "factory_string": index.factory_string, "ntotal": index.ntotal,
                  "dim": index.dim, "metric": index.metric, "frames_out": args.frames_out,
                  "tuning": {k: v for k, v in tu.items() if k != "curve"} or None, "build": build},
@@ -226,17 +271,13 @@ def cmd_index_build(args) -> int:
 def cmd_index_info(args) -> int:
     import json as _json
 
-    folder = _existing(args.index_dir, "index folder", folder=True)
-    path = folder / "manifest.json"
-    if not path.is_file():
-        raise UsageError(f"{folder} has no manifest.json; is it an index folder (recsys index build)?")
-    manifest = _json.loads(path.read_text(encoding="utf-8"))
+    folder = _index_dir(args.index_dir)
+    manifest = _json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     tu = manifest.get("tuning") or {}
     human = (f"{manifest['factory_string']} ({manifest['metric']}), {manifest['ntotal']} vectors of dim "
              f"{manifest['dim']}, encoder {(manifest.get('encoder') or {}).get('model')}"
-             + (f"\ntuning: {tu.get('search_params')} recall@10 {tu.get('recall@10')} at "
-                f"{tu.get('ms_per_query')} ms/query on {tu.get('n_queries')} held-out queries; "
-                f"reason: {tu.get('reason')}" if tu else "\ntuning: none (factory given explicitly)"))
+             + (f"\ntuning: {_tuned(tu)}, on {tu.get('n_queries')} held-out queries"
+                if tu else "\ntuning: none (factory given explicitly)"))
     _emit(args, manifest, human)
     return 0
 
@@ -271,7 +312,7 @@ def cmd_search(args) -> int:
     from embeddings.index import VideoIndex
     from recsys import stages
 
-    index = VideoIndex.load(_existing(args.index_dir, "index folder", folder=True), device=args.device)
+    index = VideoIndex.load(_index_dir(args.index_dir), device=args.device)
     encoder = stages.open_encoder_for_index(index, device=args.device)
     if args.frames_index:
         from embeddings.frame_index import FrameIndex
@@ -298,7 +339,9 @@ def cmd_query(args) -> int:
     from generation.calibration import load_calibration, preserve_calibration
     from recsys import stages
 
-    index_dir = _existing(args.index_dir, "index folder", folder=True)
+    index_dir = _index_dir(args.index_dir)
+    if args.ranker:
+        _hybrid_ranker(args.ranker)
     index = VideoIndex.load(index_dir, device=args.device)
     encoder = stages.open_encoder_for_index(index, device=args.device)
     emb_dir = Path(args.embeddings) if args.embeddings else index_dir.parent / "embeddings"
@@ -336,6 +379,22 @@ def cmd_query(args) -> int:
     return 0
 
 
+def _hybrid_ranker(path: str) -> None:
+    """--ranker must be a model folder of a hybrid model; checked before the index or encoder loads."""
+    import json as _json
+
+    folder = _existing(path, "ranker folder", folder=True)
+    try:
+        info = _json.loads((folder / "model.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise UsageError(f"--ranker {folder}: no readable model.json; pass a folder written by "
+                         "`recsys train --model hybrid`") from None
+    if str(info.get("model")).lower() != "hybrid":
+        raise UsageError(f"--ranker {folder} holds a {info.get('model')!r} model, which cannot score new "
+                         "(synthetic) clips from their content; train one with `recsys train --model hybrid "
+                         "--embeddings EMB_DIR`")
+
+
 def cmd_calibrate(args) -> int:
     import pandas as pd
 
@@ -349,7 +408,7 @@ def cmd_calibrate(args) -> int:
     )
     from recsys import stages
 
-    index_dir = _existing(args.index_dir, "index folder", folder=True)
+    index_dir = _index_dir(args.index_dir)
     pairs = pd.read_csv(_existing(args.captions, "captions CSV", folder=False))
     index = VideoIndex.load(index_dir, device=args.device)
     encoder = stages.open_encoder_for_index(index, device=args.device)
@@ -377,6 +436,7 @@ def cmd_train(args) -> int:
     from recsys.artifacts import save_trained
     from recsys.data import load_interactions
 
+    _model_names([args.model], "--model")
     path = _existing(args.interactions, "interaction file", folder=False)
     df = load_interactions(path, sep=args.sep)
     options, dataset = {}, None
@@ -393,8 +453,11 @@ def cmd_train(args) -> int:
         options["two_stage"] = True
     tm = stages.train_model(df, args.model, _params(args.param), dataset=dataset, source=str(path), **options)
     save_trained(args.out, tm)
+    tu = tm.info.get("tuning")
+    tuned = (f"Tuned on a validation split in {tu['seconds']:.2f} s ({len(tu['table'])} grid points, best "
+             f"{tu['metric']} {tu['best_score']:.4f}): chosen {tu['best_params']}\n" if tu else "")
     _emit(args, {"out": str(args.out), **tm.info},
-          f"Trained {args.model} on {tm.info['n_interactions']} interactions ({tm.info['n_users']} users x "
+          f"{tuned}Trained {args.model} on {tm.info['n_interactions']} interactions ({tm.info['n_users']} users x "
           f"{tm.info['n_items']} items) in {tm.info['fit_seconds']:.2f} s: {args.out}")
     return 0
 
@@ -437,6 +500,7 @@ def cmd_evaluate(args) -> int:
     from recsys.data import load_interactions
     from recsys.evaluate_report import write_evaluation
 
+    models = _model_names([m.strip() for m in args.models.split(",") if m.strip()], "--models")
     path = _existing(args.interactions, "interaction file", folder=False)
     if (args.protocol == "predefined") != bool(args.test):
         raise UsageError("--protocol predefined needs --test TEST, and --test needs --protocol predefined")
@@ -448,7 +512,6 @@ def cmd_evaluate(args) -> int:
     emb = None
     if args.item_embeddings:
         emb = np.load(_existing(args.item_embeddings, "item embedding file", folder=False), allow_pickle=False)
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()] if args.metrics else None
     try:
         ks = [int(x) for x in args.ks.split(",") if x.strip()]
@@ -489,7 +552,7 @@ def cmd_bench_retrieval(args) -> int:
         if not args.encoder:
             raise UsageError("--videos needs at least one --encoder MODEL:PRETRAINED, e.g. tiny-clip:none")
     else:
-        _existing(args.embeddings, "embedding folder", folder=True)
+        _emb_dir(args.embeddings)
         if args.encoder:
             raise UsageError("--embeddings uses the encoder its manifest records; drop --encoder")
     if args.captions:
@@ -513,7 +576,7 @@ def cmd_bench_retrieval(args) -> int:
 def cmd_bench_index(args) -> int:
     from recsys.bench_index import bench_index
 
-    _existing(args.emb_dir, "embedding folder", folder=True)
+    _emb_dir(args.emb_dir)
     if args.queries:
         _existing(args.queries, "queries file", folder=False)
     factories = [f for item in args.factory for f in item.split(";") if f.strip()]
@@ -538,6 +601,10 @@ def cmd_bench_index(args) -> int:
 
 # ----------------------------------------------------------------------------- parser
 
+
+#: every name of recsys.models.MODELS (a test keeps them equal; importing the registry here would slow --help)
+MODEL_NAMES_HELP = ("popularity, trending (needs timestamps), ease, itemknn, als, bpr, content, hybrid "
+                    "(content and hybrid need item embeddings)")
 
 _SEARCH_DEVICE_HELP = ("where the query encoder runs and the index is searched (a GPU copy of it): "
                        "auto, cpu, cuda or cuda:N (default auto: the GPU when one is visible)")
@@ -609,7 +676,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--engine ray: encoder actors, one GPU each where the cluster has GPUs (default 1)")
     s.set_defaults(func=cmd_embed)
 
-    s = sub.add_parser("index", help="Build FAISS indexes.", description="Build FAISS indexes.")
+    s = sub.add_parser("index", help="Build FAISS indexes.", description="Build FAISS indexes.",
+                       formatter_class=fmt,
+                       epilog="Examples:\n  recsys index build emb --out idx --factory auto\n"
+                              "  recsys index info idx")
     isub = s.add_subparsers(dest="index_command", metavar="ACTION", required=True)
     b = isub.add_parser("build", help="Build an index over an embedding folder.", parents=[common],
                         description="Build a FAISS index over the video embeddings of EMB_DIR.",
@@ -639,13 +709,17 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_index_build)
     b = isub.add_parser("info", help="Show an index manifest (factory, count, measured tuning).",
                         parents=[common], formatter_class=fmt,
-                        description="Show the manifest of an index folder, with its measured Recall@10.")
+                        description="Show the manifest of an index folder, with its measured Recall@10.",
+                        epilog="Example:\n  recsys index info idx --json")
     b.add_argument("index_dir", metavar="INDEX_DIR")
     b.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     b.set_defaults(func=cmd_index_info)
 
     s = sub.add_parser("bench", help="Retrieval benchmarks on your own data.",
-                       description="Retrieval benchmarks on your own data: text-video quality and index speed.")
+                       description="Retrieval benchmarks on your own data: text-video quality and index speed.",
+                       formatter_class=fmt,
+                       epilog="Examples:\n  recsys bench retrieval --embeddings emb --out bench/ret\n"
+                              "  recsys bench index emb --factory Flat --factory 'HNSW32,Flat' --out bench/idx")
     bsub = s.add_subparsers(dest="bench_command", metavar="ACTION", required=True)
     b = bsub.add_parser("retrieval", parents=[common], formatter_class=fmt,
                         help="R@1/5/10, median and mean rank, text-to-video and video-to-text, per encoder.",
@@ -758,8 +832,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = add("train", "Train a ranker on an interaction log (CSV/TSV/Parquet/MovieLens u.data).",
             "recsys train ../shared/data/ml-100k/u.data --model ease --out models/ease --param l2=500")
     s.add_argument("interactions", metavar="INTERACTIONS")
-    s.add_argument("--model", required=True,
-                   help="popularity, trending, ease, itemknn, als, bpr, content, hybrid")
+    s.add_argument("--model", required=True, help=MODEL_NAMES_HELP)
     s.add_argument("--out", required=True, metavar="MODEL_DIR")
     s.add_argument("--param", action="append", metavar="KEY=VALUE", help="model parameter (repeatable)")
     s.add_argument("--sep", help="column separator (default: sniffed)")
@@ -794,13 +867,15 @@ def build_parser() -> argparse.ArgumentParser:
                    choices=["random_holdout", "leave_last_out", "stratified", "temporal", "kfold", "predefined"])
     s.add_argument("--test", metavar="TEST", help="test file for --protocol predefined (e.g. MovieLens u1.test)")
     s.add_argument("--folds", type=_positive_int, default=5, help="folds for --protocol kfold (default %(default)s)")
-    s.add_argument("--models", required=True, help="comma-separated: popularity,ease,itemknn,als,bpr")
+    s.add_argument("--models", required=True, help=f"comma-separated, from: {MODEL_NAMES_HELP}; "
+                   "content and hybrid fit on --item-embeddings")
     s.add_argument("-k", type=_positive_int, default=10)
     s.add_argument("--ks", default="1,5,10,20,50", help="cut-offs of the metric-vs-K curves (default %(default)s)")
     s.add_argument("--metrics", help="comma-separated names or name@k (default: precision,recall,ndcg,map,mrr,"
                    "hit_rate,coverage,novelty; diversity with --item-embeddings)")
     s.add_argument("--item-embeddings", metavar="NPY",
-                   help=".npy (n_items, d) in the dataset's item index order, for intra-list diversity")
+                   help=".npy (n_items, d) in the dataset's item index order: intra-list diversity, and the "
+                        "item vectors content and hybrid fit on")
     s.add_argument("--negatives", type=_positive_int, metavar="N",
                    help="SAMPLED ranking: test items + N random unseen items per user (papers use 100); "
                         "default is full ranking; labelled in every output")
@@ -825,6 +900,13 @@ class _OwnInfoFilter(logging.Filter):
         return record.levelno >= logging.WARNING or record.name.split(".")[0] in self.OWN
 
 
+def _is_input_error(e: BaseException) -> bool:
+    """Whether ``e`` says that an input the user named cannot be used (a catalog folder with no clips,
+    a missing captions file): bad usage, exit 2. Checked by class without importing the module."""
+    catalog = sys.modules.get("embeddings.catalog")
+    return catalog is not None and isinstance(e, catalog.CatalogError)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``recsys`` console script; returns the exit status."""
     parser = build_parser()
@@ -836,6 +918,8 @@ def main(argv: list[str] | None = None) -> int:
             handler.setLevel(level)
             if not args.verbose:
                 handler.addFilter(_OwnInfoFilter())
+    for noisy in ("matplotlib", "PIL"):  # font-manager and image-plugin DEBUG lines would drown -v
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         if getattr(args, "json", False):
             # stdout carries only the JSON document: anything else a library prints while the
@@ -851,6 +935,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write("interrupted; rerun the same command to resume\n")
         return 130
     except Exception as e:  # noqa: BLE001 - the CLI reports every failure as one line, exit 1
+        if _is_input_error(e):  # input paths found unusable after parsing are bad usage too (exit 2)
+            sys.stderr.write(f"recsys {args.command}: error: {e}\n")
+            return 2
         if args.verbose:
             raise
         sys.stderr.write(f"recsys {args.command}: {type(e).__name__}: {e}\n(rerun with -v for the traceback)\n")

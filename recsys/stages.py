@@ -352,7 +352,8 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
     ks : iterable of int, optional
         Extra cut-offs at which every per-user metric is also computed (metric-versus-K curves).
     item_embeddings : numpy.ndarray, optional
-        (n_items, d) in the order of ``build_dataset(df)``'s item index.
+        (n_items, d) in the order of ``build_dataset(df)``'s item index: intra-list diversity,
+        and the side input that ``content`` and ``hybrid`` fit on.
     keep_lists : bool
         Keep each model's ranked lists (``lists`` entry) for TREC run files.
     evaluator : callable, optional
@@ -395,7 +396,9 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
         test_ui = dataset.to_user_items(fold_test)
         tests.append(fold_test.assign(fold=fold))
         for name in models:
-            tm = train_model(train_df, name, (params or {}).get(name), dataset=dataset)
+            side = ({"item_embeddings": item_embeddings}  # content and hybrid fit on them
+                    if item_embeddings is not None and name.lower() in ("content", "hybrid") else {})
+            tm = train_model(train_df, name, (params or {}).get(name), dataset=dataset, **side)
             t0 = time.perf_counter()
             res = (evaluator or evaluate)(tm.model, tm.user_items, test_ui, k=k, metrics=all_metrics,
                            n_negatives=n_negatives, seed=seed, item_embeddings=item_embeddings,

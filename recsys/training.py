@@ -105,10 +105,11 @@ def train_ranker(df: pd.DataFrame, name: str, params: dict | None = None, *, dat
     info: dict = {"model": name, "trained_on": source}
     params = dict(params or {})
     if tune:
+        t_tune = time.perf_counter()
         result = run_tune(df, name, grid, dataset=dataset, fixed=params,
                           item_embeddings=item_embeddings, seed=seed)
         params = result.best_params
-        info["tuning"] = result.to_dict()
+        info["tuning"] = {**result.to_dict(), "seconds": round(time.perf_counter() - t_tune, 3)}
     model = make_model(name, **params)
     t0 = time.perf_counter()
     fit_model(model, ui, item_embeddings=item_embeddings, interaction_times=times)

@@ -475,7 +475,9 @@ class Recommender:
         arrays[_META_KEY] = np.array(meta)
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
-        logger.info("saved %s to %s", type(self).__name__, path)
+        # DEBUG: callers that stage files (recsys.artifacts.save_trained) pass a temporary name and
+        # log the final folder themselves; an INFO line here named the temporary path as if final
+        logger.debug("wrote %s arrays to %s", type(self).__name__, path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Recommender:
