@@ -164,10 +164,10 @@ def main(argv=None) -> int:
                         "factors_equal_one_thread": factors_equal}}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    from embeddings._io import atomic_path
+    from embeddings._io import atomic_path, dumps_strict  # strict JSON: null, never NaN
 
     with atomic_path(out / "results.json") as tmp:
-        Path(tmp).write_text(json.dumps(result, indent=2) + "\n")
+        Path(tmp).write_text(dumps_strict(result, indent=2) + "\n")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -253,7 +253,8 @@ def main(argv=None) -> int:
         "memory": memory, "load_average_at_end": os.getloadavg(),
         "correctness": {"one_row_per_input": one_each, "max_abs_diff_vs_direct_encoding": max_diff},
     }
-    (out / "result.json").write_text(json.dumps(result, indent=2, default=float) + "\n")
+    from embeddings._io import dumps_strict  # strict JSON: null, never NaN
+    (out / "result.json").write_text(dumps_strict(result, indent=2, default=float) + "\n")
     plot(result, out / "result.png")
     print("ratio end-to-end / encode-only:", json.dumps(result["ratio_end_to_end_over_encode_only"]))
     print(f"correctness: one row per input {one_each}; max |stored - direct| {max_diff:.2e}")

@@ -473,7 +473,8 @@ def plot(curves, out: Path):
 
 def save(report, out: Path):
     """Write results.json now (the run is long; partial results survive an interruption)."""
-    (out / "results.json").write_text(json.dumps(report, indent=1, default=_plain) + "\n")
+    from embeddings._io import dumps_strict  # strict JSON: null, never NaN
+    (out / "results.json").write_text(dumps_strict(report, indent=1, default=_plain) + "\n")
 
 
 def _plain(o):

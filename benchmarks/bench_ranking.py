@@ -249,10 +249,10 @@ def main(argv=None) -> int:
               "protocol_c_cold_items": rows_c,
               "best_model_a": best["model"], "beats_bivae": beats, "ease_speed": speed,
               "check_ranx": {"ranx": rx, "ours": ours, "agree": agree}}
-    from embeddings._io import atomic_path
+    from embeddings._io import atomic_path, dumps_strict  # strict JSON: null, never NaN
 
     with atomic_path(out / "results.json") as tmp:
-        Path(tmp).write_text(json.dumps(result, indent=2, default=str) + "\n")
+        Path(tmp).write_text(dumps_strict(result, indent=2, default=str) + "\n")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -350,7 +350,8 @@ def main() -> int:
             res["two_nodes_simulated"] = bench_two_nodes(args, Path(tmp))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(res, indent=1) + "\n")
+    from embeddings._io import dumps_strict  # strict JSON: null, never NaN
+    (out / "results.json").write_text(dumps_strict(res, indent=1) + "\n")
     plot(res, out / "results.png")
     ok_embed = all(v <= 1e-5 for v in res["embed"]["max_abs_diff_vs_local"].values())
     ok_index = all(v == 1.0 for v in res["index"]["fraction_same_ids_as_local"].values())
