@@ -186,12 +186,17 @@ def cmd_quickstart(args) -> int:
 
 
 def cmd_run(args) -> int:
+    from embeddings.store import EmbeddingFolderError
     from recsys.config import load_pipeline, to_toml
-    from recsys.pipeline import run_pipeline
+    from recsys.pipeline import check_rerun, run_pipeline
 
     path = _existing(args.pipeline, "pipeline file", folder=False)
     cfg = load_pipeline(path)
     out = Path(args.out) if args.out else Path("runs") / path.stem
+    try:
+        check_rerun(cfg, out)  # a refused rerun changes nothing; run_pipeline checks it too
+    except EmbeddingFolderError as e:
+        raise UsageError(str(e)) from None
     sys.stderr.write(f"Resolved settings (saved to {out / 'settings.toml'}):\n{to_toml(cfg)}\n")
     res = run_pipeline(cfg, out, strict=args.strict, progress=not args.quiet)
     note = "NOTE: random-weight encoder: retrieval numbers are not meaningful.\n" if res.random_weights else ""
@@ -632,7 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
         return sp
 
     s = add("quickstart", "Run the whole pipeline on a generated sample (offline, random-weight tiny encoder).",
-            "recsys quickstart --out /tmp/qs")
+            "recsys quickstart --out recsys-quickstart")
     s.add_argument("--out", default="recsys-quickstart", help="output folder (default %(default)s)")
     s.add_argument("--model", default="tiny-clip", help="open_clip model (default %(default)s: tiny, random)")
     s.add_argument("--pretrained", default="none", help="pretrained tag or checkpoint path (default none)")

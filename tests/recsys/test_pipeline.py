@@ -156,3 +156,10 @@ def test_refused_rerun_changes_nothing_and_loads_no_model(tmp_path, monkeypatch)
     assert (out / "report.md").read_text() == "old report"
     assert (out / "settings.toml").read_text() == "old settings"
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # no run.json, run.log, plots/
+    # the command line: bad usage (pass another --out), exit 2, the same nothing changed
+    from recsys.config import to_toml
+
+    (tmp_path / "other.toml").write_text(to_toml(cfg))
+    assert main(["run", str(tmp_path / "other.toml"), "--out", str(out), "-q"]) == 2
+    assert (out / "settings.toml").read_text() == "old settings"
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
