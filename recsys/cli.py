@@ -154,7 +154,7 @@ def cmd_embed(args) -> int:
     _existing(args.video_dir, "video folder", folder=True)
     if args.captions:
         _existing(args.captions, "captions file", folder=False)
-    from embeddings.sampling import FrameSampler
+    from embeddings.video.sampling import FrameSampler
 
     try:
         sampler = FrameSampler(args.sampling, n_frames=args.frames, fps=args.fps, max_frames=args.max_frames,
@@ -260,13 +260,13 @@ def _print_results(outcomes) -> str:
 
 
 def cmd_search(args) -> int:
-    from embeddings.index import VideoIndex
+    from embeddings.index.video_index import VideoIndex
     from recsys import stages
 
     index = VideoIndex.load(_existing(args.index_dir, "index folder", folder=True), device=args.device)
     encoder = stages.open_encoder_for_index(index, device=args.device)
     if args.frames_index:
-        from embeddings.frame_index import FrameIndex
+        from embeddings.index.frames import FrameIndex
 
         fi = FrameIndex.load(_existing(args.frames_index, "frame index folder", folder=True),
                              expected_encoder=index.encoder)
@@ -285,7 +285,7 @@ def cmd_search(args) -> int:
 
 
 def cmd_query(args) -> int:
-    from embeddings.index import VideoIndex
+    from embeddings.index.video_index import VideoIndex
     from generation.cache import GenerationBudget
     from generation.calibration import load_calibration, preserve_calibration
     from recsys import stages
@@ -331,7 +331,7 @@ def cmd_query(args) -> int:
 def cmd_calibrate(args) -> int:
     import pandas as pd
 
-    from embeddings.index import VideoIndex
+    from embeddings.index.video_index import VideoIndex
     from generation.calibration import (
         calibrate,
         collect_features,

@@ -33,7 +33,7 @@ def make_quickstart_inputs(folder: str | os.PathLike, *, n_clips: int = 12, n_us
         A raw pipeline table dict (``catalog``, ``encoder``, ``interactions``, ``rank``,
         ``evaluate``, ``query``) ready for :func:`recsys.config.resolve_pipeline`.
     """
-    from embeddings.samples import make_sample_catalog, make_sample_interactions
+    from embeddings.video.samples import make_sample_catalog, make_sample_interactions
 
     folder = Path(folder)
     clips = folder / "clips"

@@ -2,8 +2,8 @@
 
 import pytest
 
-from embeddings.batch_size import choose_batch_size, per_image_bytes
-from embeddings.encoders import TINY_MODEL, load_encoder
+from embeddings.encoders.batch_size import choose_batch_size, per_image_bytes
+from embeddings.encoders.open_clip import TINY_MODEL, load_encoder
 
 
 @pytest.fixture(scope="module")

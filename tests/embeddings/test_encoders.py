@@ -1,4 +1,4 @@
-"""Tests for embeddings.encoders on the tiny open_clip config with seeded random weights."""
+"""Tests for embeddings.encoders.open_clip on the tiny open_clip config with seeded random weights."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from embeddings.encoders import (
+from embeddings.encoders.open_clip import (
     TINY_MODEL,
     PretrainedWeightsUnavailable,
     load_encoder,
@@ -133,7 +133,7 @@ def test_loading_does_not_disturb_caller_rng():
 
 
 def test_random_weights_warn(caplog):
-    with caplog.at_level("WARNING", logger="embeddings.encoders"):
+    with caplog.at_level("WARNING", logger="embeddings.encoders.open_clip"):
         load_encoder(TINY_MODEL, "none", device="cpu")
     assert any("meaningless" in r.getMessage() for r in caplog.records)
 

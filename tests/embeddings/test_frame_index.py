@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embeddings.frame_index import FrameIndex, frame_id
+from embeddings.index.frames import FrameIndex, frame_id
 
 
 def _unit(v):

@@ -12,8 +12,8 @@ import torch
 from PIL import Image
 from torch.profiler import ProfilerActivity, profile
 
-from embeddings.encoders import TINY_MODEL, load_encoder
-from embeddings.frame_transform import FrameTransform
+from embeddings.encoders.open_clip import TINY_MODEL, load_encoder
+from embeddings.encoders.preprocess import FrameTransform
 
 
 def _frames(n=3, h=50, w=90, seed=0):
@@ -55,7 +55,7 @@ def test_other_transforms_run_as_given_with_a_warning(caplog):
     def transform(im):
         return torch.from_numpy(np.asarray(im, np.float32)).permute(2, 0, 1) / 7.0
 
-    with caplog.at_level(logging.WARNING, logger="embeddings.frame_transform"):
+    with caplog.at_level(logging.WARNING, logger="embeddings.encoders.preprocess"):
         ft = FrameTransform(transform)
     assert not ft.numpy_tensor_steps
     assert "image by image" in caplog.text

@@ -1,4 +1,4 @@
-"""Tests for embeddings.index (VideoIndex) and embeddings.index_choice.
+"""Tests for embeddings.index.video_index (VideoIndex) and embeddings.index.factory.
 
 Fixture: clustered, L2-normalised random vectors whose exact neighbours come from a
 numpy argsort, so every approximate index can be scored against the right answer.
@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embeddings.index import IndexFileError, SearchResult, VideoIndex
-from embeddings.index_choice import choose_factory, estimate_memory_bytes, parse_size
+from embeddings.index.factory import choose_factory, estimate_memory_bytes, parse_size
+from embeddings.index.video_index import IndexFileError, SearchResult, VideoIndex
 
 D = 32
 

@@ -4,7 +4,7 @@ import faiss
 import numpy as np
 import pytest
 
-from embeddings.index_bench import (
+from embeddings.index.bench import (
     SweepPoint,
     benchmark_factory,
     cached_exact_neighbors,

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow  # embeds clips with tiny-clip: ~60 s on the loade
 
 
 def test_auto_build_frames_and_info(tmp_path, capsys):
-    from embeddings.samples import make_sample_catalog
+    from embeddings.video.samples import make_sample_catalog
 
     clips = tmp_path / "clips"
     make_sample_catalog(clips, n_clips=4, size=(32, 32), n_frames=12, fps=6)

@@ -13,8 +13,8 @@ import faiss
 import numpy as np
 import pytest
 
-import embeddings.index as index_mod
-from embeddings.index import VideoIndex
+import embeddings.index.video_index as index_mod
+from embeddings.index.video_index import VideoIndex
 
 
 class _Copy:
@@ -101,7 +101,7 @@ def test_hnsw_cannot_go_to_a_gpu(fake_gpu, caplog):
     ids = [f"v{i}" for i in range(200)]
     with pytest.raises(RuntimeError, match="cannot search 'HNSW8,Flat' on a GPU"):
         VideoIndex.build(x, ids, factory_string="HNSW8,Flat", device="cuda")
-    with caplog.at_level(logging.WARNING, logger="embeddings.index"):
+    with caplog.at_level(logging.WARNING, logger="embeddings.index.video_index"):
         vi = VideoIndex.build(x, ids, factory_string="HNSW8,Flat", device="auto")
     assert vi.device == "cpu" and "searching on the CPU" in caplog.text
     assert vi.search(x[5], 1).ids[0, 0] == "v5"
@@ -130,7 +130,7 @@ def test_without_gpus_auto_searches_on_the_cpu_and_says_so(caplog, tmp_path):
     x = _unit(rng, 50)
     vi = VideoIndex.build(x, [f"v{i}" for i in range(50)], factory_string="Flat", device="cpu")
     vi.save(tmp_path / "ix")
-    with caplog.at_level(logging.INFO, logger="embeddings.index"):
+    with caplog.at_level(logging.INFO, logger="embeddings.index.video_index"):
         back = VideoIndex.load(tmp_path / "ix")
     assert back.device == "cpu" and "faiss sees no GPU" in caplog.text
     with pytest.raises(RuntimeError, match="GPU"):

@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from embeddings.index import VideoIndex
-from embeddings.index_plan import (
+from embeddings.index.plan import (
     ADD_BATCH_MAX,
     ADD_BATCH_MIN,
     ID_TABLE_BYTES,
     TRAIN_COPIES,
     plan_build,
 )
+from embeddings.index.video_index import VideoIndex
 
 
 def test_no_budget_uses_faiss_defaults():

@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 
-from embeddings.index import VideoIndex
+from embeddings.index.video_index import VideoIndex
 
 
 def _unit(rng, n, d=16):

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embeddings.index import VideoIndex
-from embeddings.index_io import IndexFileError
-from embeddings.index_shards import NpyRows, build_from_embedding_folder, build_sharded
+from embeddings.index.io import IndexFileError
+from embeddings.index.shards import NpyRows, build_from_embedding_folder, build_sharded
+from embeddings.index.video_index import VideoIndex
 
 N, D = 3000, 16
 
@@ -150,9 +150,9 @@ def test_two_workers_equal_one(data, tmp_path):
 
 @pytest.mark.slow  # embeddings.job imports torch (~7 s on the 2-core machine)
 def test_from_embedding_folder_and_cli(tmp_path, capsys):
-    from embeddings.encoders import TINY_MODEL
+    from embeddings.encoders.open_clip import TINY_MODEL
     from embeddings.job import check_job_folder, finish_job, write_shard
-    from embeddings.sampling import FrameSampler
+    from embeddings.video.sampling import FrameSampler
     from recsys.cli import main
 
     class Enc:

@@ -1,4 +1,4 @@
-"""Tests for embeddings.index_tune (ranking, measured tuning, automatic build) and the
+"""Tests for embeddings.index.tune (ranking, measured tuning, automatic build) and the
 PQ training fix. Fixture: clustered unit vectors with exact neighbours by brute force."""
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ import faiss
 import numpy as np
 import pytest
 
-from embeddings.index import VideoIndex, disable_polysemous_training
-from embeddings.index_tune import (
+from embeddings.index.tune import (
     build_tuned,
     exact_knn,
     holdout_queries,
@@ -18,6 +17,7 @@ from embeddings.index_tune import (
     recall_at_k,
     tune_search_params,
 )
+from embeddings.index.video_index import VideoIndex, disable_polysemous_training
 
 
 def clustered(n=3000, d=32, k=30, seed=0):

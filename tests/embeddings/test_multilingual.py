@@ -27,12 +27,12 @@ import torch
 pytest.importorskip("transformers")
 pytest.importorskip("tokenizers")
 
-from embeddings.encoders import (  # noqa: E402
+from embeddings.encoders.open_clip import (  # noqa: E402
     TINY_MODEL,
     PretrainedWeightsUnavailable,
     load_encoder,
 )
-from embeddings.text_towers import trim_padding  # noqa: E402
+from embeddings.encoders.text_towers import trim_padding  # noqa: E402
 
 ARCH = "tiny-clip-xlmr-test"  # text_cfg names the hub model, as open_clip's multilingual configs do
 KUAIREC = Path(__file__).resolve().parents[3] / "shared" / "data" / "kuairec" / "kuairec_caption_category.csv"
@@ -238,11 +238,11 @@ def test_seeded_random_weights_never_read_the_folders_tower_weights(tower):
 
 
 def test_catalog_with_chinese_captions_end_to_end(encoder, tmp_path):
-    from embeddings.catalog import discover_inputs
     from embeddings.job import run_embedding_job
     from embeddings.retrieval_eval import text_to_video_ranks
-    from embeddings.samples import render_clip
     from embeddings.store import EmbeddingFolder
+    from embeddings.video.catalog import discover_inputs
+    from embeddings.video.samples import render_clip
 
     clips = tmp_path / "clips"
     clips.mkdir()
@@ -345,7 +345,7 @@ def test_kuairec_captions_parity_and_distinct(tmp_path):
 
 
 SCRIPT = textwrap.dedent("""
-    from embeddings.encoders import PretrainedWeightsUnavailable, load_encoder
+    from embeddings.encoders.open_clip import PretrainedWeightsUnavailable, load_encoder
     try:
         enc = load_encoder("xlm-roberta-base-ViT-B-32", "none", device="cpu")
     except PretrainedWeightsUnavailable as e:
@@ -372,7 +372,7 @@ def test_xlmr_model_builds_or_fails_with_a_clear_offline_error():
 def test_cli_embed_index_and_search_with_a_text_tower(tower, reference, tmp_path, capsys):
     """`recsys embed --text-tower` records the folder; `recsys search` rebuilds the same text
     encoder from the index manifest and answers a Chinese query."""
-    from embeddings.samples import render_clip
+    from embeddings.video.samples import render_clip
     from recsys.cli import main
 
     clips = tmp_path / "clips"

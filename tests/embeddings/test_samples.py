@@ -1,4 +1,4 @@
-"""Tests for embeddings.samples: captions must describe what the clips show, and interaction
+"""Tests for embeddings.video.samples: captions must describe what the clips show, and interaction
 logs must be reproducible and carry the taste structure they claim."""
 
 from __future__ import annotations
@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embeddings.samples import (
+from embeddings.video.decode import probe_video
+from embeddings.video.samples import (
     BACKGROUND,
     COLORS,
     SHAPES,
@@ -16,7 +17,7 @@ from embeddings.samples import (
     render_clip,
     render_frames,
 )
-from embeddings.video import probe_video, read_segment
+from embeddings.video.segment import read_segment
 
 
 def _foreground(frame: np.ndarray) -> np.ndarray:

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from embeddings.sampling import SAMPLING_STRATEGIES, FrameSampler
-from embeddings.video import VideoDecodeError, sample_frames, write_video
+from embeddings.video.decode import VideoDecodeError, sample_frames
+from embeddings.video.sampling import SAMPLING_STRATEGIES, FrameSampler
+from embeddings.video.write import write_video
 from tests.embeddings.test_video import frame_index, index_frames
 
 
@@ -111,7 +112,7 @@ def test_bad_settings_and_inputs(tmp_path):
 
 
 def test_decode_downscale_never_takes_the_short_side_below_the_encoders_resize():
-    from embeddings.video import _scaled_size
+    from embeddings.video.decode import _scaled_size
 
     assert _scaled_size(1280, 720, 256) == (256, 144)  # no floor: the longer side rules
     assert _scaled_size(1280, 720, 256, 224) == (398, 224)  # floor: stop at the encoder's 224
@@ -124,8 +125,8 @@ def test_decode_downscale_never_takes_the_short_side_below_the_encoders_resize()
 
 @pytest.mark.parametrize("bad", [0, -224, 22.4, "224"])
 def test_min_short_is_checked(bad, tmp_path):
-    from embeddings.sampling import FrameSampler
-    from embeddings.video import sample_frames
+    from embeddings.video.decode import sample_frames
+    from embeddings.video.sampling import FrameSampler
 
     with pytest.raises(ValueError, match="min_short"):
         sample_frames(tmp_path / "any.mp4", 2, max_side=256, min_short=bad)
@@ -136,11 +137,11 @@ def test_min_short_is_checked(bad, tmp_path):
 def test_job_readers_decode_at_the_encoders_resize_size(tmp_path, monkeypatch):
     """The reader hands the encoder frames whose shorter side is the encoder's resize size,
     so open_clip's Resize is a no-op instead of an upscale of a 40-pixel-long frame."""
-    from embeddings.encoders import TINY_MODEL, load_encoder
-    from embeddings.frame_transform import FrameTransform
+    from embeddings.encoders.open_clip import TINY_MODEL, load_encoder
+    from embeddings.encoders.preprocess import FrameTransform
     from embeddings.job import read_input
-    from embeddings.samples import render_clip
-    from embeddings.sampling import FrameSampler
+    from embeddings.video.samples import render_clip
+    from embeddings.video.sampling import FrameSampler
 
     enc = load_encoder(TINY_MODEL, "none", device="cpu")
     ft = FrameTransform(enc.transform)

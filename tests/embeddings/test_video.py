@@ -1,4 +1,4 @@
-"""Tests for embeddings.video: clips rendered here encode their frame index in their colour,
+"""Tests for embeddings.video.decode: clips rendered here encode their frame index in their colour,
 so a sampled frame's colour says which frame it is and when it should be shown."""
 
 from __future__ import annotations
@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from embeddings.video import (
+from embeddings.video.decode import (
     IMAGE_EXTENSIONS,
     VIDEO_EXTENSIONS,
     VideoDecodeError,
     list_media,
     probe_video,
-    read_segment,
     rotate_frames,
     sample_frames,
-    write_video,
 )
+from embeddings.video.segment import read_segment
+from embeddings.video.write import write_video
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 

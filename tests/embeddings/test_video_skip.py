@@ -1,5 +1,5 @@
 """Non-reference frames before a target are not decoded, and the sampled frames stay bit-identical
-to a plain decode (embeddings.video._Reader.skip_before)."""
+to a plain decode (embeddings.video.decode._Reader.skip_before)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import av
 import numpy as np
 import pytest
 
-from embeddings.sampling import FrameSampler
-from embeddings.video import _probe_open, _sample, list_media, sample_frames, write_video
+from embeddings.video.decode import _probe_open, _sample, list_media, sample_frames
+from embeddings.video.sampling import FrameSampler
+from embeddings.video.write import write_video
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 

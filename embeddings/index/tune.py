@@ -1,7 +1,7 @@
 """Choose, build and tune an index to a memory budget and a latency target, by measurement.
 
 :func:`rank_factories` is pure: from ``(n, d, memory budget, latency target)`` it returns
-ranked ``(factory_string, reason)`` pairs (memory model of :mod:`embeddings.index_choice`
+ranked ``(factory_string, reason)`` pairs (memory model of :mod:`embeddings.index.factory`
 plus a latency model below). :func:`build_tuned` then builds the first candidate, sweeps
 its search knob (``nprobe`` for IVF, ``efSearch`` for HNSW) with :func:`tune_search_params`,
 measuring Recall@10 against exact search on a held-out sample and single-query latency, and
@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from embeddings.index_choice import choose_factory, format_bytes, parse_size
+from embeddings.index.factory import choose_factory, format_bytes, parse_size
 
 __all__ = ["rank_factories", "exact_knn", "recall_at_k", "tune_search_params", "build_tuned",
            "holdout_queries"]
@@ -47,15 +47,15 @@ def rank_factories(n_vectors: int, dim: int, *, max_memory_bytes: int | str | No
     n_vectors, dim : int
         Collection size and vector dimension.
     max_memory_bytes : int, str or None
-        Memory budget (``"1G"``, see :func:`embeddings.index_choice.parse_size`): candidates
-        whose resident index fits (:func:`embeddings.index_choice.choose_factory`) and whose
-        in-memory build peak fits (:func:`embeddings.index_plan.plan_build`).
+        Memory budget (``"1G"``, see :func:`embeddings.index.factory.parse_size`): candidates
+        whose resident index fits (:func:`embeddings.index.factory.choose_factory`) and whose
+        in-memory build peak fits (:func:`embeddings.index.plan.plan_build`).
     latency_ms : float or None
         Target milliseconds per single query; a ``Flat`` scan whose modelled latency
         (``4*n*d / FLAT_BYTES_PER_MS``) exceeds it is ranked last.
     metric : {"ip", "l2"}
     nlist : int, optional
-        IVF list count (default :func:`embeddings.index_choice.default_nlist`).
+        IVF list count (default :func:`embeddings.index.factory.default_nlist`).
 
     Returns
     -------
@@ -91,10 +91,10 @@ def rank_factories(n_vectors: int, dim: int, *, max_memory_bytes: int | str | No
 
 
 def _buildable(ranked, n_vectors, dim, max_memory_bytes, metric):
-    """Keep candidates whose in-memory build fits the budget (:func:`embeddings.index_plan.plan_build`:
+    """Keep candidates whose in-memory build fits the budget (:func:`embeddings.index.plan.plan_build`:
     id tables, training sample and add batch on top of the resident index); reasons gain the
     estimated build peak. Raises ValueError naming every refusal when none is left."""
-    from embeddings.index_plan import plan_build
+    from embeddings.index.plan import plan_build
 
     kept, refused = [], []
     for factory, reason in ranked:
@@ -111,7 +111,7 @@ def _buildable(ranked, n_vectors, dim, max_memory_bytes, metric):
     if not kept:
         raise ValueError("max_memory_bytes: no candidate's build fits the budget: " + "; ".join(refused)
                          + ". Fix: raise the budget, or build an IVF index on disk "
-                           "(embeddings.index_shards.build_sharded, `recsys index build --on-disk yes`)")
+                           "(embeddings.index.shards.build_sharded, `recsys index build --on-disk yes`)")
     return kept
 
 
@@ -323,7 +323,7 @@ def build_tuned(embeddings: np.ndarray, ids: Sequence[str], *, max_memory: int |
     ValueError
         As :func:`rank_factories` and :meth:`VideoIndex.build`.
     """
-    from embeddings.index import VideoIndex
+    from embeddings.index.video_index import VideoIndex
 
     id_list = list(ids)
     n, d = embeddings.shape
@@ -334,7 +334,7 @@ def build_tuned(embeddings: np.ndarray, ids: Sequence[str], *, max_memory: int |
         rows, queries, truth_rows = holdout_queries(embeddings, n_queries, seed=seed, metric=metric)
         own = id_arr[rows]
     else:
-        from embeddings.index_choice import validate_embeddings
+        from embeddings.index.factory import validate_embeddings
 
         queries = validate_embeddings(queries, d, metric=metric, check_norm=False, name="queries")
         truth_rows, own = exact_knn(queries, embeddings, 10, metric=metric), None

@@ -2,7 +2,7 @@
 
 The ground truth is exact search (``faiss.IndexFlatIP`` / ``IndexFlatL2``) computed once and
 cached under a key that hashes the data, ``k`` and the metric; every factory string is built
-through :class:`embeddings.index.VideoIndex` (the index users search) and swept over its search
+through :class:`embeddings.index.video_index.VideoIndex` (the index users search) and swept over its search
 knob (``nprobe`` for IVF, ``efSearch`` for HNSW), in batch mode (all queries in one call) and
 single-query mode (one call per query), with the faiss thread count fixed and reported.
 
@@ -25,7 +25,7 @@ import faiss
 import numpy as np
 
 from embeddings._io import save_npy, write_json
-from embeddings.index import VideoIndex
+from embeddings.index.video_index import VideoIndex
 
 log = logging.getLogger(__name__)
 

@@ -1,11 +1,11 @@
-"""Saving and loading :class:`embeddings.index.VideoIndex` folders.
+"""Saving and loading :class:`embeddings.index.video_index.VideoIndex` folders.
 
 Layout: ``index.faiss`` (faiss ``write_index``), ``ids.parquet`` (``video_id``, ``faiss_id``),
 ``metadata.parquet`` and ``manifest.json`` (factory string, dimension, metric, count, encoder,
 measured tuning, build plan, sha256 checksums). The folder is written to a temporary sibling and
 renamed into place (:func:`embeddings._io.atomic_dir`); loading verifies the manifest and checksums.
 
-On-disk IVF indexes (built by :func:`embeddings.index_shards.build_sharded`) add
+On-disk IVF indexes (built by :func:`embeddings.index.shards.build_sharded`) add
 ``index.ivfdata``: faiss ``OnDiskInvertedLists`` data, memory-mapped at search time. faiss
 stores the data file's path inside ``index.faiss`` and opens it from there; we store the bare
 name ``index.ivfdata`` and, at load time, rewrite it in the (small) header to the file inside
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from embeddings._io import atomic_dir, file_sha256, json_default
-from embeddings.index_choice import check_encoder
+from embeddings.index.factory import check_encoder
 
 __all__ = ["FORMAT_VERSION", "IVFDATA", "IndexFileError", "save_index", "load_index",
            "ondisk_lists"]
@@ -77,7 +77,7 @@ def save_index(vi, folder, *, ivfdata=None) -> Path:
     The manifest holds ``format_version``, ``factory_string``, ``dim``, ``metric``,
     ``ntotal``, ``next_id``, ``encoder``, ``created`` (UTC ISO 8601), ``checksums``
     (sha256 per file), ``tombstones``, ``check_norm``, ``faiss_version``, ``tuning``
-    (measured search parameters and Recall@10, see :mod:`embeddings.index_tune`, or None),
+    (measured search parameters and Recall@10, see :mod:`embeddings.index.tune`, or None),
     ``ivfdata`` (``"index.ivfdata"`` or None) and ``build`` (the memory plan and timings of
     the build, ``vi.build_info``, or None).
 

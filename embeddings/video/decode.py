@@ -40,8 +40,6 @@ __all__ = [
     "list_media",
     "probe_video",
     "sample_frames",
-    "read_segment",
-    "write_video",
     "rotate_frames",
 ]
 
@@ -596,9 +594,3 @@ def sample_frames(path, n_frames: int = 8, *, max_side: int | None = None,
         return SampledFrames(frames, times, info, reader.n_decoded)
     finally:
         reader.close()
-
-
-# read_segment and write_video live in their own modules; re-exported so `from embeddings.video import
-# read_segment, write_video` keeps working
-from embeddings.video_segment import read_segment  # noqa: E402
-from embeddings.video_write import write_video  # noqa: E402

@@ -8,7 +8,7 @@ encoder needed (``benchmarks/bench_embed.py``). :class:`FrameTransform` runs the
 transform (resize, crop, mode) with PIL, as the transform itself does, and its tensor steps
 (``ToTensor`` and ``Normalize``) as numpy float32 arithmetic, which is single-threaded and gives the
 same bits as torch: elementwise IEEE float32 ``x / 255``, ``x - mean``, ``x / std`` in the same order
-(a test checks equality with :meth:`embeddings.encoders.ClipEncoder.preprocess`).
+(a test checks equality with :meth:`embeddings.encoders.open_clip.ClipEncoder.preprocess`).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ class FrameTransform:
     Parameters
     ----------
     transform : callable
-        PIL image -> float32 tensor ``(C, S, S)``, e.g. :attr:`embeddings.encoders.ClipEncoder.transform`.
+        PIL image -> float32 tensor ``(C, S, S)``, e.g. :attr:`embeddings.encoders.open_clip.ClipEncoder.transform`.
         A torchvision ``Compose`` whose steps after the PIL ones are one ``ToTensor`` (or a subclass
         such as open_clip's ``MaybeToTensor``) and then ``Normalize`` steps runs them in numpy. Any other
         transform runs as given, image by image (torch ops included); this is logged as a warning
@@ -42,7 +42,7 @@ class FrameTransform:
     input_short_side : int or None
         The shorter-side size of the transform's first ``Resize`` step (e.g. 224), or None when
         it has none of that form. Readers decode frames down to no less than this on the shorter
-        side (see :func:`embeddings.video.sample_frames` ``min_short``), so that resize only
+        side (see :func:`embeddings.video.decode.sample_frames` ``min_short``), so that resize only
         shrinks or keeps, never upscales.
 
     Notes
@@ -100,7 +100,7 @@ class FrameTransform:
         """
         import torch
 
-        from embeddings.encoders import _as_pil_images
+        from embeddings.encoders.open_clip import _as_pil_images
 
         images = _as_pil_images(frames)
         if not self.numpy_tensor_steps:

@@ -7,7 +7,7 @@ add a block of rows (read from the ``.npy`` files with plain file reads, one bat
 with their int64 ids and write a shard index; (3) the shards' inverted lists are merged,
 either into one ``OnDiskInvertedLists`` file (``index.ivfdata``, memory-mapped at search
 time, so neither the build nor the search needs the collection in RAM) or into memory; (4) the
-result is saved as a normal :class:`embeddings.index.VideoIndex` folder (``index.faiss``,
+result is saved as a normal :class:`embeddings.index.video_index.VideoIndex` folder (``index.faiss``,
 ``ids.parquet``, ``metadata.parquet``, ``manifest.json`` with checksums and the build plan,
 plus ``index.ivfdata`` on disk) that ``VideoIndex.load`` opens, wherever the folder is moved.
 
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from embeddings.index_lists import add_presized, release_freed_memory
+from embeddings.index.lists import add_presized, release_freed_memory
 
 __all__ = ["NpyRows", "build_sharded", "build_from_embedding_folder"]
 
@@ -133,7 +133,7 @@ def _add_shard(trained_file: str, files: list[str], start: int, stop: int, out_f
     """Worker: add rows ``start:stop`` (ids = row numbers) to the trained index, write it."""
     import faiss
 
-    from embeddings.index_choice import validate_embeddings
+    from embeddings.index.factory import validate_embeddings
 
     faiss.omp_set_num_threads(threads)
     index = faiss.read_index(trained_file)
@@ -217,10 +217,10 @@ def build_sharded(vectors, ids: Sequence[str], out, *, factory_string: str, metr
         An IVF factory string (``"IVF1024,SQ8"``, ``"IVF4096,PQ64x8"``, ``"OPQ16_64,IVF..."``).
     metric : {"ip", "l2"}
     metadata, encoder, check_norm, seed, device :
-        As :meth:`embeddings.index.VideoIndex.build` (training runs on the GPU when asked).
+        As :meth:`embeddings.index.video_index.VideoIndex.build` (training runs on the GPU when asked).
     max_memory_bytes : int, str or None
         Memory budget: training-sample rows, batch and shard sizes follow
-        :func:`embeddings.index_plan.plan_build`; refused when nothing fits.
+        :func:`embeddings.index.plan.plan_build`; refused when nothing fits.
     on_disk : bool or None
         Merge into ``out/index.ivfdata`` (True), into memory (False), or as the plan says
         (None: on disk only when the in-memory index would not fit the budget).
@@ -248,14 +248,18 @@ def build_sharded(vectors, ids: Sequence[str], out, *, factory_string: str, metr
     ValueError
         A non-IVF factory string (names IVF alternatives), bad ids/metadata/sizes, bad vectors
         (NaN/inf or non-unit rows, named by row), too few training rows, or a budget nothing
-        fits (from :func:`embeddings.index_plan.plan_build`).
+        fits (from :func:`embeddings.index.plan.plan_build`).
     """
     import faiss
 
-    from embeddings.index import VideoIndex, _resolve_device, disable_polysemous_training
-    from embeddings.index_choice import normalize_metadata, validate_embeddings, validate_ids
-    from embeddings.index_io import save_index
-    from embeddings.index_plan import plan_build
+    from embeddings.index.factory import normalize_metadata, validate_embeddings, validate_ids
+    from embeddings.index.io import save_index
+    from embeddings.index.plan import plan_build
+    from embeddings.index.video_index import (
+        VideoIndex,
+        _resolve_device,
+        disable_polysemous_training,
+    )
 
     for name, value in (("n_workers", n_workers), ("threads_per_worker", threads_per_worker)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -363,7 +367,7 @@ def build_from_embedding_folder(emb_dir, out, *, metadata: pd.DataFrame, factory
 
     IVF factory strings go through :func:`build_sharded` (batches read from the files, in
     memory or on disk as the plan says); other strings (``"Flat"``, ``"HNSW32,Flat"``) are
-    built in memory by :meth:`embeddings.index.VideoIndex.build` under the same budget, when
+    built in memory by :meth:`embeddings.index.video_index.VideoIndex.build` under the same budget, when
     no worker processes or on-disk lists are asked for, and saved to ``out``.
 
     Parameters
@@ -395,7 +399,7 @@ def build_from_embedding_folder(emb_dir, out, *, metadata: pd.DataFrame, factory
     """
     import faiss
 
-    from embeddings.index import VideoIndex
+    from embeddings.index.video_index import VideoIndex
     from embeddings.store import SHARD_DIR, EmbeddingFolder
 
     folder = EmbeddingFolder.open(emb_dir)

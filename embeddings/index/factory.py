@@ -1,5 +1,5 @@
 """Pure functions that pick a FAISS index factory string under a memory budget,
-and the input checks ``embeddings.index.VideoIndex`` shares.
+and the input checks ``embeddings.index.video_index.VideoIndex`` shares.
 
 Nothing here touches faiss: ``choose_factory`` ranks factory strings with a short
 reason each, ``estimate_memory_bytes`` gives the memory model behind the ranking,
@@ -279,7 +279,7 @@ def choose_factory(
 
 
 # ------------------------------------------------------------------------------------------
-# Input checks shared by VideoIndex (kept here so embeddings/index.py stays small).
+# Input checks shared by VideoIndex (kept here so embeddings/index/video_index.py stays small).
 # ------------------------------------------------------------------------------------------
 
 #: Rows of an ``"ip"`` index must have ``| ||x|| - 1 | <= NORM_TOLERANCE``.

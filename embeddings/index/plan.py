@@ -2,10 +2,10 @@
 
 :func:`plan_build` turns ``(factory_string, n, d, budget)`` into a :class:`BuildPlan`: how many
 rows to train on, how many to add per faiss call, whether the index is built in memory or
-streamed into on-disk inverted lists (:mod:`embeddings.index_shards`), and the estimated peak.
+streamed into on-disk inverted lists (:mod:`embeddings.index.shards`), and the estimated peak.
 When neither path fits the budget it raises a ``ValueError`` naming what is needed, what was
-given and the fix. :meth:`embeddings.index.VideoIndex.build` and
-:func:`embeddings.index_shards.build_sharded` both follow the plan and save it in the manifest
+given and the fix. :meth:`embeddings.index.video_index.VideoIndex.build` and
+:func:`embeddings.index.shards.build_sharded` both follow the plan and save it in the manifest
 (``"build"``).
 
 What the budget bounds: the memory the build itself allocates (id tables, training sample,
@@ -23,9 +23,9 @@ id tables         ``n * ID_TABLE_BYTES`` = 400: the resident ``video_id`` string
                   array, lookup dict, metadata frame and int64 ids (192 B/vector measured)
                   plus the copies made when they are written to and read back from
                   Parquet (~190 B/vector more measured at 200k; pyarrow keeps its pool)
-resident index    :func:`embeddings.index_choice.estimate_memory_bytes` (or faiss's code
+resident index    :func:`embeddings.index.factory.estimate_memory_bytes` (or faiss's code
                   size for other strings); inverted lists of plain IVF-Flat/SQ/PQ are
-                  sized once (:mod:`embeddings.index_lists`, exact); others grow as
+                  sized once (:mod:`embeddings.index.lists`, exact); others grow as
                   ``std::vector`` (capacity doubling): ``LIST_GROWTH`` = 1.5 x the codes
                   (1.17-1.64 measured, by how batches fall; 2 at worst)
 training          ``TRAIN_COPIES * train_rows * d * 4`` (the float32 sample and its
@@ -44,8 +44,8 @@ import logging
 import math
 from dataclasses import asdict, dataclass
 
-from embeddings.index_choice import estimate_memory_bytes, format_bytes, parse_size
-from embeddings.index_lists import _PRESIZABLE
+from embeddings.index.factory import estimate_memory_bytes, format_bytes, parse_size
+from embeddings.index.lists import _PRESIZABLE
 
 __all__ = ["BuildPlan", "plan_build", "resident_bytes", "ID_TABLE_BYTES", "LIST_GROWTH",
            "TRAIN_COPIES", "ADD_COPIES", "WORKER_BYTES", "ADD_BATCH_MAX", "ADD_BATCH_MIN"]
@@ -215,7 +215,7 @@ def plan_build(factory_string: str, n_vectors: int, dim: int, *,
         Any faiss factory string (without ``IDMap``).
     n_vectors, dim : int
     max_memory_bytes : int, str or None
-        Budget (``"1G"``, :func:`embeddings.index_choice.parse_size`); None: no limit,
+        Budget (``"1G"``, :func:`embeddings.index.factory.parse_size`); None: no limit,
         faiss defaults (training sample ``min(n, 256 * nlist)``, batches of 65,536 rows).
     metric : {"ip", "l2"}
     train_sample : int, optional
@@ -234,7 +234,7 @@ def plan_build(factory_string: str, n_vectors: int, dim: int, *,
         Rows per shard for the sharded path; default the most that fit the budget, at most
         ``ceil(n / n_workers)``.
     sharded : bool
-        The build adds shards and merges them (:func:`embeddings.index_shards.build_sharded`):
+        The build adds shards and merges them (:func:`embeddings.index.shards.build_sharded`):
         merged in memory, the full lists and one shard's lists coexist while merging.
 
     Returns
@@ -340,7 +340,7 @@ def plan_build(factory_string: str, n_vectors: int, dim: int, *,
         what = "on disk" if use_disk else "in memory"
         other = ("" if disk_peak is None or use_disk else
                  f"; streaming the lists to disk would need ~{format_bytes(disk_peak)} (Fix: "
-                 "embeddings.index_shards.build_sharded or `recsys index build --on-disk yes`)")
+                 "embeddings.index.shards.build_sharded or `recsys index build --on-disk yes`)")
         if disk_peak is None and is_ivf:
             other = "; on disk, no shard of at least one add batch fits either"
         raise ValueError(

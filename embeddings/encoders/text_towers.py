@@ -4,7 +4,7 @@ open_clip builds these towers from ``text_cfg.hf_model_name`` (``open_clip.hf_mo
 ``AutoConfig.from_pretrained`` then ``AutoModel``) and tokenizes with ``text_cfg.hf_tokenizer_name``
 (``open_clip.tokenizer.HFTokenizer``: ``AutoTokenizer.from_pretrained``, padded to the context
 length, 77 unless the config says otherwise). Both names are Hugging Face hub ids, so even random
-weights need the hub (or a filled Hugging Face cache). This module lets :func:`embeddings.encoders.load_encoder`
+weights need the hub (or a filled Hugging Face cache). This module lets :func:`embeddings.encoders.open_clip.load_encoder`
 point both at a LOCAL folder instead (its ``text_tower=`` argument), and holds the text fast path
 for these towers.
 

@@ -1,12 +1,12 @@
 """Frame sampling strategies: which frames of a clip the encoder sees.
 
 Four strategies, one entry point (:meth:`FrameSampler.sample`), all returning
-:class:`embeddings.video.SampledFrames` (uint8 RGB frames with rotation applied, timestamps in
+:class:`embeddings.video.decode.SampledFrames` (uint8 RGB frames with rotation applied, timestamps in
 seconds from the first frame). Still images give their single frame whatever the strategy.
 
 ``"uniform"`` (default)
     ``n_frames`` frames at the centres of equal time slices, by seeking
-    (:func:`embeddings.video.sample_frames`).
+    (:func:`embeddings.video.decode.sample_frames`).
 ``"fps"``
     One frame every ``1 / fps`` seconds: targets ``j / fps`` for ``j = 0, 1, ...`` while below the
     duration, each the first frame at or after its target. Decoding seeks when a keyframe lies
@@ -45,7 +45,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from embeddings.video import (
+from embeddings.video.decode import (
     IMAGE_EXTENSIONS,
     SampledFrames,
     VideoDecodeError,
@@ -231,7 +231,7 @@ def shot_boundaries(reader, duration_s: float, threshold: float = 0.4, min_shot_
 
     Parameters
     ----------
-    reader : embeddings.video._Reader
+    reader : embeddings.video.decode._Reader
         An open reader (from ``_probe_open``); it is rewound to the start and decoded in full.
     duration_s : float
         The clip's duration in seconds (end of the last shot).

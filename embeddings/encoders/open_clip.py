@@ -10,7 +10,7 @@ One entry point, :func:`load_encoder`, builds an open_clip model from
 
 Multilingual models (a Hugging Face text tower such as XLM-RoBERTa: ``xlm-roberta-base-ViT-B-32``,
 ``nllb-clip-base``, ...) take ``text_tower=`` a local folder with that tower's ``config.json`` and
-tokenizer files, so they build offline (see :mod:`embeddings.text_towers`); without it the names in
+tokenizer files, so they build offline (see :mod:`embeddings.encoders.text_towers`); without it the names in
 the open_clip config are fetched from the Hugging Face hub (or its cache).
 
 open_clip's two known traps are closed here: weights that cannot be obtained raise
@@ -50,7 +50,7 @@ from open_clip.pretrained import (
 )
 from PIL import Image
 
-from embeddings.text_towers import (
+from embeddings.encoders.text_towers import (
     check_tower_tokenizer,
     download_hint,
     hf_text_model_name,
@@ -88,7 +88,7 @@ def _register_tiny_model() -> None:
     path = _CONFIG_DIR / f"{TINY_MODEL}.json"
     if not path.is_file():  # open_clip would silently register nothing
         raise FileNotFoundError(f"{path} is missing: the package was installed without its "
-                                "package data (embeddings/configs/*.json); reinstall it.")
+                                "package data (embeddings/encoders/configs/*.json); reinstall it.")
     open_clip.add_model_config(path)
 
 
@@ -255,7 +255,7 @@ class ClipEncoder:
 
         Hugging Face text towers (multilingual models) skip that path; their token columns that
         are padding in every row of the batch are dropped instead
-        (:func:`embeddings.text_towers.trim_padding`: padding is masked out of attention and
+        (:func:`embeddings.encoders.text_towers.trim_padding`: padding is masked out of attention and
         pooling, so the result equals ``model.encode_text`` on the full 77 columns up to float
         rounding). Unknown characters become the tokenizer's unknown token.
 

@@ -1,5 +1,5 @@
-"""Decode one time segment of a video at its native or a chosen frame rate (split out of
-:mod:`embeddings.video`, which re-exports :func:`read_segment`)."""
+"""Decode one time segment of a video at its native or a chosen frame rate (uses the private
+helpers of :mod:`embeddings.video.decode`; :mod:`embeddings.video` re-exports :func:`read_segment`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from embeddings.video import (
+from embeddings.video.decode import (
     IMAGE_EXTENSIONS,
     VideoDecodeError,
     _probe_open,

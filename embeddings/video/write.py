@@ -1,4 +1,4 @@
-"""Encode RGB frames to a video file with PyAV (split out of :mod:`embeddings.video`)."""
+"""Encode RGB frames to a video file with PyAV (split out of :mod:`embeddings.video.decode`)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Frame-level (element-level) retrieval: one vector per sampled frame, results per video.
 
-A :class:`FrameIndex` holds a :class:`embeddings.index.VideoIndex` whose entries are frames
+A :class:`FrameIndex` holds a :class:`embeddings.index.video_index.VideoIndex` whose entries are frames
 (external id ``"{video_id}#{frame_rank}"``, metadata ``video_id``, ``timestamp_s``,
 ``frame_rank``). A search ranks videos by their best frame (max over frames) and returns
 the timestamp of that frame. Video-level retrieval over pooled vectors is the ordinary
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from embeddings.index import VideoIndex
+from embeddings.index.video_index import VideoIndex
 
 __all__ = ["FrameIndex", "FrameSearchResult", "build_video_and_frame_indexes", "frame_id"]
 

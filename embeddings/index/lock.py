@@ -1,4 +1,4 @@
-"""The reader/writer lock of :class:`embeddings.index.VideoIndex`.
+"""The reader/writer lock of :class:`embeddings.index.video_index.VideoIndex`.
 
 Searches read, add/remove/upsert/set_search_params write. Two reader protocols share the lock:
 the general search path takes a plain mutex, the one-query serving path announces itself

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from embeddings.video import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, list_media
+from embeddings.video.decode import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, list_media
 
 __all__ = ["CatalogError", "discover_inputs", "inputs_fingerprint"]
 
@@ -24,7 +24,7 @@ def discover_inputs(video_dir: str | os.PathLike, captions: str | os.PathLike | 
     ----------
     video_dir : path-like
         Folder searched recursively for videos and still images (extensions in
-        ``embeddings.video.VIDEO_EXTENSIONS`` and ``IMAGE_EXTENSIONS``).
+        ``embeddings.video.decode.VIDEO_EXTENSIONS`` and ``IMAGE_EXTENSIONS``).
     captions : path-like, optional
         CSV with columns ``video_id,path,caption`` (``caption`` optional); ``path`` is absolute or
         relative to ``video_dir`` (else to the CSV's folder). Extra columns are kept as metadata.

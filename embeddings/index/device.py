@@ -1,4 +1,4 @@
-"""Where a :class:`embeddings.index.VideoIndex` trains and searches: device strings and GPU copies."""
+"""Where a :class:`embeddings.index.video_index.VideoIndex` trains and searches: device strings and GPU copies."""
 
 from __future__ import annotations
 

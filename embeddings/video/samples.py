@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from embeddings._io import atomic_path
-from embeddings.video import write_video
+from embeddings.video.write import write_video
 
 logger = logging.getLogger(__name__)
 

@@ -34,7 +34,8 @@ import faiss
 import numpy as np
 import pandas as pd
 
-from embeddings.index_choice import (
+from embeddings.index.device import GPU_MAX_K, _resolve_device, _to_gpu
+from embeddings.index.factory import (
     choose_factory,
     default_nlist,
     normalize_metadata,
@@ -43,11 +44,10 @@ from embeddings.index_choice import (
     validate_embeddings,
     validate_ids,
 )
-from embeddings.index_device import GPU_MAX_K, _resolve_device, _to_gpu
-from embeddings.index_io import FORMAT_VERSION, IndexFileError, load_index, save_index
-from embeddings.index_lists import add_presized, release_freed_memory
-from embeddings.index_lock import _GIL, _Read, _ReadWriteLock, _Write
-from embeddings.index_plan import plan_build
+from embeddings.index.io import FORMAT_VERSION, IndexFileError, load_index, save_index
+from embeddings.index.lists import add_presized, release_freed_memory
+from embeddings.index.lock import _GIL, _Read, _ReadWriteLock, _Write
+from embeddings.index.plan import plan_build
 
 __all__ = [
     "FORMAT_VERSION",
@@ -150,7 +150,7 @@ def add_in_batches(index, x: np.ndarray, ids: np.ndarray, *, batch_size: int = A
 
     ``x`` float32 ``(n, d)`` (a ``np.memmap`` works: each slice is read when added), ``ids``
     int64 ``(n,)``. Temporary memory is bounded by one batch. Plain IVF-Flat/SQ/PQ indexes
-    get their lists sized once (:func:`embeddings.index_lists.add_presized`: same entries,
+    get their lists sized once (:func:`embeddings.index.lists.add_presized`: same entries,
     no ``std::vector`` doubling slack).
     """
     n = len(x)
@@ -237,10 +237,10 @@ class VideoIndex:
             fewer when a budget says so.
         max_memory_bytes : int or str, optional
             Memory budget (see :func:`parse_size`): picks the index for ``"auto"`` and
-            bounds the build (:func:`embeddings.index_plan.plan_build`: training-sample rows
+            bounds the build (:func:`embeddings.index.plan.plan_build`: training-sample rows
             and rows per add call derived from it, estimated peak logged and saved in the
             manifest as ``build``). A build that cannot fit in memory is refused; the error
-            says when the on-disk build (:func:`embeddings.index_shards.build_sharded`) fits.
+            says when the on-disk build (:func:`embeddings.index.shards.build_sharded`) fits.
             Input vectors the caller holds are not counted.
         device : {"auto", "cpu", "cuda", "cuda:N"}
             Where faiss sees GPUs (``auto``) or when asked for: IVF training (k-means, the
@@ -769,14 +769,14 @@ class VideoIndex:
 
     # ---------------------------------------------------------------- persist
     def save(self, folder) -> Path:
-        """Write ``folder`` atomically (see :func:`embeddings.index_io.save_index`)."""
+        """Write ``folder`` atomically (see :func:`embeddings.index.io.save_index`)."""
         with _Read(self._lock):
             return save_index(self, folder)
 
     @classmethod
     def load(cls, folder, *, expected_encoder: dict | None = None, mmap: bool = False,
              verify_checksums: bool = True, device: str = "auto") -> VideoIndex:
-        """Load a folder written by :meth:`save` (see :func:`embeddings.index_io.load_index`:
+        """Load a folder written by :meth:`save` (see :func:`embeddings.index.io.load_index`:
         ``expected_encoder`` check, ``mmap`` for IVF lists, checksum verification; raises
         IndexFileError / ValueError). ``device`` as in :meth:`use_device` (``auto``: search
         on the GPU where faiss sees one)."""

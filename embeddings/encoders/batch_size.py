@@ -30,7 +30,7 @@ def per_image_bytes(encoder) -> int:
 
     Parameters
     ----------
-    encoder : embeddings.encoders.ClipEncoder
+    encoder : embeddings.encoders.open_clip.ClipEncoder
 
     Returns
     -------
@@ -69,7 +69,7 @@ def choose_batch_size(encoder, *, memory_bytes: int | None = None, fraction: flo
 
     Parameters
     ----------
-    encoder : embeddings.encoders.ClipEncoder
+    encoder : embeddings.encoders.open_clip.ClipEncoder
         Needs ``model``, ``image_size``, ``precision`` and ``device``.
     memory_bytes : int or None
         Free memory to plan for; None measures it on the encoder's device
