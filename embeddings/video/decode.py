@@ -8,7 +8,7 @@ land on the same keyframe and decode the same frames again). A long clip is ther
 decoded in full to sample a handful of frames. While decoding toward a target, packets shown
 before it are sent with ``skip_frame = NONREF``: non-reference frames (most B-frames) there are
 never decoded, since no other frame is predicted from them and none of them is the answer, so the
-sampled frames are bit-identical to a plain decode (tests/embeddings/test_video_skip.py); on the 16
+sampled frames are bit-identical to a plain decode (tests/embeddings/video/test_decode_skip.py); on the 16
 shared clips this cut the frames decoded for 8 samples each from 3288 to 1948.
 
 Timestamps are seconds from the first frame of the video stream (the stream's ``start_time``

@@ -13,7 +13,7 @@ from embeddings.video.decode import _probe_open, _sample, list_media, sample_fra
 from embeddings.video.sampling import FrameSampler
 from embeddings.video.write import write_video
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 
 def _moving(n=96, h=48, w=64) -> np.ndarray:

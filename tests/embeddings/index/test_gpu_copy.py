@@ -3,7 +3,7 @@ when it is rebuilt, and what happens for index types faiss cannot run on a GPU.
 
 faiss-cpu has no GPU, so ``_to_gpu`` is replaced by a stand-in that copies the index on the CPU
 (``faiss.clone_index``) and counts its calls; the faiss GPU calls themselves are covered by the
-``gpu``-marked test in test_index.py, which runs where faiss sees a GPU."""
+``gpu``-marked test in test_video_index.py, which runs where faiss sees a GPU."""
 
 from __future__ import annotations
 
@@ -61,7 +61,7 @@ def test_unfiltered_searches_run_on_the_copy_and_filtered_ones_on_the_cpu(fake_g
     rng = np.random.default_rng(0)
     x = _unit(rng, 300)
     ids = [f"v{i}" for i in range(300)]
-    vi = VideoIndex.build(x, ids, factory_string="IVF8,Flat", device="cpu")  # (GPU training: test_index.py)
+    vi = VideoIndex.build(x, ids, factory_string="IVF8,Flat", device="cpu")  # (GPU training: test_video_index.py)
     vi.use_device("cuda:0")
     assert vi.device == "cuda:0" and len(fake_gpu) == 1
     copy = fake_gpu[0]

@@ -24,7 +24,7 @@ from embeddings.video.decode import (
 from embeddings.video.segment import read_segment
 from embeddings.video.write import write_video
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 
 def index_frames(n: int, h: int = 32, w: int = 32) -> np.ndarray:

@@ -10,7 +10,7 @@ from PIL import Image
 from embeddings.video.decode import VideoDecodeError, sample_frames
 from embeddings.video.sampling import SAMPLING_STRATEGIES, FrameSampler
 from embeddings.video.write import write_video
-from tests.embeddings.test_video import frame_index, index_frames
+from tests.embeddings.video.test_decode import frame_index, index_frames
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ from embeddings.encoders.open_clip import (  # noqa: E402
 from embeddings.encoders.text_towers import trim_padding  # noqa: E402
 
 ARCH = "tiny-clip-xlmr-test"  # text_cfg names the hub model, as open_clip's multilingual configs do
-KUAIREC = Path(__file__).resolve().parents[3] / "shared" / "data" / "kuairec" / "kuairec_caption_category.csv"
+KUAIREC = Path(__file__).resolve().parents[4] / "shared" / "data" / "kuairec" / "kuairec_caption_category.csv"
 
 CAPTIONS_ZH = [
     "一个人在餐厅里掰手腕", "两只小猫在沙发上睡觉", "晚饭后，运动一下！", "今天的天空特别蓝",
