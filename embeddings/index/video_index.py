@@ -201,7 +201,7 @@ class VideoIndex:
         self.device = "cpu"
         self._replica = None
         self._gpu_mutex = threading.Lock()
-        self.tuning: dict | None = None  # measured search params + recall (index_tune)
+        self.tuning: dict | None = None  # measured search params + recall (index.tune)
         self.progress = False  # tqdm bar while adding in batches
 
     # ------------------------------------------------------------------ build
