@@ -64,9 +64,9 @@ def pct(xs, q):
 
 
 def bench_query(model: str, n_items: int, n_iter: int, seed: int) -> dict:
-    from embeddings import encoders
-    from embeddings.encoders import load_encoder
-    from embeddings.index import VideoIndex
+    from embeddings.encoders import open_clip as encoders
+    from embeddings.encoders.open_clip import load_encoder
+    from embeddings.index.video_index import VideoIndex
     from generation.backends import Backend
     from generation.backfill import backfill
 
@@ -149,9 +149,9 @@ def _peak(fn):
 def bench_generation(n_clips: int, workdir: Path, quick: bool) -> dict:
     import pandas as pd
 
-    from embeddings.encoders import TINY_MODEL, load_encoder
-    from embeddings.samples import make_sample_catalog
-    from embeddings.video import sample_frames
+    from embeddings.encoders.open_clip import TINY_MODEL, load_encoder
+    from embeddings.video.decode import sample_frames
+    from embeddings.video.samples import make_sample_catalog
     from generation.backends import MontageBackend
 
     out = {}

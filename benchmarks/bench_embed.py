@@ -40,20 +40,20 @@ sys.path.insert(0, str(ROOT))
 from _common import load_note  # noqa: E402
 
 from embeddings._platform import cpu_model  # noqa: E402
-from embeddings.encoders import load_encoder, pool_frames  # noqa: E402
-from embeddings.frame_transform import FrameTransform  # noqa: E402
+from embeddings.encoders.open_clip import load_encoder, pool_frames  # noqa: E402
+from embeddings.encoders.preprocess import FrameTransform  # noqa: E402
 from embeddings.job import discover_inputs, read_input, run_embedding_job  # noqa: E402
-from embeddings.sampling import FrameSampler  # noqa: E402
 from embeddings.store import EmbeddingFolder  # noqa: E402
+from embeddings.video.sampling import FrameSampler  # noqa: E402
 
 MEMORY_CHILD = textwrap.dedent("""
     import json, sys, time
-    from embeddings.encoders import load_encoder
+    from embeddings.encoders.open_clip import load_encoder
     from embeddings.job import discover_inputs, run_embedding_job
     inputs = discover_inputs(sys.argv[1], sys.argv[2])
     enc = load_encoder(sys.argv[4], "none", device="cpu")
     t = time.perf_counter()
-    from embeddings.sampling import FrameSampler
+    from embeddings.video.sampling import FrameSampler
     s = run_embedding_job(inputs, enc, sys.argv[3], sampler=FrameSampler(sys.argv[5]), shard_size=int(sys.argv[6]),
                           batch_size=int(sys.argv[7]), num_workers=int(sys.argv[8]), progress=False)
     # VmHWM: this process's own peak RSS (ru_maxrss would carry the parent's over fork + exec)
@@ -99,7 +99,7 @@ def encode_only(encoder, batches, batch_size) -> tuple[float, int]:
 
 def decoded_frames(paths, n_frames) -> dict:
     """Frames the decoder produced for uniform sampling, with and without skipping non-reference frames."""
-    from embeddings.video import _probe_open, _sample
+    from embeddings.video.decode import _probe_open, _sample
 
     counts = {"skip_nonref": 0, "plain": 0}
     for p in paths:

@@ -70,7 +70,7 @@ def clustered(n: int, d: int, seed: int, n_clusters: int = 1000, noise: float = 
 
 
 def recall(found, truth, k=10):
-    from embeddings.index_tune import recall_at_k
+    from embeddings.index.tune import recall_at_k
 
     return recall_at_k(found, truth, k)
 
@@ -149,7 +149,7 @@ def peer_curves(label, x, xq, gt, metric, nlist, pq_m, n_single, threads, efs, g
     copy to the GPU(s), as rows named ``"<factory> (GPU)"``."""
     import faiss
 
-    from embeddings.index import disable_polysemous_training
+    from embeddings.index.video_index import disable_polysemous_training
 
     mt = faiss.METRIC_INNER_PRODUCT if metric == "ip" else faiss.METRIC_L2
     out, builds = [], {}
@@ -199,7 +199,7 @@ def pq_diagnosis(index, x, xq, gt, metric, n_q=200, depth=100):
     """
     import faiss
 
-    from embeddings.index_tune import exact_knn
+    from embeddings.index.tune import exact_knn
 
     q = xq[:n_q]
     nn = exact_knn(q, x, depth, metric="ip" if metric == "ip" else "l2")
@@ -223,7 +223,7 @@ def pq_diagnosis(index, x, xq, gt, metric, n_q=200, depth=100):
 
 def overhead(x, xq, n_single, reps=7):
     """QPS of VideoIndex.search vs raw faiss on the same index and queries (same run)."""
-    from embeddings.index import VideoIndex
+    from embeddings.index.video_index import VideoIndex
 
     vi = VideoIndex.build(x, [str(i) for i in range(len(x))], factory_string=f"HNSW{M},Flat",
                           check_norm=False)
@@ -267,7 +267,7 @@ def overhead(x, xq, n_single, reps=7):
 
 def auto_vs_peer(x, xq, gt, peer_rows, n_single, tune_queries=None):
     """build_tuned without a memory limit; its QPS vs hnswlib's at the same recall."""
-    from embeddings.index_tune import build_tuned
+    from embeddings.index.tune import build_tuned
 
     ids = [str(i) for i in range(len(x))]
     t = time.perf_counter()
@@ -307,9 +307,9 @@ def status():
 def peak_kib():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
-from embeddings.index_tune import build_tuned, tune_search_params
-from embeddings.index_shards import build_sharded
-from embeddings.index import VideoIndex
+from embeddings.index.tune import build_tuned, tune_search_params
+from embeddings.index.shards import build_sharded
+from embeddings.index.video_index import VideoIndex
 before = status()
 """
 
@@ -406,8 +406,8 @@ def budget_build(n, d, budget, threads, tmp: Path, nlist=None, train_sample=None
     """The automatic choice under ``budget`` (build_tuned over a memory-mapped .npy), and a
     streamed build (build_sharded: input read with file reads, lists on disk when the plan says so)
     of ``stream_factory``, each in a fresh process whose memory is sampled from here."""
-    from embeddings.index_choice import parse_size
-    from embeddings.index_tune import exact_knn
+    from embeddings.index.factory import parse_size
+    from embeddings.index.tune import exact_knn
 
     both = clustered(n + 300, d, seed=7)
     x, q = both[:n], np.ascontiguousarray(both[n:])
@@ -541,7 +541,7 @@ def main(argv=None):
         both = clustered(n_peer + nq, 512, seed=1)  # queries from the same distribution, held out
         x, xq = both[:n_peer], np.ascontiguousarray(both[n_peer:])
         del both
-        from embeddings.index_tune import exact_knn
+        from embeddings.index.tune import exact_knn
 
         t0 = time.perf_counter()
         gt = exact_knn(xq, x, 10)
@@ -572,7 +572,7 @@ def main(argv=None):
         plot(curves, out / "recall_qps.png")
     if not args.skip_budget:
         print(f"automatic choice under a {budget} budget, {n_budget} x 512", flush=True)
-        from embeddings.index_choice import default_nlist
+        from embeddings.index.factory import default_nlist
 
         stream = f"IVF{args.budget_nlist or default_nlist(n_budget)},Flat"  # ~2 GiB at 1M x 512: on disk
         report["auto_budget"] = budget_build(n_budget, 512, budget, args.threads, Path(tempfile.gettempdir()),

@@ -44,12 +44,12 @@ sys.path.insert(0, str(ROOT))
 
 from _common import load_note  # noqa: E402
 
-from embeddings.catalog import discover_inputs  # noqa: E402
-from embeddings.encoders import load_encoder  # noqa: E402
+from embeddings.encoders.open_clip import load_encoder  # noqa: E402
 from embeddings.job import check_job_folder, finish_job, run_embedding_job, write_shard  # noqa: E402
-from embeddings.samples import make_sample_catalog  # noqa: E402
-from embeddings.sampling import FrameSampler  # noqa: E402
 from embeddings.store import EmbeddingFolder  # noqa: E402
+from embeddings.video.catalog import discover_inputs  # noqa: E402
+from embeddings.video.samples import make_sample_catalog  # noqa: E402
+from embeddings.video.sampling import FrameSampler  # noqa: E402
 
 BEYOND = ("Start a head node (`ray start --head`) and >= 2 worker nodes (`ray start --address HEAD:6379`), each "
           "with this package and the same model files installed, the clips on a filesystem every node mounts at "
@@ -251,7 +251,7 @@ def make_vector_folder(out: Path, n: int, d: int, shard: int) -> np.ndarray:
 
 
 def bench_index(args, tmp: Path) -> dict:
-    from embeddings.index import VideoIndex
+    from embeddings.index.video_index import VideoIndex
     from recsys import stages
 
     folder = tmp / "vectors"

@@ -1,13 +1,13 @@
 """The batch embedding job: reader -> mapper -> writer, sharded, streaming and resumable.
 
 * **reader** (a pool of worker threads or processes): decode one file, sample frames with a
-  :class:`embeddings.sampling.FrameSampler`, preprocess them into the encoder's input
-  (:class:`embeddings.frame_transform.FrameTransform`: PIL resize and crop, numpy normalisation, so
+  :class:`embeddings.video.sampling.FrameSampler`, preprocess them into the encoder's input
+  (:class:`embeddings.encoders.preprocess.FrameTransform`: PIL resize and crop, numpy normalisation, so
   no reader thread starts torch threads of its own). PyAV, PIL and numpy release the GIL while
   decoding, resizing and normalising, so threads overlap with encoding; ``executor="process"`` runs
   readers in spawned processes instead.
   At most ``prefetch`` inputs are in flight, so memory does not grow with the catalog.
-* **mapper**: :meth:`embeddings.encoders.ClipEncoder.encode_preprocessed` on batches of
+* **mapper**: :meth:`embeddings.encoders.open_clip.ClipEncoder.encode_preprocessed` on batches of
   ``batch_size`` frames, gathered across inputs; it knows nothing of files.
 * **writer**: one shard of ``.npy`` + Parquet at a time, each file written to a temporary name and
   renamed; the shard's Parquet is written last, so a shard is finished exactly when its Parquet
@@ -35,10 +35,8 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from embeddings._io import save_npy, write_json, write_parquet
-from embeddings.catalog import CatalogError, discover_inputs, inputs_fingerprint
-from embeddings.encoders import pool_frames
-from embeddings.frame_transform import FrameTransform
-from embeddings.sampling import FrameSampler
+from embeddings.encoders.open_clip import pool_frames
+from embeddings.encoders.preprocess import FrameTransform
 from embeddings.store import (
     SHARD_DIR,
     STORAGE_DTYPES,
@@ -46,7 +44,9 @@ from embeddings.store import (
     shard_name,
     write_manifest,
 )
-from embeddings.video import VideoDecodeError
+from embeddings.video.catalog import CatalogError, discover_inputs, inputs_fingerprint
+from embeddings.video.decode import VideoDecodeError
+from embeddings.video.sampling import FrameSampler
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class JobSummary:
     n_shards_skipped : int
         Shards already finished by an earlier run (resume) and not redone.
     batch_size : int
-        Frames per encoder call (chosen by :func:`embeddings.batch_size.choose_batch_size` when
+        Frames per encoder call (chosen by :func:`embeddings.encoders.batch_size.choose_batch_size` when
         not given).
     seconds : dict
         Seconds per stage in this run: ``read`` (decode + preprocess, summed over workers, so it
@@ -107,7 +107,7 @@ def read_input(path: str, sampler: FrameSampler, max_side: int | None, transform
 
     ``transform`` is the encoder's per-image transform or a :class:`FrameTransform` made from it
     (build it once: the job does); either way the frames are preprocessed by a ``FrameTransform``,
-    which runs no torch op on the reader's thread when it can (see :mod:`embeddings.frame_transform`).
+    which runs no torch op on the reader's thread when it can (see :mod:`embeddings.encoders.preprocess`).
 
     Returns ``(sampled, batch, seconds)`` with ``batch`` a float32 tensor (n, 3, S, S), or
     ``(None, reason, seconds)`` when the input cannot be used (the reason is recorded).
@@ -154,7 +154,7 @@ def run_embedding_job(
     ----------
     inputs : pandas.DataFrame
         From :func:`discover_inputs`: ``video_id`` (unique str), ``path``, ``caption``, extra columns.
-    encoder : embeddings.encoders.ClipEncoder
+    encoder : embeddings.encoders.open_clip.ClipEncoder
         The mapper: needs ``transform``, ``encode_preprocessed`` and ``describe``.
     out_dir : path-like
         Embedding folder (layout in :mod:`embeddings.store`).
@@ -167,7 +167,7 @@ def run_embedding_job(
         Inputs per shard.
     batch_size : int or None
         Frames per encoder call; None chooses one that fits memory
-        (:func:`embeddings.batch_size.choose_batch_size`).
+        (:func:`embeddings.encoders.batch_size.choose_batch_size`).
     num_workers : int
         Reader workers that decode and preprocess while the encoder runs.
     executor : str
@@ -227,7 +227,7 @@ def run_embedding_job(
         dup = inputs["video_id"][inputs["video_id"].duplicated()].tolist()[:5]
         raise ValueError(f"inputs repeats video_id {dup}; ids must be unique")
     if batch_size is None:
-        from embeddings.batch_size import choose_batch_size
+        from embeddings.encoders.batch_size import choose_batch_size
 
         batch_size = choose_batch_size(encoder)
     prefetch = int(prefetch) if prefetch is not None else max(4 * int(num_workers), 16)
@@ -412,7 +412,7 @@ def plan_shards(out: Path, inputs: pd.DataFrame, shard_size: int) -> tuple[list[
 def shard_record(rec: dict, sampled, n_frames_or_error, offset: int, row: int, columns: dict) -> dict:
     """One shard Parquet row for input ``rec`` (a row of the inputs table).
 
-    ``sampled`` is the reader's :class:`embeddings.video.SampledFrames` (frames may be dropped) and
+    ``sampled`` is the reader's :class:`embeddings.video.decode.SampledFrames` (frames may be dropped) and
     ``n_frames_or_error`` the number of frames encoded; for a failed input ``sampled`` is None and
     ``n_frames_or_error`` the reason. ``offset`` is the first row in the shard's ``.frames.npy`` and
     ``row`` the row in its ``.npy``; ``columns`` the per-job model/precision/sampling columns.

@@ -276,7 +276,7 @@ def _make_clip(backend, query, kwargs, key, mp4, cache, budget, skipped):
             skipped.append(reason)
             return None
         timeout_s = budget.timeout_s
-    from embeddings.video import write_video
+    from embeddings.video.write import write_video
 
     try:
         clip = run_generation(backend, query, timeout_s=timeout_s, **kwargs)
@@ -294,8 +294,8 @@ def _make_clip(backend, query, kwargs, key, mp4, cache, budget, skipped):
 
 def _embed_clip(encoder, mp4: Path, n_sample_frames: int) -> np.ndarray:
     """Video embedding (d,) float32 of the written mp4, as the embedding job would compute it."""
-    from embeddings.encoders import pool_frames
-    from embeddings.video import sample_frames
+    from embeddings.encoders.open_clip import pool_frames
+    from embeddings.video.decode import sample_frames
 
     sampled = sample_frames(mp4, n_frames=n_sample_frames)
     return np.asarray(pool_frames(encoder.encode_images(sampled.frames)), dtype=np.float32)

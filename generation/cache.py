@@ -189,7 +189,7 @@ class GenerationCache:
 
     def store(self, key: str, clip: Clip) -> Path:
         """Write ``clip`` under ``key``; return the mp4 path."""
-        from embeddings.video import write_video
+        from embeddings.video.write import write_video
 
         mp4, meta = self.paths(key)
         write_video(mp4, clip.frames, clip.fps, crf=self.crf)

@@ -86,7 +86,7 @@ def collect_features(index, encoder, queries: dict[str, set[str]], *, k: int = 1
 
     Parameters
     ----------
-    index : embeddings.index.VideoIndex
+    index : embeddings.index.video_index.VideoIndex
     encoder : object with ``encode_text(list[str]) -> (n, d)``
     queries : dict
         Output of :func:`labelled_queries`. Queries none of whose relevant ids is a real item

@@ -18,7 +18,7 @@ def synthetic_ids(index) -> list[str]:
 
     Parameters
     ----------
-    index : embeddings.index.VideoIndex
+    index : embeddings.index.video_index.VideoIndex
 
     Returns
     -------
@@ -37,7 +37,7 @@ def limited_search(index, queries: np.ndarray, k: int, *, max_synthetic: int | N
 
     Parameters
     ----------
-    index : embeddings.index.VideoIndex
+    index : embeddings.index.video_index.VideoIndex
     queries : np.ndarray
         float32 (n_queries, d) or (d,).
     k : int
@@ -50,7 +50,7 @@ def limited_search(index, queries: np.ndarray, k: int, *, max_synthetic: int | N
 
     Returns
     -------
-    embeddings.index.SearchResult
+    embeddings.index.video_index.SearchResult
         ``(n_queries, k)`` ids / indices / scores, padding None / -1 / -inf.
 
     Raises
@@ -58,7 +58,7 @@ def limited_search(index, queries: np.ndarray, k: int, *, max_synthetic: int | N
     ValueError
         ``max_synthetic`` negative or not an integer, and what ``VideoIndex.search`` raises.
     """
-    from embeddings.index import SearchResult
+    from embeddings.index.video_index import SearchResult
 
     if max_synthetic is None:
         return index.search(queries, k=k)

@@ -309,7 +309,7 @@ def bench_retrieval(out, encoders=None, *, videos=None, captions=None, embedding
     ------
     ValueError
         On a bad combination of inputs, captions that match no embedded video, or an encoder that
-        cannot be loaded (what :func:`embeddings.encoders.load_encoder` raises).
+        cannot be loaded (what :func:`embeddings.encoders.open_clip.load_encoder` raises).
     """
     from embeddings.store import EmbeddingFolder
     from recsys import stages

@@ -1,6 +1,6 @@
 """``recsys bench index``: Recall@K / QPS curves of FAISS factory strings on an embedding folder.
 
-Orchestration of :mod:`embeddings.index_bench`: picks the collection and the queries (held out
+Orchestration of :mod:`embeddings.index.bench`: picks the collection and the queries (held out
 from the folder, seeded, or read from a ``.npy`` file), computes exact search once (cached in
 ``OUT/ground_truth/`` under a hash of the data), sweeps every factory string and writes::
 
@@ -20,7 +20,7 @@ import numpy as np
 
 from embeddings._io import atomic_path, write_json
 from embeddings._platform import cpu_model
-from embeddings.index_bench import (
+from embeddings.index.bench import (
     benchmark_factory,
     cached_exact_neighbors,
     choose_setting,
@@ -43,7 +43,7 @@ def machine_info() -> dict:
 
 
 def expand_factories(factories, n_vectors: int, dim: int, metric: str = "ip") -> list[str]:
-    """Replace ``"auto"`` by every candidate of :func:`embeddings.index_choice.choose_factory`.
+    """Replace ``"auto"`` by every candidate of :func:`embeddings.index.factory.choose_factory`.
 
     ``Flat`` (exact) is always included as the reference. Duplicates are dropped, order kept.
 
@@ -52,7 +52,7 @@ def expand_factories(factories, n_vectors: int, dim: int, metric: str = "ip") ->
     ValueError
         On an empty list.
     """
-    from embeddings.index_choice import choose_factory
+    from embeddings.index.factory import choose_factory
 
     if not factories:
         raise ValueError("factories is empty: pass faiss factory strings such as 'HNSW32,Flat' or 'auto'")

@@ -6,7 +6,7 @@ candidates), best first, shapes ``(n_users, n)``, padded with ``-1`` / ``-inf``.
 
 * :class:`CollaborativeSource`: top-``n`` of a fitted recommender (EASE, ALS, ...).
 * :class:`ContentSource`: nearest neighbours, in a FAISS index of item embeddings
-  (:class:`embeddings.index.VideoIndex`), of the user's history profile (mean of the watched
+  (:class:`embeddings.index.video_index.VideoIndex`), of the user's history profile (mean of the watched
   items' unit embeddings, see :class:`recsys.models.ContentModel`).
 * :class:`PopularitySource`: the most popular unseen items (also the cold-start fallback).
 """
@@ -78,7 +78,7 @@ class ContentSource:
     ----------
     item_embeddings : np.ndarray, float32, shape (n_items, d)
         Unit rows aligned with the item columns.
-    index : embeddings.index.VideoIndex, optional
+    index : embeddings.index.video_index.VideoIndex, optional
         A FAISS index holding these items under ``video_id = str(item_index)``; built here as
         an exact ``"Flat"`` inner-product index when not given.
     name : str
@@ -93,7 +93,7 @@ class ContentSource:
 
         self.item_embeddings = check_item_embeddings(item_embeddings, np.shape(item_embeddings)[0])
         if index is None:
-            from embeddings.index import VideoIndex
+            from embeddings.index.video_index import VideoIndex
 
             ids = [str(i) for i in range(self.item_embeddings.shape[0])]
             index = VideoIndex.build(self.item_embeddings, ids, factory_string="Flat", metric="ip",

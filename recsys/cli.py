@@ -213,7 +213,7 @@ def cmd_embed(args) -> int:
     _existing(args.video_dir, "video folder", folder=True)
     if args.captions:
         _existing(args.captions, "captions file", folder=False)
-    from embeddings.sampling import FrameSampler
+    from embeddings.video.sampling import FrameSampler
 
     try:
         sampler = FrameSampler(args.sampling, n_frames=args.frames, fps=args.fps, max_frames=args.max_frames,
@@ -314,13 +314,13 @@ def _print_results(outcomes) -> str:
 
 
 def cmd_search(args) -> int:
-    from embeddings.index import VideoIndex
+    from embeddings.index.video_index import VideoIndex
     from recsys import stages
 
     index = VideoIndex.load(_index_dir(args.index_dir), device=args.device)
     encoder = stages.open_encoder_for_index(index, device=args.device)
     if args.frames_index:
-        from embeddings.frame_index import FrameIndex
+        from embeddings.index.frames import FrameIndex
 
         fi = FrameIndex.load(_existing(args.frames_index, "frame index folder", folder=True),
                              expected_encoder=index.encoder)
@@ -339,7 +339,7 @@ def cmd_search(args) -> int:
 
 
 def cmd_query(args) -> int:
-    from embeddings.index import VideoIndex
+    from embeddings.index.video_index import VideoIndex
     from generation.cache import GenerationBudget
     from generation.calibration import load_calibration, preserve_calibration
     from recsys import stages
@@ -403,7 +403,7 @@ def _hybrid_ranker(path: str) -> None:
 def cmd_calibrate(args) -> int:
     import pandas as pd
 
-    from embeddings.index import VideoIndex
+    from embeddings.index.video_index import VideoIndex
     from generation.calibration import (
         calibrate,
         collect_features,
@@ -908,7 +908,7 @@ class _OwnInfoFilter(logging.Filter):
 def _is_input_error(e: BaseException) -> bool:
     """Whether ``e`` says that an input the user named cannot be used (a catalog folder with no clips,
     a missing captions file): bad usage, exit 2. Checked by class without importing the module."""
-    catalog = sys.modules.get("embeddings.catalog")
+    catalog = sys.modules.get("embeddings.video.catalog")
     return catalog is not None and isinstance(e, catalog.CatalogError)
 
 

@@ -155,11 +155,11 @@ def check_rerun(cfg: dict, out: str | Path) -> None:
     ------
     embeddings.store.EmbeddingFolderError
         Naming each differing setting with the recorded and the requested value.
-    embeddings.catalog.CatalogError
+    embeddings.video.catalog.CatalogError
         When the catalog's video folder or captions cannot be read.
     """
-    from embeddings.catalog import discover_inputs, inputs_fingerprint
-    from embeddings.sampling import FrameSampler
+    from embeddings.video.catalog import discover_inputs, inputs_fingerprint
+    from embeddings.video.sampling import FrameSampler
     from embeddings.store import EmbeddingFolderError
 
     cat, enc = cfg["catalog"], cfg["encoder"]

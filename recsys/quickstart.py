@@ -34,7 +34,7 @@ def make_quickstart_inputs(folder: str | os.PathLike, *, n_clips: int = 12, n_us
         ``evaluate``, ``query``) ready for :func:`recsys.config.resolve_pipeline`; its paths are
         absolute, so any ``base_dir`` resolves them to the generated files.
     """
-    from embeddings.samples import make_sample_catalog, make_sample_interactions
+    from embeddings.video.samples import make_sample_catalog, make_sample_interactions
 
     # absolute paths: the returned settings are resolved against the run folder, so a relative
     # ``folder`` would be joined to it a second time (out/out/inputs/clips)

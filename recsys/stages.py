@@ -27,7 +27,7 @@ ENGINES = ("local", "ray")
 
 
 def resolve_pretrained(model: str, pretrained: str | None) -> str | None:
-    """The ``pretrained`` argument for :func:`embeddings.encoders.load_encoder`.
+    """The ``pretrained`` argument for :func:`embeddings.encoders.open_clip.load_encoder`.
 
     Unset (None or ``""``) means ``"openai"`` for an open_clip architecture and the repository's
     own weights (None) for an ``hf-hub:`` model; ``"hf-hub"`` (what a manifest records for such a
@@ -44,9 +44,9 @@ def embed_catalog(videos: str | os.PathLike, out: str | os.PathLike, *, captions
                   storage_dtype="float32", engine="local", address=None, num_encoders=1, text_tower=None):
     """Stage 1+2: sample frames of every clip in ``videos`` and encode them into ``out``.
 
-    ``sampler`` (an :class:`embeddings.sampling.FrameSampler`) replaces uniform ``frames``;
+    ``sampler`` (an :class:`embeddings.video.sampling.FrameSampler`) replaces uniform ``frames``;
     ``batch_size=None`` picks one that fits memory. Returns ``(encoder, JobSummary)``. Raises what
-    :func:`embeddings.job.discover_inputs`, :func:`embeddings.encoders.load_encoder` and
+    :func:`embeddings.job.discover_inputs`, :func:`embeddings.encoders.open_clip.load_encoder` and
     :func:`embeddings.job.run_embedding_job` raise.
 
     ``engine="ray"`` runs :func:`embeddings.ray_engine.embed.run_embedding_job_ray` instead (Ray
@@ -54,7 +54,7 @@ def embed_catalog(videos: str | os.PathLike, out: str | os.PathLike, *, captions
     means 64; ``num_workers`` and ``executor`` do not apply) and returns ``(None, JobSummary)``:
     the encoders live in the actors. Same folder format and resume as the local engine.
     """
-    from embeddings.encoders import load_encoder
+    from embeddings.encoders.open_clip import load_encoder
     from embeddings.job import discover_inputs, run_embedding_job
 
     if engine not in ENGINES:
@@ -62,7 +62,7 @@ def embed_catalog(videos: str | os.PathLike, out: str | os.PathLike, *, captions
     inputs = discover_inputs(videos, captions)
     if engine == "ray":
         from embeddings.ray_engine.embed import run_embedding_job_ray
-        from embeddings.sampling import FrameSampler
+        from embeddings.video.sampling import FrameSampler
 
         kwargs = {"model": model, "pretrained": resolve_pretrained(model, pretrained), "device": device,
                   "precision": precision, "seed": seed, "text_tower": text_tower}
@@ -74,7 +74,7 @@ def embed_catalog(videos: str | os.PathLike, out: str | os.PathLike, *, captions
     encoder = load_encoder(model, resolve_pretrained(model, pretrained), device=device, precision=precision,
                            seed=seed, text_tower=text_tower)
     if sampler is None:
-        from embeddings.sampling import FrameSampler
+        from embeddings.video.sampling import FrameSampler
 
         sampler = FrameSampler("uniform", n_frames=frames)
     summary = run_embedding_job(inputs, encoder, out, sampler=sampler, shard_size=shard_size,
@@ -90,11 +90,11 @@ def build_index(emb_dir: str | os.PathLike, out: str | os.PathLike, *, factory: 
                 n_workers: int | None = None, progress: bool = False):
     """Stage 3: a FAISS index over the video embeddings of ``emb_dir``, saved to ``out``.
 
-    ``factory`` None/``"auto"`` runs :func:`embeddings.index_tune.build_tuned`: ranked choice
+    ``factory`` None/``"auto"`` runs :func:`embeddings.index.tune.build_tuned`: ranked choice
     under ``max_memory`` and ``latency_ms``, search knob set by measurement, the measured
     Recall@10 (target ``min_recall``) saved in the manifest (``VideoIndex.tuning``).
     ``frames_out``: also a frame-level index (one vector per sampled frame,
-    :class:`embeddings.frame_index.FrameIndex`) from the same shards, saved there.
+    :class:`embeddings.index.frames.FrameIndex`) from the same shards, saved there.
 
     ``engine="ray"`` builds an IVF index with
     :func:`embeddings.ray_engine.index_build.build_ivf_index_ray` (train once, add shards in Ray
@@ -104,14 +104,14 @@ def build_index(emb_dir: str | os.PathLike, out: str | os.PathLike, *, factory: 
 
     ``engine="local"`` with an explicit factory string and ``max_memory``, ``on_disk`` (True /
     False; None decides by the budget) or ``n_workers`` goes through
-    :func:`embeddings.index_shards.build_from_embedding_folder`: the build plan bounds memory,
+    :func:`embeddings.index.shards.build_from_embedding_folder`: the build plan bounds memory,
     IVF lists are streamed to disk when they do not fit (or when asked), shards are added by
     ``n_workers`` processes; ``frames_out`` is refused there (build it separately).
 
-    Returns the :class:`embeddings.index.VideoIndex`. Raises ``EmbeddingFolderError`` if the
+    Returns the :class:`embeddings.index.video_index.VideoIndex`. Raises ``EmbeddingFolderError`` if the
     folder is unfinished, ``ValueError`` if it holds no embedded video.
     """
-    from embeddings.index import VideoIndex
+    from embeddings.index.video_index import VideoIndex
     from embeddings.store import EmbeddingFolder
 
     if engine not in ENGINES:
@@ -133,7 +133,7 @@ def build_index(emb_dir: str | os.PathLike, out: str | os.PathLike, *, factory: 
         if frames_out is not None:
             raise ValueError("frames_out: the frame-level index is built by the in-memory path; drop "
                              "max_memory/on_disk/n_workers or build the frame index separately")
-        from embeddings.index_shards import build_from_embedding_folder
+        from embeddings.index.shards import build_from_embedding_folder
 
         md = index_metadata(video_metadata(folder))
         if len(md) == 0:
@@ -146,7 +146,7 @@ def build_index(emb_dir: str | os.PathLike, out: str | os.PathLike, *, factory: 
         raise ValueError(f"{emb_dir} holds no embedded video (see its errors.parquet); nothing to index")
     md = index_metadata(meta)
     if factory in (None, "auto"):
-        from embeddings.index_tune import build_tuned
+        from embeddings.index.tune import build_tuned
 
         index = build_tuned(emb, md["video_id"].tolist(), metadata=md, max_memory=max_memory,
                             latency_ms=latency_ms, min_recall=min_recall, metric=metric,
@@ -159,7 +159,7 @@ def build_index(emb_dir: str | os.PathLike, out: str | os.PathLike, *, factory: 
                                  metric=metric, encoder=folder.encoder)
     index.save(out)
     if frames_out is not None:
-        from embeddings.frame_index import FrameIndex
+        from embeddings.index.frames import FrameIndex
 
         frames, frame_emb = folder.load_frames()
         FrameIndex.build(frame_emb, frames, factory_string=factory or "auto", metric=metric,
@@ -462,7 +462,7 @@ def open_encoder_for_index(index, *, device: str = "auto"):
     ValueError
         If the index manifest records no encoder (it was built from vectors of unknown origin).
     """
-    from embeddings.encoders import load_encoder
+    from embeddings.encoders.open_clip import load_encoder
 
     enc = getattr(index, "encoder", None)
     if not enc:
@@ -546,8 +546,8 @@ def run_queries(texts, index, encoder, *, k=5, backfill="none", threshold=None, 
     ----------
     texts : list of str
         Queries; each must be non-empty.
-    index : embeddings.index.VideoIndex
-    encoder : embeddings.encoders.ClipEncoder
+    index : embeddings.index.video_index.VideoIndex
+    encoder : embeddings.encoders.open_clip.ClipEncoder
         Must be the encoder the index was built with.
     k : int
         Results per query.

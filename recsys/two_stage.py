@@ -82,7 +82,7 @@ class TwoStageRecommender:
         Training matrix (popularity counts; the history of fitted users).
     item_embeddings : np.ndarray, float32, shape (n_items, d), optional
         Enables the content source and the long-term-interest feature.
-    index : embeddings.index.VideoIndex, optional
+    index : embeddings.index.video_index.VideoIndex, optional
         FAISS index of the items (``video_id = str(item_index)``); an exact one is built when
         embeddings are given without it.
     n_candidates : int

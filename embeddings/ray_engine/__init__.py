@@ -9,7 +9,7 @@ library, and a machine without Ray, never needs it. Install with the ``distribut
   and the driver writes shards with the same writer as :func:`embeddings.job.run_embedding_job`.
 * :func:`build_ivf_index_ray` (``recsys index build --engine ray``): train once, add shards in
   parallel Ray tasks, merge the inverted lists (in memory or on disk), save a
-  :class:`embeddings.index.VideoIndex` folder.
+  :class:`embeddings.index.video_index.VideoIndex` folder.
 """
 
 from __future__ import annotations

@@ -2,13 +2,13 @@
 
 Stages (one Ray Data pipeline, streaming):
 
-* **list**: the driver lists the inputs (:func:`embeddings.catalog.discover_inputs`) and keeps the
+* **list**: the driver lists the inputs (:func:`embeddings.video.catalog.discover_inputs`) and keeps the
   rows of unfinished shards (the same plan as the local job: shard ``i`` is
   ``inputs[i*shard_size:(i+1)*shard_size]``);
 * **read** (CPU tasks): :func:`embeddings.job.read_input` (decode, sample, preprocess), the local
   job's reader;
 * **encode** (an actor pool of ``num_encoders`` actors, one GPU each where the cluster has GPUs):
-  :meth:`embeddings.encoders.ClipEncoder.encode_preprocessed` in batches of ``batch_size`` frames,
+  :meth:`embeddings.encoders.open_clip.ClipEncoder.encode_preprocessed` in batches of ``batch_size`` frames,
   the local job's mapper;
 * **write** (the driver, streaming): rows are gathered per shard and a shard is written with
   :func:`embeddings.job.write_shard` as soon as all its inputs are back, so the driver holds the
@@ -47,8 +47,8 @@ from embeddings.job import (
     write_shard,
 )
 from embeddings.ray_engine.cluster import ray_session
-from embeddings.sampling import FrameSampler
 from embeddings.store import STORAGE_DTYPES
+from embeddings.video.sampling import FrameSampler
 
 __all__ = ["run_embedding_job_ray", "RayJobSummary", "encoder_placement", "actor_cpus"]
 
@@ -125,7 +125,7 @@ class _EncodeActor:
     """Ray Data actor: loads the encoder once, then encodes batches of rows (the local mapper)."""
 
     def __init__(self, encoder_kwargs: dict, device: str, batch_size: int, expected: dict):
-        from embeddings.encoders import load_encoder
+        from embeddings.encoders.open_clip import load_encoder
 
         self.encoder = load_encoder(**{**encoder_kwargs, "device": device})
         got = {k: v for k, v in self.encoder.describe().items() if k != "device"}
@@ -185,9 +185,9 @@ def run_embedding_job_ray(
     Parameters
     ----------
     inputs : pandas.DataFrame
-        From :func:`embeddings.catalog.discover_inputs` (``video_id`` unique, ``path``, ``caption``).
+        From :func:`embeddings.video.catalog.discover_inputs` (``video_id`` unique, ``path``, ``caption``).
     encoder_kwargs : dict
-        Keyword arguments of :func:`embeddings.encoders.load_encoder` (``model``, ``pretrained``,
+        Keyword arguments of :func:`embeddings.encoders.open_clip.load_encoder` (``model``, ``pretrained``,
         ``device``, ``precision``, ``seed``). The driver loads the encoder once (its description
         and preprocessing); every actor loads it again on its own device, so a checkpoint path must
         exist on every node.
@@ -241,7 +241,7 @@ def run_embedding_job_ray(
         dup = inputs["video_id"][inputs["video_id"].duplicated()].tolist()[:5]
         raise ValueError(f"inputs repeats video_id {dup}; ids must be unique")
     sampler = sampler or FrameSampler("uniform", n_frames=8)
-    from embeddings.encoders import load_encoder
+    from embeddings.encoders.open_clip import load_encoder
 
     t_start = time.perf_counter()
     out = Path(out_dir)

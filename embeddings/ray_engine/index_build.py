@@ -4,7 +4,7 @@ faiss's recipe for indexes larger than one machine (faiss wiki "Indexes that do 
 faiss/contrib/ondisk.py), on Ray:
 
 1. the driver trains the empty IVF index once, on the same training rows as
-   :meth:`embeddings.index.VideoIndex.build` would pick (read from the shard files, so the driver
+   :meth:`embeddings.index.video_index.VideoIndex.build` would pick (read from the shard files, so the driver
    never holds the collection);
 2. Ray tasks each read a block of embedding shards (``.npy``), validate them like ``build`` and
    add them with their int64 ids to a copy of the trained index (the serialized trained index is
@@ -13,7 +13,7 @@ faiss/contrib/ondisk.py), on Ray:
    (``IndexIVF.merge_from``; the driver holds the merged codes plus one block) or on disk
    (``merge_ondisk``: an ``OnDiskInvertedLists`` file ``index.ivfdata`` inside the index folder,
    memory-mapped at search time; the driver holds only the centroids);
-4. the folder is written in the :class:`embeddings.index.VideoIndex` format (``index.faiss``,
+4. the folder is written in the :class:`embeddings.index.video_index.VideoIndex` format (``index.faiss``,
    ``ids.parquet``, ``metadata.parquet``, ``manifest.json``) and opens with ``VideoIndex.load``.
 
 faiss ids are ``0..n-1`` in shard order, exactly as the local build assigns them, so the two
@@ -58,7 +58,7 @@ def check_mergeable(factory_string, dim: int, metric: str):
     """
     import faiss
 
-    from embeddings.index import _METRICS, disable_polysemous_training
+    from embeddings.index.video_index import _METRICS, disable_polysemous_training
 
     if not isinstance(factory_string, str) or not factory_string.strip() or factory_string == "auto":
         raise ValueError(f"factory_string: got {factory_string!r}; engine='ray' needs an explicit IVF factory "
@@ -107,8 +107,8 @@ def _add_block(trained: np.ndarray, files: list[str], start_id: int, metric: str
     """
     import faiss
 
-    from embeddings.index import add_in_batches
-    from embeddings.index_choice import validate_embeddings
+    from embeddings.index.factory import validate_embeddings
+    from embeddings.index.video_index import add_in_batches
 
     faiss.omp_set_num_threads(int(threads))
     index = faiss.deserialize_index(trained)
@@ -131,7 +131,7 @@ def build_ivf_index_ray(emb_dir, out, *, factory_string: str, metric: str = "ip"
                         rows_per_task: int = 250_000, on_disk: bool | None = None,
                         memory_budget_bytes: int | None = None, threads_per_task: int = 1,
                         check_norm: bool = True, address: str | None = None, num_cpus: int | None = None):
-    """Build an IVF :class:`embeddings.index.VideoIndex` folder from an embedding folder on Ray.
+    """Build an IVF :class:`embeddings.index.video_index.VideoIndex` folder from an embedding folder on Ray.
 
     Parameters
     ----------
@@ -146,7 +146,7 @@ def build_ivf_index_ray(emb_dir, out, *, factory_string: str, metric: str = "ip"
         One row per embedded video in shard order with a ``video_id`` column (the index metadata
         table; ``recsys.stages`` builds it the same way for both engines).
     train_sample, seed, device :
-        As in :meth:`embeddings.index.VideoIndex.build` (same rows chosen, same training).
+        As in :meth:`embeddings.index.video_index.VideoIndex.build` (same rows chosen, same training).
     rows_per_task : int
         Vectors per Ray task (whole embedding shards are grouped up to this many).
     on_disk : bool or None
@@ -171,7 +171,7 @@ def build_ivf_index_ray(emb_dir, out, *, factory_string: str, metric: str = "ip"
     ------
     ValueError
         A non-mergeable factory string (names the alternatives), too few vectors to train, bad
-        vectors in a shard (named by :func:`embeddings.index_choice.validate_embeddings`),
+        vectors in a shard (named by :func:`embeddings.index.factory.validate_embeddings`),
         ``metadata`` not aligned with the folder, bad sizes.
     EmbeddingFolderError
         ``emb_dir`` is unfinished.
@@ -179,9 +179,9 @@ def build_ivf_index_ray(emb_dir, out, *, factory_string: str, metric: str = "ip"
     import faiss
     from faiss.contrib.ondisk import merge_ondisk
 
-    from embeddings.index import VideoIndex, _resolve_device
-    from embeddings.index_choice import normalize_metadata, validate_ids
-    from embeddings.index_io import save_index
+    from embeddings.index.factory import normalize_metadata, validate_ids
+    from embeddings.index.io import save_index
+    from embeddings.index.video_index import VideoIndex, _resolve_device
     from embeddings.store import SHARD_DIR, EmbeddingFolder
 
     for name, value in (("rows_per_task", rows_per_task), ("threads_per_task", threads_per_task)):

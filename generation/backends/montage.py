@@ -167,7 +167,8 @@ class MontageBackend(Backend):
 
     def _generate(self, prompt, *, negative_prompt, num_frames, height, width, fps,
                   num_inference_steps, guidance_scale, seed) -> Clip:
-        from embeddings.video import VideoDecodeError, read_segment
+        from embeddings.video.decode import VideoDecodeError
+        from embeddings.video.segment import read_segment
 
         phrases = split_phrases(prompt)
         sims = self._phrase_embeddings(phrases) @ self.shot_embeddings.T  # (n_phrases, n_shots)

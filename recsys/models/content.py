@@ -126,7 +126,7 @@ class ContentModel(_EmbeddingFit, Recommender):
     watched items' unit embeddings), ``score_uj = profile_u . e_j`` (cosine). This is the exact
     inner-product search a FAISS ``IndexFlatIP`` does; candidate retrieval
     (:mod:`recsys.candidates`) runs the same profiles through a
-    :class:`embeddings.index.VideoIndex`. A user with an empty row has a zero profile: every
+    :class:`embeddings.index.video_index.VideoIndex`. A user with an empty row has a zero profile: every
     item scores 0 (ties to the lower index); :mod:`recsys.two_stage` replaces such lists with
     the popularity fallback and says so.
 

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embeddings.encoders import TINY_MODEL, load_encoder
+from embeddings.encoders.open_clip import TINY_MODEL, load_encoder
 from embeddings.job import CatalogError, discover_inputs, run_embedding_job
-from embeddings.samples import make_sample_catalog
 from embeddings.store import EmbeddingFolder, EmbeddingFolderError
+from embeddings.video.samples import make_sample_catalog
 
 
 @pytest.fixture(scope="module")
@@ -71,8 +71,8 @@ def test_job_embeds_skips_bad_inputs_and_matches_direct_encoding(catalog, encode
     assert sorted(meta["video_id"]) == sorted(df["video_id"])
     np.testing.assert_allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
     # the stored video embedding is the pooled encoding of the sampled frames, whatever the batching
-    from embeddings.encoders import pool_frames
-    from embeddings.video import sample_frames
+    from embeddings.encoders.open_clip import pool_frames
+    from embeddings.video.decode import sample_frames
 
     row = meta.index[meta["video_id"] == df["video_id"].iloc[1]][0]
     s = sample_frames(meta.loc[row, "path"], 3, max_side=256)
@@ -127,8 +127,8 @@ def test_crash_between_files_of_a_shard_is_redone(catalog, encoder, tmp_path, mo
 KILL_SCRIPT = textwrap.dedent("""
     import sys, time
     import embeddings.job as job
-    from embeddings.encoders import TINY_MODEL, load_encoder
-    import embeddings.sampling as sampling
+    from embeddings.encoders.open_clip import TINY_MODEL, load_encoder
+    import embeddings.video.sampling as sampling
     real = sampling.sample_frames
     def slow(*a, **k):
         time.sleep(0.4)
@@ -194,7 +194,7 @@ def test_metadata_fields_float16_storage_and_auto_batch(catalog, encoder, tmp_pa
 
 
 def test_other_sampling_strategies_run_through_the_job(catalog, encoder, tmp_path):
-    from embeddings.sampling import FrameSampler
+    from embeddings.video.sampling import FrameSampler
 
     folder, df = catalog
     inputs = discover_inputs(folder)

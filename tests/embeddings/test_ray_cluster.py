@@ -19,12 +19,12 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from embeddings.catalog import discover_inputs  # noqa: E402
-from embeddings.encoders import TINY_MODEL, load_encoder  # noqa: E402
+from embeddings.encoders.open_clip import TINY_MODEL, load_encoder  # noqa: E402
 from embeddings.job import run_embedding_job  # noqa: E402
-from embeddings.samples import make_sample_catalog  # noqa: E402
-from embeddings.sampling import FrameSampler  # noqa: E402
 from embeddings.store import EmbeddingFolder  # noqa: E402
+from embeddings.video.catalog import discover_inputs  # noqa: E402
+from embeddings.video.samples import make_sample_catalog  # noqa: E402
+from embeddings.video.sampling import FrameSampler  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

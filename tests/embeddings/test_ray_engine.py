@@ -14,14 +14,14 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from embeddings.encoders import TINY_MODEL, load_encoder  # noqa: E402
-from embeddings.index import VideoIndex  # noqa: E402
+from embeddings.encoders.open_clip import TINY_MODEL, load_encoder  # noqa: E402
+from embeddings.index.video_index import VideoIndex  # noqa: E402
 from embeddings.job import check_job_folder, finish_job, run_embedding_job, write_shard  # noqa: E402
 from embeddings.ray_engine.embed import run_embedding_job_ray  # noqa: E402
 from embeddings.ray_engine.index_build import build_ivf_index_ray  # noqa: E402
-from embeddings.samples import make_sample_catalog  # noqa: E402
-from embeddings.sampling import FrameSampler  # noqa: E402
 from embeddings.store import EmbeddingFolder  # noqa: E402
+from embeddings.video.samples import make_sample_catalog  # noqa: E402
+from embeddings.video.sampling import FrameSampler  # noqa: E402
 from recsys import stages  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -41,7 +41,7 @@ def catalog(tmp_path_factory):
     folder = tmp_path_factory.mktemp("clips")
     make_sample_catalog(folder, n_clips=7, size=(32, 32), n_frames=12, fps=6)
     (folder / "empty.mp4").write_bytes(b"")
-    from embeddings.catalog import discover_inputs
+    from embeddings.video.catalog import discover_inputs
 
     return discover_inputs(folder, folder / "captions.csv")
 
@@ -187,8 +187,8 @@ KILL_SCRIPT = """
 import sys, time
 import ray
 import embeddings.ray_engine.embed as embed
-from embeddings.catalog import discover_inputs
-from embeddings.sampling import FrameSampler
+from embeddings.video.catalog import discover_inputs
+from embeddings.video.sampling import FrameSampler
 real = embed.write_shard
 def slow(*a, **k):  # the driver writes shards; slowing it leaves time to kill between shards
     real(*a, **k)

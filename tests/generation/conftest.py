@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embeddings.encoders import TINY_MODEL, load_encoder, pool_frames
-from embeddings.samples import make_sample_catalog
-from embeddings.video import sample_frames
+from embeddings.encoders.open_clip import TINY_MODEL, load_encoder, pool_frames
+from embeddings.video.decode import sample_frames
+from embeddings.video.samples import make_sample_catalog
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from embeddings.encoders import pool_frames
-from embeddings.index import VideoIndex
-from embeddings.video import sample_frames
+from embeddings.encoders.open_clip import pool_frames
+from embeddings.index.video_index import VideoIndex
+from embeddings.video.decode import sample_frames
 from generation.backends import (
     Backend,
     BudgetExceeded,

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embeddings.index import VideoIndex
+from embeddings.index.video_index import VideoIndex
 from generation.calibration import (
     CALIBRATION_FILE,
     auroc,

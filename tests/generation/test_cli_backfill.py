@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embeddings.encoders import TINY_MODEL, load_encoder
-from embeddings.index import VideoIndex
+from embeddings.encoders.open_clip import TINY_MODEL, load_encoder
+from embeddings.index.video_index import VideoIndex
 from recsys.cli import main
 
 WORDS = "red blue green dog cat boat car tree sun moon river city night day bird fish".split()

@@ -1,7 +1,7 @@
 """ClipEncoder.encode_text's truncated (EOT) fast path equals open_clip's full encode_text.
 
 Lives here because the fast path was built for backfill's non-triggering query latency
-(issue 7); it tests embeddings.encoders.
+(issue 7); it tests embeddings.encoders.open_clip.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from embeddings import encoders
-from embeddings.encoders import TINY_MODEL, load_encoder
+from embeddings.encoders import open_clip as encoders
+from embeddings.encoders.open_clip import TINY_MODEL, load_encoder
 
 TEXTS = ["a dog", "a red circle moving right and then a blue square, followed by a boat at sunset",
          "x " * 120]  # the last one fills the 77-token context: EOT at the last position

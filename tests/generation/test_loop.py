@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from embeddings.index import VideoIndex
+from embeddings.index.video_index import VideoIndex
 from generation.backends import GenerationBudget, MontageBackend
 from generation.backfill import backfill
 from generation.confidence import Calibrator, confidence_features

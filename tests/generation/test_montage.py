@@ -31,7 +31,7 @@ def _unit(v):
 @pytest.fixture(scope="module")
 def library(tmp_path_factory):
     """Three 2-second solid-colour videos, two shots each (t=0.5 s strong, t=1.5 s weaker)."""
-    from embeddings.video import write_video
+    from embeddings.video.write import write_video
 
     folder = tmp_path_factory.mktemp("montage")
     rows, emb = [], []

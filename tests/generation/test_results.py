@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embeddings.index import VideoIndex
+from embeddings.index.video_index import VideoIndex
 from generation.results import limited_search, synthetic_ids
 
 

@@ -99,7 +99,7 @@ def test_malformed_interaction_file_fails_with_line_number(tmp_path, capsys):
 
 
 def test_embed_index_search_query_end_to_end(tmp_path, capsys):
-    from embeddings.samples import make_sample_catalog
+    from embeddings.video.samples import make_sample_catalog
 
     clips = tmp_path / "clips"
     make_sample_catalog(clips, n_clips=4, size=(32, 32), n_frames=12, fps=6)
@@ -124,7 +124,7 @@ def test_embed_index_search_query_end_to_end(tmp_path, capsys):
                  "--num-frames", "8", "--height", "32", "--width", "32", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)[0]
     assert res["backfill_triggered"] and len(res["generated"]) == 1
-    from embeddings.index import VideoIndex
+    from embeddings.index.video_index import VideoIndex
 
     reloaded = VideoIndex.load(idx)
     assert reloaded.ntotal == 5

@@ -63,7 +63,7 @@ def test_quickstart_runs_every_stage(tmp_path, capsys, monkeypatch):
     assert all(q["backfill_triggered"] for q in queries)  # quickstart gates at 1.0 to show the loop
     generated = [g for q in queries for g in q["generated"]]
     assert generated and all((out / "synthetic").glob("*.mp4"))
-    from embeddings.index import VideoIndex
+    from embeddings.index.video_index import VideoIndex
 
     idx = VideoIndex.load(out / "index")
     assert set(generated) <= set(idx.metadata.loc[idx.metadata["synthetic"].astype(bool), "video_id"])

@@ -26,7 +26,7 @@ def test_rrf_of_retrieval_and_collab_orders():
 
 
 def test_query_with_hybrid_ranker_scores_and_ranks_synthetic_clips(tmp_path, capsys):
-    from embeddings.samples import make_sample_catalog, make_sample_interactions
+    from embeddings.video.samples import make_sample_catalog, make_sample_interactions
 
     clips, emb, idx = tmp_path / "clips", tmp_path / "emb", tmp_path / "idx"
     cat = make_sample_catalog(clips, n_clips=6, size=(32, 32), n_frames=12, fps=6)

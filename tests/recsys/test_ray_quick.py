@@ -21,14 +21,14 @@ import scipy.sparse as sp
 
 ray = pytest.importorskip("ray")
 
-from embeddings.catalog import discover_inputs  # noqa: E402
-from embeddings.encoders import TINY_MODEL, load_encoder  # noqa: E402
+from embeddings.encoders.open_clip import TINY_MODEL, load_encoder  # noqa: E402
 from embeddings.job import check_job_folder, finish_job, run_embedding_job, write_shard  # noqa: E402
 from embeddings.ray_engine.embed import run_embedding_job_ray  # noqa: E402
 from embeddings.ray_engine.index_build import build_ivf_index_ray  # noqa: E402
-from embeddings.samples import make_sample_catalog, make_sample_interactions  # noqa: E402
-from embeddings.sampling import FrameSampler  # noqa: E402
 from embeddings.store import EmbeddingFolder  # noqa: E402
+from embeddings.video.catalog import discover_inputs  # noqa: E402
+from embeddings.video.samples import make_sample_catalog, make_sample_interactions  # noqa: E402
+from embeddings.video.sampling import FrameSampler  # noqa: E402
 from recsys import stages  # noqa: E402
 from recsys.data import build_dataset  # noqa: E402
 from recsys.distributed import evaluate_ray, recommend_users_ray  # noqa: E402

@@ -5,7 +5,7 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from embeddings.samples import make_sample_interactions  # noqa: E402
+from embeddings.video.samples import make_sample_interactions  # noqa: E402
 from recsys.distributed import recommend_users_ray  # noqa: E402
 from recsys.stages import recommend_users, train_model  # noqa: E402
 
