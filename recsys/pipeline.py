@@ -158,9 +158,9 @@ def check_rerun(cfg: dict, out: str | Path) -> None:
     embeddings.video.catalog.CatalogError
         When the catalog's video folder or captions cannot be read.
     """
+    from embeddings.store import EmbeddingFolderError
     from embeddings.video.catalog import discover_inputs, inputs_fingerprint
     from embeddings.video.sampling import FrameSampler
-    from embeddings.store import EmbeddingFolderError
 
     cat, enc = cfg["catalog"], cfg["encoder"]
     jpath = Path(out) / "embeddings" / "job.json"
