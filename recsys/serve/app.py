@@ -31,7 +31,7 @@ class StrictJSONResponse(JSONResponse):
     """JSON with NaN/inf written as null (strict RFC 8259), numpy values as Python values."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(json_safe(content), ensure_ascii=False, allow_nan=False,
+        return json.dumps(json_safe(content), ensure_ascii=False, allow_nan=False, default=str,
                           separators=(",", ":")).encode("utf-8")
 
 

@@ -177,7 +177,8 @@ class Service:
         if row is None:
             return None
         out = {k: v for k, v in row.items() if k != "source_shots"}
-        out["synthetic"] = bool(row.get("synthetic")) if row.get("synthetic") is not None else False
+        syn = row.get("synthetic")
+        out["synthetic"] = bool(syn) if isinstance(syn, (bool, np.bool_)) else False  # NaN is not True
         if out["synthetic"]:
             shots = row.get("source_shots")
             try:

@@ -199,3 +199,30 @@ def test_token_guards_writes(served, tmp_path):
         assert c.post("/feedback", json=ev, headers={"Authorization": "Bearer s3cret"}).status_code == 200
         assert c.get("/search", params={"text": "a red circle"}).status_code == 200  # reads stay open
         assert c.post("/query", json={"text": "x", "backfill": "montage"}).status_code == 401
+
+
+def test_json_safe_turns_nan_into_null():
+    from recsys.serve.service import json_safe
+
+    out = json_safe({"a": float("nan"), "b": np.float32(1.5), "c": np.int64(3), "d": [np.inf],
+                     "e": np.array([1, 2]), "f": np.bool_(True)})
+    assert out == {"a": None, "b": 1.5, "c": 3, "d": [None], "e": [1, 2], "f": True}
+    assert json.dumps(out, allow_nan=False)
+
+
+def test_concurrent_feedback_loses_no_rows(served, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from recsys.serve import Service
+
+    svc = Service(served["root"] / "index", device="cpu", encoder=served["encoder"],
+                  feedback_log=tmp_path / "log.csv")
+
+    def post(t):
+        return svc.add_feedback([{"user_id": f"t{t}", "item_id": f"i{j}"} for j in range(10)])
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(post, range(8)))
+    df = load_interactions(tmp_path / "log.csv")
+    assert len(df) == 80 and df.groupby("user_id").size().eq(10).all()
+    assert not list(tmp_path.glob(".log.csv.*"))  # no temporary files left behind
