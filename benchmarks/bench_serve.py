@@ -252,7 +252,7 @@ def plot(result: dict, path: Path) -> None:
 
     fig, ax = plt.subplots(1, 3, figsize=(13, 4))
     lat = result["latency"]
-    ax[0].bar(["in-process p50", "HTTP p50", "in-process p99", "HTTP p99"],
+    ax[0].bar(["in-process\np50", "HTTP\np50", "in-process\np99", "HTTP\np99"],
               [lat["inprocess_p50_ms"], lat["http_p50_ms"], lat["inprocess_p99_ms"], lat["http_p99_ms"]],
               color=["#888", "#2563eb", "#bbb", "#93c5fd"])
     ax[0].axhline(50, color="r", ls="--", lw=1, label="target p50 50 ms")
