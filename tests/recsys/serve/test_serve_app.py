@@ -27,6 +27,9 @@ def test_healthz_and_indices(client):
     assert info["indices"]["video"]["ntotal"] == 9
     assert info["indices"]["video"]["n_synthetic"] == 1
     assert info["ranker"]["n_users"] == 6
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/search", "/recommend", "/feedback", "/media/{video_id}", "/metrics"} <= set(paths)
 
 
 def test_text_search_ranks_like_the_encoder(client, served):
