@@ -189,7 +189,8 @@ def create_app(index_dir=None, ranker_dir=None, embeddings_dir=None, *, frames_d
                    exclude_synthetic: bool = False,
                    exclude_ids: Annotated[str, Query(description="comma-separated video ids")] = "",
                    filter: Annotated[list[str] | None,  # noqa: A002
-                                     Query(description="column:value, repeatable")] = None):
+                                     Query(description="column:value, repeatable")] = None,
+                   confidence: bool = False):
         """Search by text; ``num_result_ids`` ids fetched, metadata for page ``page`` of ``k``."""
         seconds: dict = {}
         vec = svc.encode_text(text, seconds)
@@ -197,7 +198,8 @@ def create_app(index_dir=None, ranker_dir=None, embeddings_dir=None, *, frames_d
                          exclude_synthetic=exclude_synthetic,
                          exclude_ids=[v for v in exclude_ids.split(",") if v],
                          filters=_parse_filters(filter or []), seconds=seconds)
-        return {"query": text, **out, "seconds": seconds}
+        conf = svc.confidence(vec, seconds) if confidence else {}
+        return {"query": text, **conf, **out, "seconds": seconds}
 
     @app.post("/search")
     def search_post(body: SearchBody):
@@ -269,7 +271,8 @@ def create_app(index_dir=None, ranker_dir=None, embeddings_dir=None, *, frames_d
         ranker = svc.ranker if svc.ranker is not None and hasattr(
             svc.ranker.model, "item_factors_from_embeddings") else None
         outcome = stages.run_queries([text], svc.index, svc.encoder, k=body.k, backfill=body.backfill,
-                                     threshold=body.threshold, exclude_synthetic=body.exclude_synthetic,
+                                     threshold=body.threshold, calibration=svc.calibration,
+                                     exclude_synthetic=body.exclude_synthetic,
                                      ranker=ranker, user_id=body.user_id if ranker else None,
                                      **kwargs)[0]
         for step, s in outcome.seconds.items():

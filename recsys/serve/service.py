@@ -137,6 +137,9 @@ class Service:
             self.ranker = load_trained(ranker_dir)
             self._popular = np.argsort(-np.asarray(self.ranker.user_items.sum(axis=0)).ravel(),
                                        kind="stable")
+        from generation.calibration import load_calibration
+
+        self.calibration = load_calibration(self.index_dir)  # (calibrator, threshold, info) or None
         self.embeddings_dir = Path(embeddings_dir) if embeddings_dir is not None else None
         self.feedback_log = Path(feedback_log) if feedback_log is not None else (
             self.index_dir.parent / "feedback.csv")
@@ -406,6 +409,30 @@ class Service:
                 rows.append(r)
         return json_safe({"level": level, "k": k, "page": page, "num_result_ids": n,
                           "n_found": len(found), "results": rows})
+
+    def confidence(self, vector: np.ndarray, seconds: dict | None = None) -> dict:
+        """Retrieval confidence of a query vector, as ``recsys query`` computes it for the gate.
+
+        Real items only (synthetic ones left out); the calibrated P(top-1 relevant) when the index
+        folder holds a ``calibration.json`` (``recsys calibrate``), else the top-1 cosine clipped
+        to [0, 1] (:func:`generation.confidence.confidence_score`).
+
+        Returns
+        -------
+        dict
+            ``{"confidence", "threshold" (None without calibration), "calibrated"}``.
+        """
+        from generation.confidence import confidence_features, confidence_score
+
+        seconds = {} if seconds is None else seconds
+        self._refresh_metadata()
+        cal = self.calibration
+        k = int((cal[2].get("collect") or {}).get("k", 10)) if cal else 10
+        with self.step("confidence", seconds):
+            res = self.index.search(vector, k=k, exclude_ids=self._synthetic or None)
+            feats = confidence_features(res.scores)
+            conf = float(cal[0].predict(feats)[0]) if cal else float(confidence_score(feats)[0])
+        return {"confidence": conf, "threshold": cal[1] if cal else None, "calibrated": cal is not None}
 
     def similar(self, video_id: str, *, k: int = 10, exclude_synthetic: bool = False,
                 seconds: dict | None = None) -> dict:

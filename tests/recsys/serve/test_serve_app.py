@@ -229,3 +229,13 @@ def test_concurrent_feedback_loses_no_rows(served, tmp_path):
     df = load_interactions(tmp_path / "log.csv")
     assert len(df) == 80 and df.groupby("user_id").size().eq(10).all()
     assert not list(tmp_path.glob(".log.csv.*"))  # no temporary files left behind
+
+
+def test_search_confidence_is_top1_real_cosine_without_calibration(client, served):
+    cap = served["catalog"].caption.iloc[2]
+    body = client.get("/search", params={"text": cap, "k": 9, "confidence": "true"}).json()
+    top_real = next(x["score"] for x in body["results"] if not x["synthetic"])
+    assert body["calibrated"] is False and body["threshold"] is None
+    assert body["confidence"] == pytest.approx(min(1.0, max(0.0, top_real)), abs=1e-6)
+    assert "confidence" in body["seconds"]
+    assert "confidence" not in client.get("/search", params={"text": cap}).json()

@@ -79,6 +79,7 @@ def test_search_toggle_and_recommend_in_a_browser(base_url, driver, served, tmp_
     # thumbnails load (naturalWidth > 0 only after a decoded JPEG)
     wait.until(lambda d: all(d.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 0", img)
                              for img in d.find_elements(By.CSS_SELECTOR, "#results img.thumb")))
+    assert "confidence 0." in driver.find_element(By.ID, "status").text
     ids = [c.get_attribute("data-video-id") for c in _cards(driver)]
     assert "syn-0" in ids
     badge = driver.find_element(By.CSS_SELECTOR, ".card.synthetic .badge")
