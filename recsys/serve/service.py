@@ -211,9 +211,10 @@ class Service:
 
     def thumbnail(self, video_id: str, *, max_side: int = 256) -> bytes | None:
         """JPEG bytes of the middle frame of ``video_id`` (cached, up to 512 entries), or None."""
-        if video_id in self._thumbs:
-            self._thumbs.move_to_end(video_id)
-            return self._thumbs[video_id]
+        with self._meta_lock:
+            if video_id in self._thumbs:
+                self._thumbs.move_to_end(video_id)
+                return self._thumbs[video_id]
         path = self.media_path(video_id)
         if path is None:
             return None
@@ -225,9 +226,10 @@ class Service:
         buf = io.BytesIO()
         Image.fromarray(frame).save(buf, format="JPEG", quality=85)
         data = buf.getvalue()
-        self._thumbs[video_id] = data
-        if len(self._thumbs) > 512:
-            self._thumbs.popitem(last=False)
+        with self._meta_lock:  # the cache is shared by the server's worker threads
+            self._thumbs[video_id] = data
+            if len(self._thumbs) > 512:
+                self._thumbs.popitem(last=False)
         return data
 
     # ------------------------------------------------------------------ timing
@@ -367,7 +369,8 @@ class Service:
         exclude_synthetic : bool
         exclude_ids : list of str, optional
         filters : dict, optional
-            Metadata equality filters ``{column: value}`` (compared as strings), applied exactly.
+            Metadata equality filters ``{column: value}`` (compared as strings), applied exactly
+            inside faiss by excluding every other id (a pass over the metadata: O(n_items) per call).
         seconds : dict, optional
             Filled with ``encode``/``search``/``metadata`` timings.
 
