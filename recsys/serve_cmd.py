@@ -1,0 +1,89 @@
+"""``recsys serve``: arguments and handler (registered in :mod:`recsys.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = ("localhost",)
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host in LOOPBACK:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def resolve_folders(path, ranker=None, embeddings=None, frames=None) -> dict:
+    """Folders to serve from ``path``: an index folder, or a pipeline run folder (``recsys run``).
+
+    A run folder holds ``index/``, ``embeddings/`` and ``models/<name>/``; its first model (by
+    name) is the ranker unless ``ranker`` is given.
+
+    Raises
+    ------
+    FileNotFoundError
+        When ``path`` is neither an index folder nor a run folder.
+    """
+    p = Path(path)
+    if (p / "index").is_dir() and not (p / "manifest.json").is_file():
+        models = sorted(d for d in (p / "models").glob("*") if d.is_dir()) if (p / "models").is_dir() else []
+        return {"index_dir": p / "index",
+                "ranker_dir": ranker or (models[0] if models else None),
+                "embeddings_dir": embeddings or ((p / "embeddings") if (p / "embeddings").is_dir() else None),
+                "frames_dir": frames}
+    if not p.is_dir():
+        raise FileNotFoundError(f"INDEX_DIR {p} does not exist: pass a folder written by `recsys index "
+                                "build` or a run folder written by `recsys run`")
+    return {"index_dir": p, "ranker_dir": ranker, "embeddings_dir": embeddings, "frames_dir": frames}
+
+
+def add_parser(sub, common: argparse.ArgumentParser, fmt) -> argparse.ArgumentParser:
+    """Add ``serve`` to the ``recsys`` subcommands."""
+    s = sub.add_parser(
+        "serve", parents=[common], formatter_class=fmt,
+        help="HTTP service + browser page over an index (search, recommend, feedback, media, metrics).",
+        description="Serve an index (or a `recsys run` folder) over HTTP: the encoder, index and ranker "
+                    "load once. Page at /, OpenAPI docs at /docs, Prometheus metrics at /metrics.",
+        epilog="Example:\n  recsys serve runs/qs --port 8000   # then open http://127.0.0.1:8000/")
+    s.add_argument("index_dir", metavar="INDEX_DIR", help="index folder or pipeline run folder")
+    s.add_argument("--ranker", metavar="MODEL_DIR", help="model folder from `recsys train` (/recommend)")
+    s.add_argument("--embeddings", metavar="EMB_DIR", help="embedding folder (montage backfill in /query)")
+    s.add_argument("--frames", metavar="FRAME_INDEX_DIR", help="frame index for level=frame searches")
+    s.add_argument("--feedback-log", metavar="CSV", help="where /feedback appends (default "
+                   "INDEX_DIR/../feedback.csv)")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="bind address (default %(default)s: this machine only); any other needs --token")
+    s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--token", help="bearer token for the write endpoints (/feedback, generating /query)")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    s.set_defaults(func=cmd_serve)
+    return s
+
+
+def cmd_serve(args) -> int:
+    """Load everything, then run uvicorn until interrupted."""
+    import uvicorn
+
+    from recsys.cli import UsageError
+    from recsys.serve import create_app
+
+    if not is_loopback(args.host) and not args.token:
+        raise UsageError(f"--host {args.host} exposes the service beyond this machine: pass --token "
+                         "SECRET so that /feedback and generating /query calls need it")
+    try:
+        folders = resolve_folders(args.index_dir, args.ranker, args.embeddings, args.frames)
+    except FileNotFoundError as e:
+        raise UsageError(str(e)) from None
+    app = create_app(**folders, feedback_log=args.feedback_log, device=args.device, token=args.token)
+    log.info("serving %s on http://%s:%d/ (docs at /docs)", folders["index_dir"], args.host, args.port)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
