@@ -885,6 +885,7 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # noqa: BLE001 - the CLI reports every failure as one line, exit 1
         if args.verbose:
             raise
-        sys.stderr.write(f"recsys {args.command}: {type(e).__name__}: {e}\n(rerun with -v for the traceback)\n")
+        msg = getattr(e, "cli_message", None) or f"{type(e).__name__}: {e}"  # CLI syntax where the error has it
+        sys.stderr.write(f"recsys {args.command}: {msg}\n(rerun with -v for the traceback)\n")
         return 1
     return 0
