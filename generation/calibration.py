@@ -81,7 +81,7 @@ def labelled_queries(pairs: pd.DataFrame) -> dict[str, set[str]]:
 
 
 def collect_features(index, encoder, queries: dict[str, set[str]], *, k: int = 10,
-                     batch_size: int = 256):
+                     batch_size: int = 256, progress: bool = False):
     """Search every labelled query (synthetic items excluded) and label its top-1.
 
     Parameters
@@ -93,6 +93,10 @@ def collect_features(index, encoder, queries: dict[str, set[str]], *, k: int = 1
         of the index are dropped (logged, counted in the returned ``n_dropped``).
     k : int
         List length for the features (>= 2 for margin/spread).
+    batch_size : int
+        Queries per ``encode_text`` call.
+    progress : bool
+        tqdm bar over the encoded queries (:func:`embeddings.progress.progress_bar`: terminal only).
 
     Returns
     -------
@@ -123,7 +127,15 @@ def collect_features(index, encoder, queries: dict[str, set[str]], *, k: int = 1
         raise ValueError("no labelled query has a relevant id in the index; check that the CSV's "
                          "video_id values match the index (recsys search shows them)")
     texts = list(kept)
-    q = np.asarray(encoder.encode_text(texts, batch_size=batch_size), dtype=np.float32)
+    from embeddings.progress import progress_bar
+
+    parts = []
+    with progress_bar(len(texts), "calibrate: encode queries", "query", progress) as bar:
+        for s in range(0, len(texts), batch_size):
+            parts.append(np.asarray(encoder.encode_text(texts[s:s + batch_size], batch_size=batch_size),
+                                    dtype=np.float32))
+            bar.update(len(parts[-1]))
+    q = np.concatenate(parts)
     res = index.search(q, k=k, exclude_ids=syn)
     emb = np.zeros((len(texts), k, index.dim), dtype=np.float32)
     for row in range(len(texts)):

@@ -380,7 +380,8 @@ def cmd_calibrate(args) -> int:
     pairs = pd.read_csv(_existing(args.captions, "captions CSV", folder=False))
     index = VideoIndex.load(index_dir, device=args.device)
     encoder = stages.open_encoder_for_index(index, device=args.device)
-    feats, labels, info = collect_features(index, encoder, labelled_queries(pairs), k=args.k)
+    feats, labels, info = collect_features(index, encoder, labelled_queries(pairs), k=args.k,
+                                           progress=not args.quiet)
     result = calibrate(feats, labels, method=args.method, alpha=args.alpha, holdout=args.holdout,
                        seed=args.seed)
     plot = plot_risk_coverage(result.curve, Path(args.plot) if args.plot else index_dir / "risk_coverage.png",
@@ -416,6 +417,7 @@ def cmd_train(args) -> int:
             _existing(args.embeddings, "embedding folder", folder=True), dataset.item_ids)
     if args.tune:
         options["tune"] = True
+        options["progress"] = not args.quiet
     if args.two_stage:
         options["two_stage"] = True
     tm = stages.train_model(df, args.model, _params(args.param), dataset=dataset, source=str(path), **options)
@@ -493,7 +495,7 @@ def cmd_evaluate(args) -> int:
                                seed=args.seed, source=str(path), test_df=test_df,
                                test_source=str(test_path) if test_path else None, n_folds=args.folds,
                                n_negatives=args.negatives, metrics=metrics, ks=ks, item_embeddings=emb,
-                               n_resamples=args.bootstrap, evaluator=evaluator)
+                               n_resamples=args.bootstrap, evaluator=evaluator, progress=not args.quiet)
     summary = res["summary"]
     cols = ["model"] + [c for c in summary.columns if c.endswith(f"@{args.k}")] + ["n_users"]
     _emit(args, {"out": str(args.out), "protocol": res["protocol"], "models": summary.to_dict("records")},

@@ -192,7 +192,7 @@ def write_evaluation(df: pd.DataFrame, models: list[str], out: str | os.PathLike
                      test_df: pd.DataFrame | None = None, test_source: str | None = None,
                      n_folds: int = 5, n_negatives: int | None = None, metrics=None, ks=None,
                      item_embeddings=None, n_resamples: int = 1000,
-                     confidence: float = 0.95, evaluator=None) -> dict:
+                     confidence: float = 0.95, evaluator=None, progress: bool = False) -> dict:
     """Run :func:`recsys.stages.evaluate_models` and write its report folder (layout above).
 
     Parameters
@@ -222,7 +222,8 @@ def write_evaluation(df: pd.DataFrame, models: list[str], out: str | os.PathLike
     res = stages.evaluate_models(df, models, protocol=protocol, test_ratio=test_ratio, seed=seed,
                                  k=k, params=params, test_df=test_df, n_folds=n_folds,
                                  n_negatives=n_negatives, metrics=metrics, ks=ks,
-                                 item_embeddings=item_embeddings, keep_lists=True, evaluator=evaluator)
+                                 item_embeddings=item_embeddings, keep_lists=True, evaluator=evaluator,
+                                 progress=progress)
     proto = dict(res["protocol"], source=source, test_source=test_source,
                  bootstrap={"resamples": n_resamples, "confidence": confidence, "seed": 0,
                             "method": "percentile, users resampled"})

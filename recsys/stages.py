@@ -352,7 +352,7 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
                     test_ratio: float = 0.2, seed: int = 42, k: int = 10, metrics=None,
                     params: dict | None = None, test_df: pd.DataFrame | None = None,
                     n_folds: int = 5, n_negatives: int | None = None, item_embeddings=None,
-                    ks=None, keep_lists: bool = False, evaluator=None):
+                    ks=None, keep_lists: bool = False, evaluator=None, progress: bool = False):
     """Split ``df`` by ``protocol``, fit each model on the train split, evaluate on the test split.
 
     Full ranking over all items, training items removed, unless ``n_negatives`` asks for
@@ -376,6 +376,8 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
         Called instead of :func:`recsys.evaluation.evaluate` with the same arguments and returning
         the same result type, e.g. ``functools.partial(recsys.distributed.evaluate_ray,
         address=...)`` to evaluate user blocks on a Ray cluster (``recsys evaluate --engine ray``).
+    progress : bool
+        tqdm bar over the (fold, model) fits and evaluations (on a terminal only).
 
     Returns
     -------
@@ -407,11 +409,15 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
     folds = split if protocol == "kfold" else [split]
     full = df if test_df is None else pd.concat([df, test_df], ignore_index=True)
     dataset = build_dataset(full)
+    from embeddings.progress import progress_bar
+
     rows, per_user, trained, lists, tests = [], [], {}, {}, []
+    bar = progress_bar(len(folds) * len(models), "evaluate", "model", progress)
     for fold, (train_df, fold_test) in enumerate(folds):
         test_ui = dataset.to_user_items(fold_test)
         tests.append(fold_test.assign(fold=fold))
         for name in models:
+            bar.set_postfix_str(name + (f" fold {fold + 1}/{len(folds)}" if len(folds) > 1 else ""))
             tm = train_model(train_df, name, (params or {}).get(name), dataset=dataset)
             t0 = time.perf_counter()
             res = (evaluator or evaluate)(tm.model, tm.user_items, test_ui, k=k, metrics=all_metrics,
@@ -433,6 +439,8 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
             if keep_lists:
                 lists.setdefault(name, []).append((fold, res.per_user["user_index"].to_numpy(),
                                                    res.lists, res.list_scores))
+            bar.update(1)
+    bar.close()
     summary = pd.DataFrame(rows)
     per_user_df = pd.concat(per_user, ignore_index=True)
     if len(folds) > 1:  # one row per model: per-user means over all folds, counts summed
