@@ -355,15 +355,20 @@ def load_calibration(index_dir: str | os.PathLike) -> tuple[Calibrator, float, d
 
 
 def plot_risk_coverage(curve: pd.DataFrame, path: str | os.PathLike, *, threshold: float | None = None,
-                       title: str = "Backfill gate: risk and trigger rate per threshold") -> Path:
+                       title: str = "Backfill gate: risk and trigger rate per threshold",
+                       random_weights: bool = False) -> Path:
     """PNG of trigger rate and risk against the threshold (and risk against coverage).
 
-    Returns the written path (atomic write).
+    ``random_weights`` (the index's encoder has random weights) writes
+    :data:`embeddings.plotting.RANDOM_WEIGHTS_NOTE` on the figure. Returns the written path
+    (atomic write).
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from embeddings.plotting import mark_random_weights
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6))
     a.plot(curve["threshold"], curve["trigger_rate"], label="trigger rate (generation)")
@@ -379,9 +384,10 @@ def plot_risk_coverage(curve: pd.DataFrame, path: str | os.PathLike, *, threshol
     b.set_ylim(-0.02, 1.02)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    mark_random_weights(fig, random_weights)
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
+        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
     return path
 

@@ -385,7 +385,8 @@ def cmd_calibrate(args) -> int:
     result = calibrate(feats, labels, method=args.method, alpha=args.alpha, holdout=args.holdout,
                        seed=args.seed)
     plot = plot_risk_coverage(result.curve, Path(args.plot) if args.plot else index_dir / "risk_coverage.png",
-                              threshold=result.threshold)
+                              threshold=result.threshold,
+                              random_weights=bool((index.encoder or {}).get("random_weights")))
     path = save_calibration(index_dir, result, extra={"collect": {**info, "k": args.k},
                                                       "encoder": index.encoder, "plot": str(plot)})
     m = result.metrics
