@@ -749,18 +749,26 @@ def _hub_endpoint() -> tuple[str, int]:
     return url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
 
 
-@functools.lru_cache(maxsize=1)
-def _hub_unreachable(timeout_s: float = 3.0) -> bool:
-    """True when a TCP connection to the hub endpoint fails or takes over ``timeout_s`` (checked once).
+def _hub_unreachable() -> bool:
+    """True when the hub endpoint cannot be reached (:func:`_probe_hub`, run once per process).
 
-    False when an HTTP(S) proxy is configured (the proxy decides) or offline mode is already on.
-    The name lookup runs in a daemon thread, since ``getaddrinfo`` has no timeout of its own.
+    False, without a probe, when offline mode is already on (nothing to speed up) or an HTTP(S)
+    proxy is configured (the proxy decides).
     """
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE or any(os.environ.get(v) for v in (
             "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")):
         return False
+    return _probe_hub()
+
+
+@functools.lru_cache(maxsize=1)
+def _probe_hub(timeout_s: float = 3.0) -> bool:
+    """True when a TCP connection to the hub endpoint fails or takes over ``timeout_s``.
+
+    The name lookup runs in a daemon thread, since ``getaddrinfo`` has no timeout of its own.
+    """
     ok: list[bool] = []
 
     def connect():
