@@ -247,7 +247,7 @@ def run_embedding_job(
              len(inputs), n_shards, len(todo), enc["model"], enc["precision"], batch_size, num_workers,
              executor, prefetch)
 
-    bar = tqdm(total=len(inputs), unit="video", desc="embed", disable=not progress,
+    bar = tqdm(total=len(inputs), unit="video", desc="embed", disable=None if progress else True,
                initial=sum(len(plan[i]) for i in range(n_shards) if i not in todo))
     columns = {"model": enc["model"], "pretrained": enc["pretrained"], "precision": enc["precision"],
                "sampling": sampler.strategy}

@@ -209,7 +209,8 @@ def backfill(
     generated, reused, skipped = [], [], []
     timings.update(generate=0.0, encode_synthetic=0.0, index_add=0.0)
     if triggered:
-        syn_dir = Path(out_dir) / "synthetic"
+        # absolute: the path is stored in the index and must resolve from any working folder
+        syn_dir = Path(out_dir).resolve() / "synthetic"
         syn_dir.mkdir(parents=True, exist_ok=True)
         present = set(index.metadata["video_id"].astype(str))
         for seed in range(base_seed, base_seed + n_generate):

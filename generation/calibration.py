@@ -81,7 +81,7 @@ def labelled_queries(pairs: pd.DataFrame) -> dict[str, set[str]]:
 
 
 def collect_features(index, encoder, queries: dict[str, set[str]], *, k: int = 10,
-                     batch_size: int = 256):
+                     batch_size: int = 256, progress: bool = False):
     """Search every labelled query (synthetic items excluded) and label its top-1.
 
     Parameters
@@ -93,6 +93,10 @@ def collect_features(index, encoder, queries: dict[str, set[str]], *, k: int = 1
         of the index are dropped (logged, counted in the returned ``n_dropped``).
     k : int
         List length for the features (>= 2 for margin/spread).
+    batch_size : int
+        Queries per ``encode_text`` call.
+    progress : bool
+        tqdm bar over the encoded queries (:func:`embeddings.progress.progress_bar`: terminal only).
 
     Returns
     -------
@@ -123,7 +127,15 @@ def collect_features(index, encoder, queries: dict[str, set[str]], *, k: int = 1
         raise ValueError("no labelled query has a relevant id in the index; check that the CSV's "
                          "video_id values match the index (recsys search shows them)")
     texts = list(kept)
-    q = np.asarray(encoder.encode_text(texts, batch_size=batch_size), dtype=np.float32)
+    from embeddings.progress import progress_bar
+
+    parts = []
+    with progress_bar(len(texts), "calibrate: encode queries", "query", progress) as bar:
+        for s in range(0, len(texts), batch_size):
+            parts.append(np.asarray(encoder.encode_text(texts[s:s + batch_size], batch_size=batch_size),
+                                    dtype=np.float32))
+            bar.update(len(parts[-1]))
+    q = np.concatenate(parts)
     res = index.search(q, k=k, exclude_ids=syn)
     emb = np.zeros((len(texts), k, index.dim), dtype=np.float32)
     for row in range(len(texts)):
@@ -343,15 +355,20 @@ def load_calibration(index_dir: str | os.PathLike) -> tuple[Calibrator, float, d
 
 
 def plot_risk_coverage(curve: pd.DataFrame, path: str | os.PathLike, *, threshold: float | None = None,
-                       title: str = "Backfill gate: risk and trigger rate per threshold") -> Path:
+                       title: str = "Backfill gate: risk and trigger rate per threshold",
+                       random_weights: bool = False) -> Path:
     """PNG of trigger rate and risk against the threshold (and risk against coverage).
 
-    Returns the written path (atomic write).
+    ``random_weights`` (the index's encoder has random weights) writes
+    :data:`embeddings.plotting.RANDOM_WEIGHTS_NOTE` on the figure. Returns the written path
+    (atomic write).
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from embeddings.plotting import mark_random_weights
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.6))
     a.plot(curve["threshold"], curve["trigger_rate"], label="trigger rate (generation)")
@@ -367,9 +384,10 @@ def plot_risk_coverage(curve: pd.DataFrame, path: str | os.PathLike, *, threshol
     b.set_ylim(-0.02, 1.02)
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    mark_random_weights(fig, random_weights)
     path = Path(path)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
+        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
     return path
 

@@ -244,6 +244,8 @@ def _plot(df: pd.DataFrame, path: Path, chance: dict | None = None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from embeddings.plotting import mark_random_weights
+
     groups = [(lv, d) for lv in ("video", "frame") for d in ("text_to_video", "video_to_text")]
     encoders = list(dict.fromkeys(df["encoder"]))
     fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 3.6), sharey=True)
@@ -262,10 +264,16 @@ def _plot(df: pd.DataFrame, path: Path, chance: dict | None = None) -> None:
         ax.set_xticks(np.arange(3) + width * (len(encoders) - 1) / 2, ["R@1", "R@5", "R@10"])
         ax.set_title(f"{d.replace('_', ' ')} ({lv})", fontsize=9)
     axes[0].set_ylabel("recall (%)")
-    axes[0].legend(fontsize=7)
+    # one legend below the panels: inside a panel it covered the chance marks and bars
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=min(len(labels), 4),
+               fontsize=8, frameon=False)
     fig.tight_layout()
+    random = sorted(df.loc[df["random_weights"].astype(bool), "encoder"].unique()) \
+        if "random_weights" in df.columns else []
+    mark_random_weights(fig, bool(random), what=", ".join(map(str, random)))
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=90)
+        fig.savefig(tmp, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
 
 

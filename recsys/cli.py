@@ -49,26 +49,6 @@ def _model_names(names: list[str], option: str) -> list[str]:
     return names
 
 
-def _index_dir(path: str) -> Path:
-    """An index folder (``recsys index build``), told apart from an embedding folder before anything loads."""
-    import json as _json
-
-    folder = _existing(path, "index folder", folder=True)
-    mpath = folder / "manifest.json"
-    if not mpath.is_file():
-        raise UsageError(f"{folder} has no manifest.json; is it an index folder (recsys index build)?")
-    try:
-        manifest = _json.loads(mpath.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise UsageError(f"{mpath} cannot be read as JSON ({e}); rebuild the index (recsys index build)") from e
-    if not isinstance(manifest, dict) or "factory_string" not in manifest:
-        kind = ("an embedding folder (recsys embed)" if isinstance(manifest, dict) and "n_videos" in manifest
-                else "not an index folder")
-        raise UsageError(f"{folder} is {kind}; pass an index folder, made by `recsys index build "
-                         f"{folder} --out INDEX_DIR`")
-    return folder
-
-
 def _emb_dir(path: str) -> Path:
     """An embedding folder (``recsys embed``) with its manifest, checked before anything loads."""
     folder = _existing(path, "embedding folder", folder=True)
@@ -83,6 +63,28 @@ def _tuned(tu: dict) -> str:
     params = tu.get("search_params") or "default search parameters"
     return (f"{params}: measured recall@10 {tu['recall@10']:.4f} at {tu['ms_per_query']:.3f} ms/query"
             + (f" ({tu['reason']})" if tu.get("reason") else ""))
+
+
+def _index_folder(path: str, what: str = "index folder") -> Path:
+    """Check that ``path`` is a folder written by ``VideoIndex.save`` (a manifest with a factory string).
+
+    Reads only ``manifest.json``, so a wrong folder is reported before faiss, torch or the encoder load.
+    """
+    p = _existing(path, what, folder=True)
+    manifest_path = p / "manifest.json"
+    if not manifest_path.is_file():
+        raise UsageError(f"{what} {p} has no manifest.json; pass a folder written by `recsys index build`")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{what} {p}: manifest.json is unreadable ({e}); rebuild it with `recsys index build`") \
+            from None
+    if not isinstance(manifest, dict) or "factory_string" not in manifest:
+        hint = (": it is an embedding folder; build an index from it with `recsys index build "
+                f"{p} --out INDEX_DIR`" if (p / "shards").is_dir() else "; pass a folder written by "
+                "`recsys index build`")
+        raise UsageError(f"{what} {p} is not an index folder{hint}")
+    return p
 
 
 def _positive_int(text: str) -> int:
@@ -276,7 +278,7 @@ def cmd_index_build(args) -> int:
 def cmd_index_info(args) -> int:
     import json as _json
 
-    folder = _index_dir(args.index_dir)
+    folder = _index_folder(args.index_dir)
     manifest = _json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     tu = manifest.get("tuning") or {}
     human = (f"{manifest['factory_string']} ({manifest['metric']}), {manifest['ntotal']} vectors of dim "
@@ -314,16 +316,17 @@ def _print_results(outcomes) -> str:
 
 
 def cmd_search(args) -> int:
-    from embeddings.index.video_index import VideoIndex
+    index_dir = _index_folder(args.index_dir)  # every input checked before faiss/torch/open_clip load
+    frames_dir = _index_folder(args.frames_index, "frame index folder") if args.frames_index else None
+    from embeddings.index import VideoIndex
     from recsys import stages
 
-    index = VideoIndex.load(_index_dir(args.index_dir), device=args.device)
+    index = VideoIndex.load(index_dir, device=args.device)
     encoder = stages.open_encoder_for_index(index, device=args.device)
-    if args.frames_index:
+    if frames_dir is not None:
         from embeddings.index.frames import FrameIndex
 
-        fi = FrameIndex.load(_existing(args.frames_index, "frame index folder", folder=True),
-                             expected_encoder=index.encoder)
+        fi = FrameIndex.load(frames_dir, expected_encoder=index.encoder)
         res = fi.search(encoder.encode_text([args.text]), k=args.k)
         rows = [{"rank": r + 1, "video_id": v, "score": float(s), "timestamp_s": float(t)}
                 for r, (v, s, t) in enumerate(zip(res.ids[0], res.scores[0], res.timestamps_s[0],
@@ -333,8 +336,13 @@ def cmd_search(args) -> int:
                   f"  {r['rank']:>3}. {r['video_id']}  {r['score']:.4f}  @ {r['timestamp_s']:.2f}s"
                   for r in rows))
         return 0
-    outcomes = stages.run_queries([args.text], index, encoder, k=args.k, backfill="none")
-    _emit(args, [o.to_dict() for o in outcomes], _print_results(outcomes))
+    outcomes = stages.run_queries([args.text], index, encoder, k=args.k, backfill="none",
+                                  max_synthetic=args.max_synthetic, exclude_synthetic=args.exclude_synthetic)
+    human = _print_results(outcomes)
+    if any(r.get("synthetic") for o in outcomes for r in o.results):
+        human += ("\n(synthetic: clips that `recsys query --backfill` added to this index; "
+                  "--exclude-synthetic or --max-synthetic N leaves them out)")
+    _emit(args, [o.to_dict() for o in outcomes], human)
     return 0
 
 
@@ -344,15 +352,16 @@ def cmd_query(args) -> int:
     from generation.calibration import load_calibration, preserve_calibration
     from recsys import stages
 
-    index_dir = _index_dir(args.index_dir)
+    index_dir = _index_folder(args.index_dir)
     if args.ranker:
         _hybrid_ranker(args.ranker)
     index = VideoIndex.load(index_dir, device=args.device)
-    encoder = stages.open_encoder_for_index(index, device=args.device)
-    emb_dir = Path(args.embeddings) if args.embeddings else index_dir.parent / "embeddings"
+    emb_dir = stages.embeddings_of_index(index, index_dir, args.embeddings)
     if args.backfill == "montage" and not emb_dir.is_dir():
         raise UsageError(f"the montage backend cuts shots from the catalog's frame embeddings; {emb_dir} does not "
-                         "exist: pass --embeddings EMB_DIR (the folder `recsys embed` wrote)")
+                         "exist (moved since `recsys index build`?): pass --embeddings EMB_DIR (the folder "
+                         "`recsys embed` wrote)")
+    encoder = stages.open_encoder_for_index(index, device=args.device)
     out_dir = Path(args.out) if args.out else index_dir.parent
     calibration = None if args.no_calibration else load_calibration(index_dir)
     ranker = None
@@ -377,10 +386,16 @@ def cmd_query(args) -> int:
                                   calibration=calibration, max_synthetic=args.max_synthetic,
                                   exclude_synthetic=args.exclude_synthetic, ranker=ranker,
                                   user_id=args.user, backend_options=backend_options, budget=budget)
-    if any(o.generated for o in outcomes):
+    added = [sid for o in outcomes for sid in o.generated]
+    human = _print_results(outcomes)
+    if added:
         with preserve_calibration(index_dir):
             index.save(index_dir)
-    _emit(args, [o.to_dict() for o in outcomes], _print_results(outcomes))
+        human += (f"\nAdded {len(added)} synthetic clip(s) to the index {index_dir} (saved; clips under "
+                  f"{Path(out_dir).resolve() / 'synthetic'}): later searches return them too, marked "
+                  "[synthetic]; `recsys search --exclude-synthetic` leaves them out.")
+        log.info("backfill added %d synthetic clip(s) to %s", len(added), index_dir)
+    _emit(args, [o.to_dict() for o in outcomes], human)
     return 0
 
 
@@ -413,15 +428,17 @@ def cmd_calibrate(args) -> int:
     )
     from recsys import stages
 
-    index_dir = _index_dir(args.index_dir)
+    index_dir = _index_folder(args.index_dir)
     pairs = pd.read_csv(_existing(args.captions, "captions CSV", folder=False))
     index = VideoIndex.load(index_dir, device=args.device)
     encoder = stages.open_encoder_for_index(index, device=args.device)
-    feats, labels, info = collect_features(index, encoder, labelled_queries(pairs), k=args.k)
+    feats, labels, info = collect_features(index, encoder, labelled_queries(pairs), k=args.k,
+                                           progress=not args.quiet)
     result = calibrate(feats, labels, method=args.method, alpha=args.alpha, holdout=args.holdout,
                        seed=args.seed)
     plot = plot_risk_coverage(result.curve, Path(args.plot) if args.plot else index_dir / "risk_coverage.png",
-                              threshold=result.threshold)
+                              threshold=result.threshold,
+                              random_weights=bool((index.encoder or {}).get("random_weights")))
     path = save_calibration(index_dir, result, extra={"collect": {**info, "k": args.k},
                                                       "encoder": index.encoder, "plot": str(plot)})
     m = result.metrics
@@ -454,6 +471,7 @@ def cmd_train(args) -> int:
             _existing(args.embeddings, "embedding folder", folder=True), dataset.item_ids)
     if args.tune:
         options["tune"] = True
+        options["progress"] = not args.quiet
     if args.two_stage:
         options["two_stage"] = True
     tm = stages.train_model(df, args.model, _params(args.param), dataset=dataset, source=str(path), **options)
@@ -538,7 +556,7 @@ def cmd_evaluate(args) -> int:
                                seed=args.seed, source=str(path), test_df=test_df,
                                test_source=str(test_path) if test_path else None, n_folds=args.folds,
                                n_negatives=args.negatives, metrics=metrics, ks=ks, item_embeddings=emb,
-                               n_resamples=args.bootstrap, evaluator=evaluator)
+                               n_resamples=args.bootstrap, evaluator=evaluator, progress=not args.quiet)
     summary = res["summary"]
     cols = ["model"] + [c for c in summary.columns if c.endswith(f"@{args.k}")] + ["n_users"]
     _emit(args, {"out": str(args.out), "protocol": res["protocol"], "models": summary.to_dict("records")},
@@ -613,6 +631,12 @@ MODEL_NAMES_HELP = ("popularity, trending (needs timestamps), ease, itemknn, als
 
 _SEARCH_DEVICE_HELP = ("where the query encoder runs and the index is searched (a GPU copy of it): "
                        "auto, cpu, cuda or cuda:N (default auto: the GPU when one is visible)")
+
+
+def _synthetic_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-synthetic", type=int, help="at most N synthetic items in the results")
+    p.add_argument("--exclude-synthetic", action="store_true",
+                   help="no synthetic items (clips added by `recsys query --backfill`) in the results")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -781,19 +805,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--frames-index", metavar="DIR",
                    help="frame-level index (index build --frames-out): videos ranked by their best frame, "
                         "with its timestamp")
+    _synthetic_args(s)
     s.set_defaults(func=cmd_search)
 
-    s = add("query", "Search with a confidence score; synthesise clips when confidence is low (backfill).",
+    s = add("query", "Search with a confidence score; synthesise clips when confidence is low (backfill). "
+            "Backfill ADDS the clips to INDEX_DIR on disk: later searches return them (marked synthetic) "
+            "unless given --exclude-synthetic.",
             "recsys query runs/qs/index --text 'a red circle' --backfill montage --threshold 1.0")
     s.add_argument("index_dir", metavar="INDEX_DIR")
     s.add_argument("--text", required=True, type=_query_text)
     s.add_argument("-k", type=_positive_int, default=10)
     s.add_argument("--backfill", default="none",
-                   help="backend for low-confidence queries: montage, diffusers, or none")
+                   help="backend for low-confidence queries: montage, diffusers, or none; generated clips are "
+                        "ADDED to INDEX_DIR (saved) and returned by later searches")
     s.add_argument("--threshold", type=_fraction, help="confidence gate: 1.0 always generates, 0.0 never")
     s.add_argument("--n-generate", type=_positive_int, default=1, help="clips per triggered query")
-    s.add_argument("--embeddings", metavar="EMB_DIR", help="embedding folder (montage shots); default "
-                   "INDEX_DIR/../embeddings")
+    s.add_argument("--embeddings", metavar="EMB_DIR", help="embedding folder (montage shots); default: the "
+                   "folder the index was built from (recorded in its manifest), else INDEX_DIR/../embeddings")
     s.add_argument("--out", metavar="DIR", help="where generated clips go (default INDEX_DIR/..)")
     s.add_argument("--num-frames", type=_positive_int, default=24)
     s.add_argument("--height", type=_positive_int, default=128)
@@ -808,8 +836,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cpu-offload", action="store_true", help="diffusers model CPU offload (still needs a GPU)")
     s.add_argument("--max-per-run", type=int, help="most clips generated by this call")
     s.add_argument("--timeout", type=float, help="seconds allowed per generation")
-    s.add_argument("--max-synthetic", type=int, help="at most N synthetic items in the results")
-    s.add_argument("--exclude-synthetic", action="store_true", help="no synthetic items in the results")
+    _synthetic_args(s)
     s.add_argument("--no-calibration", action="store_true",
                    help="ignore INDEX_DIR/calibration.json (raw top-1 cosine as confidence)")
     s.add_argument("--ranker", metavar="MODEL_DIR", help="hybrid cold-start model (recsys train --model "
@@ -949,6 +976,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if args.verbose:
             raise
-        sys.stderr.write(f"recsys {args.command}: {type(e).__name__}: {e}\n(rerun with -v for the traceback)\n")
+        msg = getattr(e, "cli_message", None) or f"{type(e).__name__}: {e}"  # CLI syntax where the error has it
+        sys.stderr.write(f"recsys {args.command}: {msg}\n(rerun with -v for the traceback)\n")
         return 1
     return 0

@@ -131,25 +131,44 @@ def _save(fig, path: Path) -> None:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
 
 
+# metrics not bounded by 1 (novelty: mean self-information in bits) get their own panel and axis
+UNBOUNDED_METRICS = ("novelty",)
+
+
 def plot_bars_with_ci(summary: pd.DataFrame, path, *, k: int, title: str) -> Path:
-    """Grouped bars of metric@k per model with bootstrap CI error bars (PNG)."""
+    """Grouped bars of metric@k per model with bootstrap CI error bars (PNG).
+
+    Metrics in [0, 1] share the left panel (axis 0-1); unbounded ones (:data:`UNBOUNDED_METRICS`,
+    e.g. novelty in bits) each get a panel with their own axis, so neither flattens the other.
+    """
     plt = _plt()
     cols = [c for c in summary.columns if c.endswith(f"@{k}")]
-    x = np.arange(len(cols))
+    bounded = [c for c in cols if c.split("@")[0] not in UNBOUNDED_METRICS]
+    panels = [p for p in [bounded] + [[c] for c in cols if c not in bounded] if p]
     width = 0.8 / max(1, len(summary))
-    fig, ax = plt.subplots(figsize=(1.3 * len(cols) + 2, 3.8))
-    for j, (_, row) in enumerate(summary.iterrows()):
-        vals = np.array([row[c] for c in cols], dtype=float)
-        lo = np.array([row.get(f"{c}_ci_low", np.nan) for c in cols], dtype=float)
-        hi = np.array([row.get(f"{c}_ci_high", np.nan) for c in cols], dtype=float)
-        err = np.vstack([np.nan_to_num(vals - lo), np.nan_to_num(hi - vals)])
-        ax.bar(x + j * width - 0.4 + width / 2, vals, width, yerr=err, capsize=3,
-               label=row["model"])
-    ax.set_xticks(x, cols, rotation=30, ha="right")
-    ax.set_ylabel("mean over evaluated users (95% CI)")
-    ax.set_title(title, fontsize=9)
-    ax.legend(frameon=False, fontsize=8)
-    ax.grid(axis="y", alpha=0.3)
+    fig, axes = plt.subplots(1, len(panels), figsize=(1.3 * len(cols) + 2 + 0.8 * (len(panels) - 1), 3.8),
+                             gridspec_kw={"width_ratios": [len(p) + 0.6 for p in panels]}, squeeze=False)
+    for ax, pcols in zip(axes[0], panels, strict=True):
+        x = np.arange(len(pcols))
+        for j, (_, row) in enumerate(summary.iterrows()):
+            vals = np.array([row[c] for c in pcols], dtype=float)
+            lo = np.array([row.get(f"{c}_ci_low", np.nan) for c in pcols], dtype=float)
+            hi = np.array([row.get(f"{c}_ci_high", np.nan) for c in pcols], dtype=float)
+            err = np.vstack([np.nan_to_num(vals - lo), np.nan_to_num(hi - vals)])
+            ax.bar(x + j * width - 0.4 + width / 2, vals, width, capsize=3,
+                   yerr=err if np.isfinite(lo).any() else None,  # no CI columns: no error bars
+                   label=row["model"], color=f"C{j}")
+        ax.set_xticks(x, pcols, rotation=30, ha="right")
+        ax.grid(axis="y", alpha=0.3)
+        if pcols is bounded:
+            ax.set_ylim(0, 1)
+            has_ci = any(f"{c}_ci_low" in summary.columns for c in cols)
+            ax.set_ylabel("mean over evaluated users" + (" (95% CI)" if has_ci else ""))
+        else:
+            ax.set_ylabel(f"{pcols[0]} (bits; own axis)" if pcols[0].startswith("novelty") else pcols[0])
+    axes[0][0].legend(frameon=False, fontsize=8)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
     path = Path(path)
     _save(fig, path)
     plt.close(fig)
@@ -192,7 +211,7 @@ def write_evaluation(df: pd.DataFrame, models: list[str], out: str | os.PathLike
                      test_df: pd.DataFrame | None = None, test_source: str | None = None,
                      n_folds: int = 5, n_negatives: int | None = None, metrics=None, ks=None,
                      item_embeddings=None, n_resamples: int = 1000,
-                     confidence: float = 0.95, evaluator=None) -> dict:
+                     confidence: float = 0.95, evaluator=None, progress: bool = False) -> dict:
     """Run :func:`recsys.stages.evaluate_models` and write its report folder (layout above).
 
     Parameters
@@ -222,7 +241,8 @@ def write_evaluation(df: pd.DataFrame, models: list[str], out: str | os.PathLike
     res = stages.evaluate_models(df, models, protocol=protocol, test_ratio=test_ratio, seed=seed,
                                  k=k, params=params, test_df=test_df, n_folds=n_folds,
                                  n_negatives=n_negatives, metrics=metrics, ks=ks,
-                                 item_embeddings=item_embeddings, keep_lists=True, evaluator=evaluator)
+                                 item_embeddings=item_embeddings, keep_lists=True, evaluator=evaluator,
+                                 progress=progress)
     proto = dict(res["protocol"], source=source, test_source=test_source,
                  bootstrap={"resamples": n_resamples, "confidence": confidence, "seed": 0,
                             "method": "percentile, users resampled"})

@@ -317,7 +317,8 @@ def _run(cfg: dict, out: Path, result: RunResult, *, strict: bool, progress: boo
                 for o in outcomes for r in o.results]
         write_parquet(out / "queries.parquet", pd.DataFrame(flat))
         thr = next((o.threshold for o in outcomes if o.threshold is not None), q["threshold"])
-        report.plot_query_confidence(outcomes, out / "plots" / "query_confidence.png", thr)
+        report.plot_query_confidence(outcomes, out / "plots" / "query_confidence.png", thr,
+                                     random_weights=result.random_weights)
         result.counts["synthetic_clips"] = sum(len(o.generated) for o in outcomes)
         body = [f"Backfill backend: `{q['backfill']}`; threshold: {thr}.\n\n![confidence](plots/query_confidence.png)\n"]
         for o in outcomes:

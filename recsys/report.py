@@ -37,54 +37,53 @@ def _savefig(fig, path: Path) -> None:
 
 
 def plot_metrics(summary: pd.DataFrame, path: str | Path, *, k: int, title: str = "") -> Path:
-    """Grouped bar chart of metric@k per model (one group per metric); writes a PNG and returns its path."""
+    """Grouped bar chart of metric@k per model (one group per metric); writes a PNG and returns its path.
+
+    The layout of :func:`recsys.evaluate_report.plot_bars_with_ci`: metrics in [0, 1] on one axis,
+    novelty (bits) on its own.
+    """
+    from recsys.evaluate_report import plot_bars_with_ci
+
+    return plot_bars_with_ci(summary, path, k=k, title=title or f"Ranking quality at K={k}")
+
+
+def plot_query_confidence(outcomes: list, path: str | Path, threshold: float | None, *,
+                          random_weights: bool = False) -> Path:
+    """Each query's retrieval confidence as a dot on a stem from 0, the backfill threshold as a line.
+
+    Dots stay visible at confidence 0 (bars would have zero width); the legend lists only the
+    outcomes present (backfill triggered / not triggered) and the threshold. ``random_weights``
+    writes :data:`embeddings.plotting.RANDOM_WEIGHTS_NOTE` on the figure.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    metric_cols = [c for c in summary.columns if c.endswith(f"@{k}")]
-    models = summary["model"].tolist()
-    x = np.arange(len(metric_cols))
-    width = 0.8 / max(1, len(models))
-    fig, ax = plt.subplots(figsize=(1.4 * len(metric_cols) + 2, 3.6))
-    for j, (_, row) in enumerate(summary.iterrows()):
-        ax.bar(x + j * width - 0.4 + width / 2, [row[c] for c in metric_cols], width, label=row["model"])
-    ax.set_xticks(x, metric_cols)
-    ax.set_ylabel("mean over evaluated users")
-    ax.set_ylim(0, max(1e-6, float(np.nanmax(summary[metric_cols].to_numpy(dtype=float)))) * 1.15)
-    ax.set_title(title or f"Ranking quality at K={k}")
-    ax.legend(frameon=False)
-    ax.grid(axis="y", alpha=0.3)
-    _savefig(fig, path)
-    plt.close(fig)
-    return path
-
-
-def plot_query_confidence(outcomes: list, path: str | Path, threshold: float | None) -> Path:
-    """Horizontal bars of each query's retrieval confidence, with the backfill threshold as a line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from embeddings.plotting import mark_random_weights
 
     path = Path(path)
     labels = [o.query[:40] for o in outcomes]
-    conf = [o.confidence for o in outcomes]
-    colors = ["tab:orange" if o.triggered else "tab:blue" for o in outcomes]
-    fig, ax = plt.subplots(figsize=(6, 0.45 * len(outcomes) + 1.4))
+    conf = np.array([o.confidence for o in outcomes], dtype=float)
+    triggered = np.array([bool(o.triggered) for o in outcomes])
+    fig, ax = plt.subplots(figsize=(6.5, 0.45 * len(outcomes) + 1.6))
     y = np.arange(len(outcomes))
-    ax.barh(y, conf, color=colors)
-    for yi, c in zip(y, conf, strict=True):  # values stay readable when a bar is (near) zero
-        ax.text(c + 0.01, yi, f"{c:.3f}", va="center", fontsize=8)
+    ax.hlines(y, 0, conf, color="0.75", linewidth=2, zorder=1)
+    for mask, colour, name in ((triggered, "tab:orange", "backfill triggered"),
+                               (~triggered, "tab:blue", "not triggered")):
+        if mask.any():
+            ax.scatter(conf[mask], y[mask], s=45, color=colour, zorder=3, label=name)
+    for yi, c in zip(y, conf, strict=True):
+        ax.text(c + 0.02, yi, f"{c:.3f}", va="center", fontsize=8)
     ax.set_yticks(y, labels)
-    ax.set_xlim(0, 1.05)
-    ax.invert_yaxis()
+    ax.set_xlim(-0.02, 1.12)
+    ax.set_ylim(len(outcomes) - 0.5, -0.5)
     if threshold is not None:
         ax.axvline(threshold, color="k", linestyle="--", linewidth=1, label=f"threshold {threshold:.3f}")
-        ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.25))
-    ax.set_xlabel("retrieval confidence (orange: backfill triggered)")
+    ax.legend(frameon=False, loc="upper center", bbox_to_anchor=(0.5, -0.22), ncol=3, fontsize=8)
+    ax.set_xlabel("retrieval confidence")
+    ax.grid(axis="x", alpha=0.3)
+    mark_random_weights(fig, random_weights)
     _savefig(fig, path)
     plt.close(fig)
     return path

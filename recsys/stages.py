@@ -6,6 +6,7 @@ atomically and returns what it made. None reads ``sys.argv`` or the environment.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -127,7 +128,7 @@ def build_index(emb_dir: str | os.PathLike, out: str | os.PathLike, *, factory: 
         index, info = build_ivf_index_ray(emb_dir, out, factory_string=factory, metric=metric, metadata=md,
                                           address=address, on_disk=on_disk)
         log.info("ray index build: %s", info)
-        return index
+        return _record_embeddings(index, out, emb_dir)
     explicit = factory not in (None, "auto")
     if explicit and (max_memory or on_disk is not None or n_workers is not None):
         if frames_out is not None:
@@ -138,9 +139,10 @@ def build_index(emb_dir: str | os.PathLike, out: str | os.PathLike, *, factory: 
         md = index_metadata(video_metadata(folder))
         if len(md) == 0:
             raise ValueError(f"{emb_dir} holds no embedded video (see its errors.parquet); nothing to index")
-        return build_from_embedding_folder(emb_dir, out, metadata=md, factory_string=factory, metric=metric,
-                                           max_memory_bytes=max_memory, on_disk=on_disk,
-                                           n_workers=n_workers or 1, progress=progress)
+        index = build_from_embedding_folder(emb_dir, out, metadata=md, factory_string=factory, metric=metric,
+                                            max_memory_bytes=max_memory, on_disk=on_disk,
+                                            n_workers=n_workers or 1, progress=progress)
+        return _record_embeddings(index, out, emb_dir)
     meta, emb = folder.load_videos()
     if len(meta) == 0:
         raise ValueError(f"{emb_dir} holds no embedded video (see its errors.parquet); nothing to index")
@@ -157,6 +159,7 @@ def build_index(emb_dir: str | os.PathLike, out: str | os.PathLike, *, factory: 
     else:
         index = VideoIndex.build(emb, md["video_id"].tolist(), metadata=md, factory_string=factory,
                                  metric=metric, encoder=folder.encoder)
+    index.embeddings_dir = str(Path(emb_dir).resolve())
     index.save(out)
     if frames_out is not None:
         from embeddings.index.frames import FrameIndex
@@ -165,6 +168,47 @@ def build_index(emb_dir: str | os.PathLike, out: str | os.PathLike, *, factory: 
         FrameIndex.build(frame_emb, frames, factory_string=factory or "auto", metric=metric,
                          max_memory_bytes=max_memory, encoder=folder.encoder).save(frames_out)
     return index
+
+
+def _record_embeddings(index, out, emb_dir):
+    """Name ``emb_dir`` (absolute) in the saved manifest of ``out`` and on ``index``; returns ``index``."""
+    from embeddings._io import write_json
+
+    index.embeddings_dir = str(Path(emb_dir).resolve())
+    path = Path(out) / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["embeddings"] = index.embeddings_dir
+    write_json(path, manifest)
+    return index
+
+
+def embeddings_of_index(index, index_dir, embeddings=None) -> Path:
+    """The embedding folder of an index: ``embeddings`` when given, else the folder recorded at build time.
+
+    Parameters
+    ----------
+    index : embeddings.index.VideoIndex
+        Loaded index; ``index.embeddings_dir`` is the absolute folder its manifest records (None for
+        indexes built before it was recorded, or from bare vectors).
+    index_dir : path-like
+        Where the index was loaded from.
+    embeddings : path-like or None
+        An explicit folder (``--embeddings``): wins over the record, for a folder that moved.
+
+    Returns
+    -------
+    pathlib.Path
+        The explicit folder; else the recorded one when it still exists; else
+        ``index_dir/../embeddings`` (the layout ``recsys run`` writes) when that exists; else the
+        recorded one. Existence is not checked further: the caller says what to pass.
+    """
+    if embeddings is not None:
+        return Path(embeddings)
+    recorded = getattr(index, "embeddings_dir", None)
+    sibling = Path(index_dir).parent / "embeddings"
+    if recorded and (Path(recorded).is_dir() or not sibling.is_dir()):
+        return Path(recorded)
+    return sibling
 
 
 def video_metadata(folder) -> pd.DataFrame:
@@ -335,7 +379,7 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
                     test_ratio: float = 0.2, seed: int = 42, k: int = 10, metrics=None,
                     params: dict | None = None, test_df: pd.DataFrame | None = None,
                     n_folds: int = 5, n_negatives: int | None = None, item_embeddings=None,
-                    ks=None, keep_lists: bool = False, evaluator=None):
+                    ks=None, keep_lists: bool = False, evaluator=None, progress: bool = False):
     """Split ``df`` by ``protocol``, fit each model on the train split, evaluate on the test split.
 
     Full ranking over all items, training items removed, unless ``n_negatives`` asks for
@@ -360,6 +404,8 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
         Called instead of :func:`recsys.evaluation.evaluate` with the same arguments and returning
         the same result type, e.g. ``functools.partial(recsys.distributed.evaluate_ray,
         address=...)`` to evaluate user blocks on a Ray cluster (``recsys evaluate --engine ray``).
+    progress : bool
+        tqdm bar over the (fold, model) fits and evaluations (on a terminal only).
 
     Returns
     -------
@@ -391,11 +437,15 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
     folds = split if protocol == "kfold" else [split]
     full = df if test_df is None else pd.concat([df, test_df], ignore_index=True)
     dataset = build_dataset(full)
+    from embeddings.progress import progress_bar
+
     rows, per_user, trained, lists, tests = [], [], {}, {}, []
+    bar = progress_bar(len(folds) * len(models), "evaluate", "model", progress)
     for fold, (train_df, fold_test) in enumerate(folds):
         test_ui = dataset.to_user_items(fold_test)
         tests.append(fold_test.assign(fold=fold))
         for name in models:
+            bar.set_postfix_str(name + (f" fold {fold + 1}/{len(folds)}" if len(folds) > 1 else ""))
             side = ({"item_embeddings": item_embeddings}  # content and hybrid fit on them
                     if item_embeddings is not None and name.lower() in ("content", "hybrid") else {})
             tm = train_model(train_df, name, (params or {}).get(name), dataset=dataset, **side)
@@ -419,6 +469,8 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
             if keep_lists:
                 lists.setdefault(name, []).append((fold, res.per_user["user_index"].to_numpy(),
                                                    res.lists, res.list_scores))
+            bar.update(1)
+    bar.close()
     summary = pd.DataFrame(rows)
     per_user_df = pd.concat(per_user, ignore_index=True)
     if len(folds) > 1:  # one row per model: per-user means over all folds, counts summed

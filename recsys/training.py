@@ -51,7 +51,7 @@ def load_item_embeddings(emb_dir, item_ids) -> np.ndarray:
 def train_ranker(df: pd.DataFrame, name: str, params: dict | None = None, *, dataset=None,
                  source: str | None = None, tune: bool = False, grid: dict | None = None,
                  item_embeddings: np.ndarray | None = None, two_stage: bool = False,
-                 seed: int = 42):
+                 seed: int = 42, progress: bool = False):
     """Fit ``name`` on ``df``, optionally tuning it and configuring two-stage serving.
 
     Parameters
@@ -72,6 +72,8 @@ def train_ranker(df: pd.DataFrame, name: str, params: dict | None = None, *, dat
         Grid for ``tune`` (default :data:`recsys.tuning.DEFAULT_GRIDS`).
     item_embeddings : np.ndarray, float32, shape (n_items, d), optional
         For content/hybrid models and the two-stage content source.
+    progress : bool
+        tqdm bar over the ``tune`` grid points (on a terminal only).
     two_stage : bool
         Record a two-stage configuration (with ``tune``: chosen on the validation split by
         :func:`recsys.two_stage.tune_two_stage`; else RRF, 100 candidates, interest weight 0.3
@@ -107,7 +109,7 @@ def train_ranker(df: pd.DataFrame, name: str, params: dict | None = None, *, dat
     if tune:
         t_tune = time.perf_counter()
         result = run_tune(df, name, grid, dataset=dataset, fixed=params,
-                          item_embeddings=item_embeddings, seed=seed)
+                          item_embeddings=item_embeddings, seed=seed, progress=progress)
         params = result.best_params
         info["tuning"] = {**result.to_dict(), "seconds": round(time.perf_counter() - t_tune, 3)}
     model = make_model(name, **params)

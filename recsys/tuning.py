@@ -117,7 +117,7 @@ def expand_grid(grid: dict[str, list]) -> list[dict]:
 def tune(train_df: pd.DataFrame, name: str, grid: dict[str, list] | None = None, *, dataset=None,
          metric: str = "ndcg@10", k: int = 10, fixed: dict | None = None,
          item_embeddings=None, protocol: str = "stratified", ratio: float = 0.75,
-         filter_by: str = "item", seed: int = 42) -> TuningResult:
+         filter_by: str = "item", seed: int = 42, progress: bool = False) -> TuningResult:
     """Choose hyperparameters of model ``name`` on a validation split of ``train_df``.
 
     Parameters
@@ -141,6 +141,8 @@ def tune(train_df: pd.DataFrame, name: str, grid: dict[str, list] | None = None,
         (n_items, d) for content/hybrid models.
     protocol, ratio, filter_by, seed
         See :func:`validation_split`.
+    progress : bool
+        tqdm bar over the grid points (:func:`embeddings.progress.progress_bar`: on a terminal only).
 
     Returns
     -------
@@ -170,8 +172,13 @@ def tune(train_df: pd.DataFrame, name: str, grid: dict[str, list] | None = None,
              if "timestamp" in fit_df.columns and not fit_df["timestamp"].isna().any() else None)
     metrics = list(dict.fromkeys([metric, f"ndcg@{k}", f"map@{k}", f"precision@{k}",
                                   f"recall@{k}"]))
+    from embeddings.progress import progress_bar
+
     table = []
-    for point in expand_grid(grid):
+    points = expand_grid(grid)
+    bar = progress_bar(len(points), f"tune {name}", "setting", progress)
+    for point in points:
+        bar.set_postfix_str(", ".join(f"{p}={v}" for p, v in point.items()), refresh=False)
         params = {**(fixed or {}), **point}
         model = make_model(name, **params)
         t0 = time.perf_counter()
@@ -181,6 +188,8 @@ def tune(train_df: pd.DataFrame, name: str, grid: dict[str, list] | None = None,
         row = {"params": point, **res.summary, "fit_seconds": round(fit_s, 4)}
         logger.info("tune %s %s: %s=%.4f", name, point, metric, res.summary[metric])
         table.append(row)
+        bar.update(1)
+    bar.close()
     best = max(range(len(table)), key=lambda i: (table[i][metric], -i))
     info = {"protocol": protocol, "ratio": ratio, "filter_by": filter_by, "seed": seed,
             "n_fit": len(fit_df), "n_valid": len(valid_df),

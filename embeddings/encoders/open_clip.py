@@ -21,19 +21,25 @@ only a log line), and features are always normalised.
 ``open_clip.add_model_config`` on import: embed_dim 64, 32x32 images, two layers per tower; fast
 on a CPU, for tests and the quickstart (with ``pretrained="none"``).
 
-Offline note: ``huggingface_hub`` retries an unreachable hub for tens of seconds before giving up;
-set ``HF_HUB_OFFLINE=1`` in the environment on machines without network (this module reads no
-environment variables itself).
+Offline note: ``huggingface_hub`` retries an unreachable hub for about a minute before giving up.
+:func:`load_encoder` therefore checks once per process, with a short TCP connection to the hub's
+endpoint (3 s at most), whether the hub can be reached; when it cannot, the downloads run in
+``huggingface_hub``'s offline mode (the local cache only), so weights missing from the cache raise
+:class:`PretrainedWeightsUnavailable` within seconds. ``HF_HUB_OFFLINE=1`` skips the check.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import functools
 import json
 import logging
 import os
 import pickle
 import re
+import socket
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,14 +109,22 @@ class PretrainedWeightsUnavailable(RuntimeError):
 
     def __init__(self, model: str, pretrained: str | None, reason: str, source: str = ""):
         self.model, self.pretrained, self.reason, self.source = model, pretrained, reason, source
-        where = f" from {source}" if source else ""
-        super().__init__(
-            f"Pretrained weights for model {model!r} (pretrained={pretrained!r}) could not be "
-            f"obtained{where}: {reason}. No hub or download access here? Download the checkpoint "
-            f"on a connected machine and pass the local file instead, e.g. `{_LOCAL_FILE_HINT}` "
-            f"(load_encoder({model!r}, pretrained='/path/to/open_clip_pytorch_model.bin')), "
-            "or pass pretrained='none' for seeded random weights (meaningless outputs, tests only)."
-        )
+        super().__init__(self._message(
+            f"load_encoder({model!r}, pretrained='/path/to/open_clip_pytorch_model.bin')",
+            "pretrained='none'"))
+
+    def _message(self, local_file: str, random_weights: str) -> str:
+        # the fix first and short; the underlying error last (it can be long)
+        where = f" from {self.source}" if self.source else ""
+        return (f"Pretrained weights for model {self.model!r} (pretrained={self.pretrained!r}) could not be "
+                f"obtained{where}. Download the checkpoint on a connected machine and pass the file: "
+                f"{local_file}; or {random_weights} for seeded random weights (meaningless outputs, "
+                f"tests only). Cause: {self.reason}")
+
+    @property
+    def cli_message(self) -> str:
+        """The same message with command-line syntax (``--pretrained FILE``), for the ``recsys`` CLI."""
+        return self._message(_LOCAL_FILE_HINT, "--pretrained none")
 
     def __reduce__(self):  # picklable across worker processes despite the custom __init__
         return (type(self), (self.model, self.pretrained, self.reason, self.source))
@@ -438,8 +452,9 @@ def load_encoder(
         torch.manual_seed(seed)
         oc_pretrained = None if kind in ("random", "hub") else value
         try:
-            clip_model, _, transform = open_clip.create_model_and_transforms(
-                model, pretrained=oc_pretrained, **create_kwargs)
+            with _offline_if_hub_unreachable(bool(hf_name) and tower is None):  # HF text tower config
+                clip_model, _, transform = open_clip.create_model_and_transforms(
+                    model, pretrained=oc_pretrained, **create_kwargs)
         except (RuntimeError, pickle.UnpicklingError) as e:
             if kind != "file":
                 raise
@@ -712,11 +727,80 @@ def _tag_source(cfg: dict) -> str:
 
 
 def _download(model: str, pretrained, fetch: Callable[[], Any], *, source: str):
+    from_hub = "huggingface" in source
     try:
-        return fetch()
+        with _offline_if_hub_unreachable(from_hub):
+            return fetch()
     except Exception as e:  # any download failure means "unavailable"
-        raise PretrainedWeightsUnavailable(model, pretrained, f"{type(e).__name__}: {e}",
-                                           source=source) from e
+        reason = f"{type(e).__name__}: {e}"
+        if from_hub and _hub_unreachable():
+            reason = (f"the Hugging Face hub ({_hub_endpoint()[0]}) cannot be reached from here and the "
+                      f"files are not in the local cache ({type(e).__name__})")
+        raise PretrainedWeightsUnavailable(model, pretrained, reason, source=source) from e
+
+
+def _hub_endpoint() -> tuple[str, int]:
+    """(host, port) of the Hugging Face endpoint (``HF_ENDPOINT``, default https://huggingface.co)."""
+    from urllib.parse import urlsplit
+
+    from huggingface_hub import constants
+
+    url = urlsplit(constants.ENDPOINT)
+    return url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+
+
+def _hub_unreachable() -> bool:
+    """True when the hub endpoint cannot be reached (:func:`_probe_hub`, run once per process).
+
+    False, without a probe, when offline mode is already on (nothing to speed up) or an HTTP(S)
+    proxy is configured (the proxy decides).
+    """
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE or any(os.environ.get(v) for v in (
+            "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")):
+        return False
+    return _probe_hub()
+
+
+@functools.lru_cache(maxsize=1)
+def _probe_hub(timeout_s: float = 3.0) -> bool:
+    """True when a TCP connection to the hub endpoint fails or takes over ``timeout_s``.
+
+    The name lookup runs in a daemon thread, since ``getaddrinfo`` has no timeout of its own.
+    """
+    ok: list[bool] = []
+
+    def connect():
+        try:
+            socket.create_connection(_hub_endpoint(), timeout=timeout_s).close()
+            ok.append(True)
+        except OSError:
+            pass
+
+    t = threading.Thread(target=connect, daemon=True)
+    t.start()
+    t.join(timeout_s)
+    if not ok:
+        logger.debug("the Hugging Face hub (%s) cannot be reached; using the local cache only",
+                       _hub_endpoint()[0])
+    return not ok
+
+
+@contextlib.contextmanager
+def _offline_if_hub_unreachable(needed: bool):
+    """Run the block in ``huggingface_hub`` offline mode (cache only, no retries) when the hub is down."""
+    if not needed or not _hub_unreachable():
+        yield
+        return
+    from huggingface_hub import constants
+
+    previous = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = previous
 
 
 def _read_json(path) -> dict:

@@ -130,6 +130,7 @@ def save_index(vi, folder, *, ivfdata=None) -> Path:
             "faiss_version": getattr(faiss, "__version__", "unknown"),
             "tuning": vi.tuning, "ivfdata": IVFDATA if od is not None else None,
             "build": getattr(vi, "build_info", None),
+            "embeddings": getattr(vi, "embeddings_dir", None),
         }
         (tmp / "manifest.json").write_text(dumps_strict(manifest, indent=2)
                                            + "\n", encoding="utf-8")
@@ -271,6 +272,7 @@ def load_index(cls, folder, *, expected_encoder: dict | None = None, mmap: bool 
     self._next_id = int(manifest["next_id"])
     self.tuning = manifest.get("tuning")
     self.build_info = manifest.get("build")
+    self.embeddings_dir = manifest.get("embeddings")
     problems = []
     if index.d != self.dim:
         problems.append(f"index.faiss has dim {index.d}, manifest {self.dim}")

@@ -223,6 +223,9 @@ class VideoIndex:
         self._replica = None
         self._gpu_mutex = threading.Lock()
         self.tuning: dict | None = None  # measured search params + recall (index.tune)
+        # absolute path of the embedding folder the index was built from (manifest "embeddings"),
+        # so `recsys query --backfill montage` finds its shots without --embeddings
+        self.embeddings_dir: str | None = None
         self.progress = False  # tqdm bar while adding in batches
 
     # ------------------------------------------------------------------ build

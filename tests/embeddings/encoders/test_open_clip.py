@@ -178,7 +178,8 @@ def test_offline_tag_raises_weights_unavailable(offline, tmp_path):
         load_encoder("ViT-B-32", "openai", device="cpu", cache_dir=tmp_path)
     message = str(info.value)
     assert "'ViT-B-32'" in message and "'openai'" in message
-    assert "--pretrained /path/to/open_clip_pytorch_model.bin" in message and "'none'" in message
+    assert "pretrained='/path/to/open_clip_pytorch_model.bin'" in message and "pretrained='none'" in message
+    assert "--pretrained /path/to/open_clip_pytorch_model.bin" in info.value.cli_message
     assert isinstance(info.value, RuntimeError)
     clone = pickle.loads(pickle.dumps(info.value))
     assert str(clone) == message
