@@ -81,7 +81,7 @@ def _index_folder(path: str, what: str = "index folder") -> Path:
             from None
     if not isinstance(manifest, dict) or "factory_string" not in manifest:
         hint = (": it is an embedding folder; build an index from it with `recsys index build "
-                f"{p} --out INDEX_DIR`" if (p / "shards").is_dir() else "; pass a folder written by "
+                f"{p} --out INDEX_DIR`" if (p / "shards").is_dir() or (isinstance(manifest, dict) and "n_videos" in manifest) else "; pass a folder written by "
                 "`recsys index build`")
         raise UsageError(f"{what} {p} is not an index folder{hint}")
     return p
