@@ -801,6 +801,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--num-actors", type=_positive_int, default=None,
                    help="--engine ray: evaluation actors, each holding the model and matrices (default 2)")
     s.set_defaults(func=cmd_evaluate)
+
+    from recsys import data_cmd
+
+    data_cmd.add_parser(sub, parents=[common])
     return p
 
 

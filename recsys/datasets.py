@@ -157,7 +157,9 @@ def download(name: str, root: str | os.PathLike, *, md5: str | None = None,
              sha256: str | None = None) -> Path:
     """Download dataset ``name`` into ``root``, verify it, unpack it; return its data folder.
 
-    Nothing is fetched when the unpacked folder already exists.
+    Nothing is fetched when the unpacked folder already exists. A file already at
+    ``root / SOURCES[name].filename`` (fetched by hand on an offline machine) is verified and
+    unpacked instead of downloading.
 
     Parameters
     ----------
@@ -178,8 +180,10 @@ def download(name: str, root: str | os.PathLike, *, md5: str | None = None,
     ValueError
         Unknown ``name``; no checksum known or given; checksum mismatch (the partial file is
         deleted); an archive member that would unpack outside ``root``.
+    ConnectionError
+        The source cannot be reached: names the URL to fetch by hand and the path to put it at.
     OSError
-        Network or disk errors from urllib and the file system.
+        Disk errors.
     """
     if name not in SOURCES:
         raise ValueError(f"dataset {name!r} is unknown; known: {sorted(SOURCES)}")
@@ -190,17 +194,34 @@ def download(name: str, root: str | os.PathLike, *, md5: str | None = None,
         return target
     root.mkdir(parents=True, exist_ok=True)
     algo, expected = ("sha256", sha256.lower()) if sha256 else ("md5", (md5 or "").lower() or None)
+    by_hand = root / src.filename
     if expected is None:
-        expected = _published_md5(name, src)
+        try:
+            expected = _published_md5(name, src)
+        except OSError as exc:
+            raise ConnectionError(_offline(name, src, root, exc, checksum=True)) from exc
     if not expected:
         raise ValueError(f"{name}: no published checksum is known for {src.url}; download it "
-                         "yourself and pass sha256=... (or load the local copy with root=)")
+                         f"yourself to {by_hand} and pass sha256=... (CLI: recsys data download "
+                         f"{name} --root {root} --sha256 HEX), or load the local copy with root=")
+    if by_hand.is_file():  # fetched by hand (offline machines): verify it, then unpack
+        got = _hash_file(by_hand, algo)
+        if got != expected:
+            raise ValueError(f"{name}: {algo} of {by_hand} is {got}, expected {expected} "
+                             f"(published for {src.url}); fetch it again")
+        _unpack(by_hand, root, target)
+        return target
     fd, tmp_name = tempfile.mkstemp(prefix=f".{src.filename}.", dir=root)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out, _urlopen(src.url) as resp:
-            logger.info("downloading %s from %s", name, src.url)
-            shutil.copyfileobj(resp, out, length=1 << 20)
+        with os.fdopen(fd, "wb") as out:
+            try:
+                resp = _urlopen(src.url)
+            except OSError as exc:  # URLError, timeouts, DNS failures: offline
+                raise ConnectionError(_offline(name, src, root, exc)) from exc
+            with resp:
+                logger.info("downloading %s from %s", name, src.url)
+                shutil.copyfileobj(resp, out, length=1 << 20)
         got = _hash_file(tmp, algo)
         if got != expected:
             raise ValueError(f"{name}: {algo} of the download is {got}, expected {expected} "
@@ -211,6 +232,14 @@ def download(name: str, root: str | os.PathLike, *, md5: str | None = None,
         tmp.unlink(missing_ok=True)
     _unpack(archive, root, target)
     return target
+
+
+def _offline(name: str, src: Source, root: Path, exc: Exception, *, checksum: bool = False) -> str:
+    what = "its published checksum" if checksum else src.url
+    return (f"{name}: cannot reach {what} ({exc}); fetch {src.url} by hand (browser, another "
+            f"machine) and put it at {root / src.filename}, then rerun the same command"
+            + (" with --sha256 HEX (or --md5)" if checksum else "") + "; it is verified and "
+            "unpacked from there")
 
 
 def _unpack(archive: Path, root: Path, target: Path) -> None:
