@@ -6,11 +6,13 @@ transposed and weighted, under the interaction matrix as extra "users" and solve
 stack. With ``F_m`` the ``(n_items, d_m)`` feature matrix of modality ``m`` this only changes the
 Gram matrix::
 
-    G = X^T X + sum_m w_m * F_m F_m^T + l2 * I
+    G = X^T X + sum_m w_m * F_m F_m^T + l2 * I + p / (1 - p) * diagMat(diag(X^T X))
     P = G^-1,  B = I - P diagMat(1 / diag(P))       (Steck 2019, eq. 8)
     score_u = X_u B  (+ popularity_weight * log1p(n_j) / max log1p(n))
 
-Features are mean-centred and L2-normalised per item first, so ``F_m F_m^T`` is the item-item
+The last term is the dropout emphasis of Steck, "Autoencoders that don't overfit towards the
+Identity", NeurIPS 2020 (DLAE's ``Lambda = p/(1-p) diagMat(diag(X^T X))``, ``p`` = ``dropout``):
+popular items get a larger ridge. Features are mean-centred and L2-normalised per item first, so ``F_m F_m^T`` is the item-item
 cosine matrix of the modality and ``w_m`` is in units of co-occurrence counts. Items without
 any training interaction still get weights from their content neighbours, so they can be
 recommended (cold start). ``popularity_weight`` adds a (log) popularity prior, which matters on
@@ -87,6 +89,8 @@ class ContentEASE(Recommender):
         ``w_m`` per feature matrix (one value for all, or one per matrix; >= 0). 0 = plain EASE.
     popularity_weight : float
         Weight of the log-popularity prior added to every score (>= 0).
+    dropout : float
+        Dropout probability ``p`` in [0, 1) of the popularity-proportional ridge (0 = none).
     max_memory_bytes : int
         As for :class:`recsys.models.EASE`.
 
@@ -108,10 +112,11 @@ class ContentEASE(Recommender):
     _state_attrs = ("B_", "popularity_")
 
     def __init__(self, l2: float = 20.0, feature_weight=10.0, popularity_weight: float = 0.0,
-                 max_memory_bytes: int = 4 * _GIB) -> None:
+                 dropout: float = 0.0, max_memory_bytes: int = 4 * _GIB) -> None:
         self.l2 = l2
         self.feature_weight = feature_weight
         self.popularity_weight = popularity_weight
+        self.dropout = dropout
         self.max_memory_bytes = max_memory_bytes
 
     def fit(self, user_items: sp.csr_matrix, *, item_features=None) -> ContentEASE:
@@ -147,6 +152,9 @@ class ContentEASE(Recommender):
         p = self.popularity_weight
         if isinstance(p, bool) or not isinstance(p, (int, float)) or p < 0:
             raise ValueError(f"popularity_weight must be a number >= 0, got {p!r}")
+        d = self.dropout
+        if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
+            raise ValueError(f"dropout must be a number in [0, 1), got {d!r}")
 
     def _fit(self, user_items: sp.csr_matrix) -> None:
         n_items = user_items.shape[1]
@@ -158,11 +166,12 @@ class ContentEASE(Recommender):
         weights = self._weights(len(self._features))
         x = user_items.astype(np.float64)
         gram = (x.T @ x).toarray()
+        emphasis = float(self.dropout) / (1.0 - float(self.dropout)) * np.diag(gram).copy()
         for w, f in zip(weights, self._features, strict=True):
             if w > 0:
                 fn = normalise_features(f)
                 gram += w * (fn @ fn.T)
-        gram[np.diag_indices(n_items)] += float(self.l2)
+        gram[np.diag_indices(n_items)] += float(self.l2) + emphasis
         chol, info = scipy.linalg.lapack.dpotrf(gram, lower=False, overwrite_a=True)
         if info != 0:
             raise RuntimeError(f"ContentEASE: Cholesky failed (LAPACK info={info}); raise l2")

@@ -68,3 +68,16 @@ def test_weights_per_matrix_save_load_and_registry(tmp_path):
     m.save(tmp_path / "m.npz")
     back = Recommender.load(tmp_path / "m.npz")
     np.testing.assert_array_equal(back.score(x[:2]), m.score(x[:2]))
+
+
+def test_dropout_emphasis_is_a_popularity_proportional_ridge():
+    x = _log()
+    g = (x.T @ x).toarray()
+    p = 0.5  # p / (1 - p) = 1: the ridge of item j grows by its count
+    m = ContentEASE(l2=1.0, feature_weight=0.0, dropout=p).fit(x)
+    inv = np.linalg.inv(g + np.diag(1.0 + np.diag(g)))
+    ref = -inv / np.diag(inv)[None, :]
+    np.fill_diagonal(ref, 0.0)
+    np.testing.assert_allclose(m.B_, ref, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match=r"dropout must be a number in \[0, 1\), got 1.0"):
+        ContentEASE(dropout=1.0).fit(x)
