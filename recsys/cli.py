@@ -379,6 +379,12 @@ def cmd_train(args) -> int:
         dataset = build_dataset(df)
         options["item_embeddings"] = load_item_embeddings(
             _existing(args.embeddings, "embedding folder", folder=True), dataset.item_ids)
+    if args.validation or args.item_features or args.item_text:
+        from recsys.data import build_dataset
+        from recsys.side_cmd import side_options
+
+        dataset = dataset or build_dataset(df)
+        options.update(side_options(args, dataset, sep=args.sep))
     if args.tune:
         options["tune"] = True
     if args.two_stage:
@@ -747,7 +753,7 @@ def build_parser() -> argparse.ArgumentParser:
             "recsys train ../shared/data/ml-100k/u.data --model ease --out models/ease --param l2=500")
     s.add_argument("interactions", metavar="INTERACTIONS")
     s.add_argument("--model", required=True,
-                   help="popularity, trending, ease, itemknn, als, bpr, content, hybrid")
+                   help="popularity, trending, ease, itemknn, als, bpr, content, hybrid, ease-content")
     s.add_argument("--out", required=True, metavar="MODEL_DIR")
     s.add_argument("--param", action="append", metavar="KEY=VALUE", help="model parameter (repeatable)")
     s.add_argument("--sep", help="column separator (default: sniffed)")
@@ -759,6 +765,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "enables the content source of --two-stage")
     s.add_argument("--two-stage", action="store_true",
                    help="serve through candidates (collaborative, content, popularity) -> fusion -> ranking")
+    from recsys.side_cmd import add_side_arguments
+
+    add_side_arguments(s)
     s.set_defaults(func=cmd_train)
 
     s = add("recommend", "Top-k unseen items for one user or all users.",
