@@ -114,6 +114,8 @@ SOURCES: dict[str, Source] = {
     "microlens-100k": Source(
         "https://recsys.westlake.edu.cn/MicroLens-100k-Dataset/MicroLens-100k_pairs.csv",
         "MicroLens-100k_pairs.csv", folder="MicroLens-100k"),
+    # URL by analogy with the 100k file on the MicroLens download page (not fetched from here: no
+    # network on the development machines); no checksum is published, so --sha256 is required
     "microlens-50k": Source(
         "https://recsys.westlake.edu.cn/MicroLens-50k-Dataset/MicroLens-50k_pairs.tsv",
         "MicroLens-50k_pairs.tsv", folder="microlens-50k"),
