@@ -469,6 +469,12 @@ def cmd_train(args) -> int:
         dataset = build_dataset(df)
         options["item_embeddings"] = load_item_embeddings(
             _existing(args.embeddings, "embedding folder", folder=True), dataset.item_ids)
+    if args.validation or args.item_features or args.item_text:
+        from recsys.data import build_dataset
+        from recsys.side_cmd import side_options
+
+        dataset = dataset or build_dataset(df)
+        options.update(side_options(args, dataset, sep=args.sep))
     if args.tune:
         options["tune"] = True
         options["progress"] = not args.quiet
@@ -876,6 +882,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "enables the content source of --two-stage")
     s.add_argument("--two-stage", action="store_true",
                    help="serve through candidates (collaborative, content, popularity) -> fusion -> ranking")
+    from recsys.side_cmd import add_side_arguments
+
+    add_side_arguments(s)
     s.set_defaults(func=cmd_train)
 
     s = add("recommend", "Top-k unseen items for one user or all users.",
@@ -924,6 +933,9 @@ def build_parser() -> argparse.ArgumentParser:
     from recsys import serve_cmd  # recsys serve: its own module
 
     serve_cmd.add_parser(sub, common, fmt)
+    from recsys import data_cmd
+
+    data_cmd.add_parser(sub, parents=[common])
     return p
 
 

@@ -49,10 +49,12 @@ import numpy as np
 import pandas as pd
 
 from .data import drop_duplicate_interactions, load_interactions
+from .side_data import ItemDataError, load_item_features, load_item_text, read_sequences
 
 __all__ = ["SOURCES", "Source", "download", "load_movielens", "load_movielens_items",
            "load_kuairec", "load_kuairec_items", "load_kuairand", "load_microlens", "load_log",
-           "KUAIREC_LIKE_THRESHOLD"]
+           "KUAIREC_LIKE_THRESHOLD", "ShortVideoData", "load_dataset", "load_microlens_50k",
+           "load_tiktok_mmssl", "DATASETS"]
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +114,11 @@ SOURCES: dict[str, Source] = {
     "microlens-100k": Source(
         "https://recsys.westlake.edu.cn/MicroLens-100k-Dataset/MicroLens-100k_pairs.csv",
         "MicroLens-100k_pairs.csv", folder="MicroLens-100k"),
+    # URL by analogy with the 100k file on the MicroLens download page (not fetched from here: no
+    # network on the development machines); no checksum is published, so --sha256 is required
+    "microlens-50k": Source(
+        "https://recsys.westlake.edu.cn/MicroLens-50k-Dataset/MicroLens-50k_pairs.tsv",
+        "MicroLens-50k_pairs.tsv", folder="microlens-50k"),
 }
 
 
@@ -152,7 +159,9 @@ def download(name: str, root: str | os.PathLike, *, md5: str | None = None,
              sha256: str | None = None) -> Path:
     """Download dataset ``name`` into ``root``, verify it, unpack it; return its data folder.
 
-    Nothing is fetched when the unpacked folder already exists.
+    Nothing is fetched when the unpacked folder already exists. A file already at
+    ``root / SOURCES[name].filename`` (fetched by hand on an offline machine) is verified and
+    unpacked instead of downloading.
 
     Parameters
     ----------
@@ -173,8 +182,10 @@ def download(name: str, root: str | os.PathLike, *, md5: str | None = None,
     ValueError
         Unknown ``name``; no checksum known or given; checksum mismatch (the partial file is
         deleted); an archive member that would unpack outside ``root``.
+    ConnectionError
+        The source cannot be reached: names the URL to fetch by hand and the path to put it at.
     OSError
-        Network or disk errors from urllib and the file system.
+        Disk errors.
     """
     if name not in SOURCES:
         raise ValueError(f"dataset {name!r} is unknown; known: {sorted(SOURCES)}")
@@ -185,17 +196,34 @@ def download(name: str, root: str | os.PathLike, *, md5: str | None = None,
         return target
     root.mkdir(parents=True, exist_ok=True)
     algo, expected = ("sha256", sha256.lower()) if sha256 else ("md5", (md5 or "").lower() or None)
+    by_hand = root / src.filename
     if expected is None:
-        expected = _published_md5(name, src)
+        try:
+            expected = _published_md5(name, src)
+        except OSError as exc:
+            raise ConnectionError(_offline(name, src, root, exc, checksum=True)) from exc
     if not expected:
         raise ValueError(f"{name}: no published checksum is known for {src.url}; download it "
-                         "yourself and pass sha256=... (or load the local copy with root=)")
+                         f"yourself to {by_hand} and pass sha256=... (CLI: recsys data download "
+                         f"{name} --root {root} --sha256 HEX), or load the local copy with root=")
+    if by_hand.is_file():  # fetched by hand (offline machines): verify it, then unpack
+        got = _hash_file(by_hand, algo)
+        if got != expected:
+            raise ValueError(f"{name}: {algo} of {by_hand} is {got}, expected {expected} "
+                             f"(published for {src.url}); fetch it again")
+        _unpack(by_hand, root, target)
+        return target
     fd, tmp_name = tempfile.mkstemp(prefix=f".{src.filename}.", dir=root)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out, _urlopen(src.url) as resp:
-            logger.info("downloading %s from %s", name, src.url)
-            shutil.copyfileobj(resp, out, length=1 << 20)
+        with os.fdopen(fd, "wb") as out:
+            try:
+                resp = _urlopen(src.url)
+            except OSError as exc:  # URLError, timeouts, DNS failures: offline
+                raise ConnectionError(_offline(name, src, root, exc)) from exc
+            with resp:
+                logger.info("downloading %s from %s", name, src.url)
+                shutil.copyfileobj(resp, out, length=1 << 20)
         got = _hash_file(tmp, algo)
         if got != expected:
             raise ValueError(f"{name}: {algo} of the download is {got}, expected {expected} "
@@ -206,6 +234,14 @@ def download(name: str, root: str | os.PathLike, *, md5: str | None = None,
         tmp.unlink(missing_ok=True)
     _unpack(archive, root, target)
     return target
+
+
+def _offline(name: str, src: Source, root: Path, exc: Exception, *, checksum: bool = False) -> str:
+    what = "its published checksum" if checksum else src.url
+    return (f"{name}: cannot reach {what} ({exc}); fetch {src.url} by hand (browser, another "
+            f"machine) and put it at {root / src.filename}, then rerun the same command"
+            + (" with --sha256 HEX (or --md5)" if checksum else "") + "; it is verified and "
+            "unpacked from there")
 
 
 def _unpack(archive: Path, root: Path, target: Path) -> None:
@@ -526,3 +562,158 @@ def load_microlens(root, *, download: bool = False) -> tuple[pd.DataFrame, pd.Da
 def load_log(path, **kwargs) -> pd.DataFrame:
     """Any CSV/TSV/Parquet interaction log: :func:`recsys.data.load_interactions`."""
     return load_interactions(path, **kwargs)
+
+
+@dataclass(frozen=True)
+class ShortVideoData:
+    """A short-video dataset as loaded by :func:`load_dataset`.
+
+    Attributes
+    ----------
+    name : str
+    interactions : pandas.DataFrame
+        Canonical frame (``user_id``, ``item_id`` external str ids, ``rating``, ``timestamp``);
+        sequence logs add ``position`` (0-based, per user) and copy it to ``timestamp``.
+    validation : pandas.DataFrame or None
+        A published validation split in the same columns, or None.
+    items : pandas.DataFrame
+        ``item_id`` (str) for every known item, plus ``title`` where the dataset has titles.
+    item_features : dict of str to numpy.ndarray
+        Feature matrices (float32, one row per ``items`` row, same order), keyed by modality.
+    """
+
+    name: str
+    interactions: pd.DataFrame
+    validation: pd.DataFrame | None
+    items: pd.DataFrame
+    item_features: dict
+
+
+def load_microlens_50k(root) -> ShortVideoData:
+    """MicroLens-50K (Ni et al. 2023, arXiv:2309.15379): sequences and English titles.
+
+    ``items`` holds every item of the title file and of the sequences (19,220 in the shared
+    copy, 18,975 of them in the sequences); ``title`` is ``""`` for an item without one.
+
+    Reads ``*_pairs*.tsv`` (``user<TAB>item item ...``, chronological, via
+    :func:`recsys.side_data.read_sequences`: ``position`` = order) and ``*titles.csv``
+    (``item,title``) from ``root`` or ``root/microlens-50k``. The copy in this project's shared
+    data has each user's last item removed (the test); no validation split is published, so
+    ``validation`` is None (hold out each user's last remaining item yourself).
+
+    Raises
+    ------
+    FileNotFoundError
+        No sequence file under ``root``.
+    recsys.side_data.ItemDataError
+        A malformed sequence or title file.
+    """
+    folder = _local(root, "microlens-50k")
+    seqs = sorted(folder.glob("*pairs*.tsv"))
+    if not seqs:
+        raise FileNotFoundError(f"microlens-50k: no *pairs*.tsv under {str(folder)!r}; put "
+                                "MicroLens-50k_pairs.tsv there (recsys data download "
+                                "microlens-50k says from where)")
+    df = read_sequences(seqs[0])
+    titles = sorted(folder.glob("*title*.csv"))
+    if titles:  # items: every titled item (also those seen only in the removed last position)
+        tid, text = load_item_text(titles[0])
+        lookup = dict(zip(tid, text, strict=True))
+        ids = _sorted_ids(np.concatenate([tid, df["item_id"].to_numpy(dtype=object)]))
+        items = pd.DataFrame({"item_id": ids, "title": [lookup.get(i, "") for i in ids]})
+    else:
+        items = pd.DataFrame({"item_id": _sorted_ids(df["item_id"])})
+    return ShortVideoData("microlens-50k", df, None, items, {})
+
+
+def load_tiktok_mmssl(root) -> ShortVideoData:
+    """TikTok as released with MMSSL (Wei et al., WWW 2023) and used by DiffMM (ACM MM 2024).
+
+    ``train.tsv`` / ``val.tsv`` (``user<TAB>item`` with header, 0-based indices, kept as str
+    ids) and ``image_feat.npy`` / ``audio_feat.npy`` / ``text_feat.npy`` where present
+    (``(n_items, d)``, row = item index; ``n_items`` = rows of the first matrix, 6,710). Every
+    item index ``0..n_items-1`` is an item, also those without training interactions, so full
+    ranking runs over all of them. ``timestamp`` is absent (the release has none).
+
+    Raises
+    ------
+    FileNotFoundError
+        No ``train.tsv`` under ``root``.
+    recsys.side_data.ItemDataError
+        A feature matrix with another row count or NaN rows; an interaction naming an item
+        index outside the matrices.
+    """
+    folder = _local(root, "tiktok-mmssl")
+    train_path = folder / "train.tsv"
+    if not train_path.is_file():
+        raise FileNotFoundError(f"tiktok-mmssl: no train.tsv under {str(folder)!r}; get the "
+                                "TikTok split of https://github.com/HKUDS/MMSSL and put train.tsv"
+                                ", val.tsv and *_feat.npy there")
+    train = load_interactions(train_path, sep="\t")
+    val_path = folder / "val.tsv"
+    val = load_interactions(val_path, sep="\t") if val_path.is_file() else None
+    feats: dict[str, np.ndarray] = {}
+    n_items = None
+    for mod, fname in (("visual", "image_feat.npy"), ("acoustic", "audio_feat.npy"),
+                       ("textual", "text_feat.npy")):
+        if (folder / fname).is_file():
+            _, x = load_item_features(folder / fname, n_items=n_items)
+            n_items = x.shape[0]
+            feats[mod] = x
+    if n_items is None:
+        n_items = int(max(int(v) for v in train["item_id"])) + 1
+    ids = np.asarray([str(i) for i in range(n_items)], dtype=object)
+    known = set(ids)
+    for frame, path in ((train, train_path), (val, val_path)):
+        if frame is None:
+            continue
+        bad = ~frame["item_id"].isin(known).to_numpy()
+        if bad.any():
+            r = int(np.flatnonzero(bad)[0])
+            raise ItemDataError(path, r + 2, f"item {frame['item_id'].iat[r]!r} is outside the "
+                                f"{n_items} rows of the feature matrices", "use the feature "
+                                "files of the same release")
+    return ShortVideoData("tiktok-mmssl", train, val, pd.DataFrame({"item_id": ids}), feats)
+
+
+#: Datasets :func:`load_dataset` knows, with their loader.
+DATASETS = {"microlens-50k": load_microlens_50k, "tiktok-mmssl": load_tiktok_mmssl}
+
+
+def load_dataset(name: str, root) -> ShortVideoData:
+    """Load a short-video dataset by name from a local folder.
+
+    Parameters
+    ----------
+    name : str
+        ``"microlens-50k"`` or ``"tiktok-mmssl"``.
+    root : path-like
+        The dataset folder itself or its parent (e.g. ``../shared/data``).
+
+    Returns
+    -------
+    ShortVideoData
+
+    Raises
+    ------
+    ValueError
+        Unknown ``name``.
+    FileNotFoundError, recsys.side_data.ItemDataError
+        See the dataset's loader.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"dataset {name!r} is unknown; known: {sorted(DATASETS)}")
+    return DATASETS[name](root)
+
+
+def _local(root, folder: str) -> Path:
+    root = Path(root)
+    return root / folder if (root / folder).is_dir() else root
+
+
+def _sorted_ids(values) -> np.ndarray:
+    u = pd.unique(np.asarray(values, dtype=object))
+    try:
+        return np.asarray(sorted(u, key=int), dtype=object)
+    except ValueError:
+        return np.asarray(sorted(u), dtype=object)

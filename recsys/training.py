@@ -51,6 +51,7 @@ def load_item_embeddings(emb_dir, item_ids) -> np.ndarray:
 def train_ranker(df: pd.DataFrame, name: str, params: dict | None = None, *, dataset=None,
                  source: str | None = None, tune: bool = False, grid: dict | None = None,
                  item_embeddings: np.ndarray | None = None, two_stage: bool = False,
+                 validation: pd.DataFrame | None = None, item_features: list | None = None,
                  seed: int = 42, progress: bool = False):
     """Fit ``name`` on ``df``, optionally tuning it and configuring two-stage serving.
 
@@ -72,6 +73,11 @@ def train_ranker(df: pd.DataFrame, name: str, params: dict | None = None, *, dat
         Grid for ``tune`` (default :data:`recsys.tuning.DEFAULT_GRIDS`).
     item_embeddings : np.ndarray, float32, shape (n_items, d), optional
         For content/hybrid models and the two-stage content source.
+    validation : pandas.DataFrame, optional
+        A predefined validation split for ``tune`` (instead of carving one from ``df``).
+    item_features : list of np.ndarray, optional
+        Item feature matrices ``(n_items, d_m)`` in ``dataset.item_ids`` order, for models
+        declaring the ``item_features`` side input (``ease-content``); any other model raises.
     progress : bool
         tqdm bar over the ``tune`` grid points (on a terminal only).
     two_stage : bool
@@ -106,20 +112,31 @@ def train_ranker(df: pd.DataFrame, name: str, params: dict | None = None, *, dat
              if "timestamp" in df.columns and not df["timestamp"].isna().any() else None)
     info: dict = {"model": name, "trained_on": source}
     params = dict(params or {})
+    from recsys.models import MODELS, side_inputs
+
+    if item_features is not None and "item_features" not in side_inputs(MODELS.get(name, object)):
+        raise ValueError(f"model {name!r} cannot use item features; fix: drop --item-features/"
+                         "--item-text, or train 'ease-content' (takes any number of matrices)")
+    if validation is not None and not tune:
+        raise ValueError("a validation split is used only for tuning; fix: add tune=True "
+                         "(--tune) or drop the validation file")
     if tune:
         t_tune = time.perf_counter()
         result = run_tune(df, name, grid, dataset=dataset, fixed=params,
-                          item_embeddings=item_embeddings, seed=seed, progress=progress)
+                          item_embeddings=item_embeddings, seed=seed, validation_df=validation,
+                          item_features=item_features, progress=progress)
         params = result.best_params
         info["tuning"] = {**result.to_dict(), "seconds": round(time.perf_counter() - t_tune, 3)}
     model = make_model(name, **params)
     t0 = time.perf_counter()
-    fit_model(model, ui, item_embeddings=item_embeddings, interaction_times=times)
+    fit_model(model, ui, item_embeddings=item_embeddings, interaction_times=times,
+              item_features=item_features)
     fit_s = time.perf_counter() - t0
     info.update({"params": model.get_params(), "n_users": ui.shape[0], "n_items": ui.shape[1],
                  "n_interactions": int(ui.nnz), "fit_seconds": round(fit_s, 4),
                  "duplicates_rule": "duplicate (user, item) rows count once (binary matrix)",
-                 "item_embeddings": None if item_embeddings is None else list(np.shape(item_embeddings))})
+                 "item_embeddings": None if item_embeddings is None else list(np.shape(item_embeddings)),
+                 "item_features": None if item_features is None else [list(np.shape(f)) for f in item_features]})
     if two_stage:
         if tune:
             tt = tune_two_stage(df, dataset, name, params, item_embeddings=item_embeddings,

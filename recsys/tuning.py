@@ -30,6 +30,8 @@ DEFAULT_GRIDS: dict[str, dict[str, list]] = {
     "hybrid": {"factors": [64], "regularization": [1.0], "alpha": [1.0, 5.0]},
     "popularity": {},
     "content": {},
+    "ease-content": {"l2": [20.0, 30.0, 50.0], "feature_weight": [0.0, 20.0, 80.0],
+                     "popularity_weight": [0.0, 0.02]},
 }
 
 
@@ -117,7 +119,8 @@ def expand_grid(grid: dict[str, list]) -> list[dict]:
 def tune(train_df: pd.DataFrame, name: str, grid: dict[str, list] | None = None, *, dataset=None,
          metric: str = "ndcg@10", k: int = 10, fixed: dict | None = None,
          item_embeddings=None, protocol: str = "stratified", ratio: float = 0.75,
-         filter_by: str = "item", seed: int = 42, progress: bool = False) -> TuningResult:
+         filter_by: str = "item", seed: int = 42, validation_df: pd.DataFrame | None = None,
+         item_features=None, progress: bool = False) -> TuningResult:
     """Choose hyperparameters of model ``name`` on a validation split of ``train_df``.
 
     Parameters
@@ -141,6 +144,12 @@ def tune(train_df: pd.DataFrame, name: str, grid: dict[str, list] | None = None,
         (n_items, d) for content/hybrid models.
     protocol, ratio, filter_by, seed
         See :func:`validation_split`.
+    validation_df : pandas.DataFrame, optional
+        A predefined validation split (e.g. TikTok's ``val.tsv``): models are fitted on all of
+        ``train_df`` and judged on it instead of a carved split; its rows with users or items
+        unknown to ``dataset`` are dropped (count logged and recorded).
+    item_features : list of np.ndarray, optional
+        Item feature matrices for models that take them (``ease-content``).
     progress : bool
         tqdm bar over the grid points (:func:`embeddings.progress.progress_bar`: on a terminal only).
 
@@ -161,8 +170,18 @@ def tune(train_df: pd.DataFrame, name: str, grid: dict[str, list] | None = None,
     grid = DEFAULT_GRIDS.get(name.lower(), {}) if grid is None else grid
     grid = {p: v for p, v in grid.items() if p not in (fixed or {})}  # fixed values win
     dataset = dataset or build_dataset(train_df)
-    fit_df, valid_df = validation_split(train_df, protocol=protocol, ratio=ratio,
-                                        filter_by=filter_by, seed=seed)
+    n_dropped = 0
+    if validation_df is not None:
+        known = (validation_df["user_id"].isin(set(dataset.user_ids))
+                 & validation_df["item_id"].isin(set(dataset.item_ids)))
+        n_dropped = int((~known).sum())
+        if n_dropped:
+            logger.warning("tune: %d of %d validation rows name users or items without training "
+                           "rows and are dropped", n_dropped, len(validation_df))
+        fit_df, valid_df = train_df, validation_df[known.to_numpy()]
+    else:
+        fit_df, valid_df = validation_split(train_df, protocol=protocol, ratio=ratio,
+                                            filter_by=filter_by, seed=seed)
     if len(valid_df) == 0:
         raise ValueError(f"the validation split of {len(train_df)} training rows is empty; use a "
                          "larger training set or a smaller ratio")
@@ -182,7 +201,8 @@ def tune(train_df: pd.DataFrame, name: str, grid: dict[str, list] | None = None,
         params = {**(fixed or {}), **point}
         model = make_model(name, **params)
         t0 = time.perf_counter()
-        fit_model(model, fit_ui, item_embeddings=item_embeddings, interaction_times=times)
+        fit_model(model, fit_ui, item_embeddings=item_embeddings, interaction_times=times,
+                  item_features=item_features)
         fit_s = time.perf_counter() - t0
         res = evaluate(model, fit_ui, valid_ui, k=k, metrics=metrics)
         row = {"params": point, **res.summary, "fit_seconds": round(fit_s, 4)}
@@ -194,6 +214,9 @@ def tune(train_df: pd.DataFrame, name: str, grid: dict[str, list] | None = None,
     info = {"protocol": protocol, "ratio": ratio, "filter_by": filter_by, "seed": seed,
             "n_fit": len(fit_df), "n_valid": len(valid_df),
             "carved_from": "the training split only (the test split is never seen)"}
+    if validation_df is not None:
+        info = {"protocol": "predefined validation split", "n_fit": len(fit_df),
+                "n_valid": len(valid_df), "n_valid_dropped_unknown": n_dropped}
     return TuningResult(model=name, best_params={**(fixed or {}), **table[best]["params"]},
                         metric=metric, best_score=float(table[best][metric]), table=table,
                         protocol=info)

@@ -6,6 +6,7 @@ from typing import Any
 
 from .base import NotFittedError, Recommender
 from .content import ContentModel, HybridColdStart, align_item_embeddings
+from .content_ease import ContentEASE
 from .ease import EASE
 from .factorization import ALS, BPR
 from .itemknn import ItemKNN
@@ -24,6 +25,7 @@ __all__ = [
     "BPR",
     "TrendingPopularity",
     "ContentModel",
+    "ContentEASE",
     "HybridColdStart",
     "align_item_embeddings",
     "interaction_times_matrix",
@@ -40,6 +42,7 @@ MODELS: dict[str, type[Recommender]] = {
     "trending": TrendingPopularity,
     "content": ContentModel,
     "hybrid": HybridColdStart,
+    "ease-content": ContentEASE,
 }
 
 
@@ -47,9 +50,14 @@ def side_inputs(model: Recommender | type[Recommender]) -> tuple[str, ...]:
     """Names of the extra ``fit`` inputs a model needs besides ``user_items``.
 
     ``()`` for the pure collaborative models, ``("item_embeddings",)`` for ContentModel and
-    HybridColdStart, ``("interaction_times",)`` for TrendingPopularity.
+    HybridColdStart, ``("interaction_times",)`` for TrendingPopularity, ``("item_features",)``
+    for ContentEASE (optional there: without features it is EASE plus a popularity prior).
     """
     return tuple(getattr(model, "side_inputs", ()))
+
+
+# side inputs a model can also fit without
+_OPTIONAL_SIDE_INPUTS = frozenset({"item_features"})
 
 
 def fit_model(model: Recommender, user_items: Any, **available: Any) -> Recommender:
@@ -75,6 +83,9 @@ def fit_model(model: Recommender, user_items: Any, **available: Any) -> Recommen
     """
     kwargs = {}
     for name in side_inputs(model):
+        if name in _OPTIONAL_SIDE_INPUTS:
+            kwargs[name] = available.get(name)
+            continue
         if available.get(name) is None:
             raise ValueError(
                 f"{type(model).__name__} needs {name} to fit; none was given; fix: pass "

@@ -11,6 +11,7 @@ from recsys.models import (
     BPR,
     EASE,
     MODELS,
+    ContentEASE,
     ContentModel,
     HybridColdStart,
     ItemKNN,
@@ -67,6 +68,7 @@ def board_times(x: sp.csr_matrix) -> sp.csr_matrix:
 def fit_on(model, x):
     """Fit with the side inputs the model needs (board embeddings, board times)."""
     return fit_model(model, x, item_embeddings=board_embeddings(x.shape[1]),
+                     item_features=board_embeddings(x.shape[1]),
                      interaction_times=board_times(x))
 
 
@@ -77,6 +79,7 @@ FACTORIES = {
     "hybrid": lambda: HybridColdStart(factors=8, regularization=0.1, iterations=20,
                                       random_state=0, num_threads=1),
     "ease": lambda: EASE(l2=1.0),
+    "ease-content": lambda: ContentEASE(l2=1.0, feature_weight=1.0, popularity_weight=0.01),
     "itemknn": lambda: ItemKNN(neighbors=20),
     "itemknn-bm25": lambda: ItemKNN(neighbors=20, weighting="bm25"),
     "als": lambda: ALS(factors=8, regularization=0.1, iterations=20, random_state=0, num_threads=1),
@@ -310,7 +313,7 @@ def test_itemknn_keeps_top_neighbors_per_item(board):
 
 def test_registry_and_params(tmp_path, board):
     assert set(MODELS) == {"popularity", "ease", "itemknn", "als", "bpr", "trending", "content",
-                           "hybrid"}
+                           "hybrid", "ease-content"}
     model = make_model("EASE", l2=10.0)
     assert isinstance(model, EASE) and model.get_params()["l2"] == 10.0
     with pytest.raises(ValueError, match=r"valid names: \['als', 'bpr', 'content', 'ease'"):

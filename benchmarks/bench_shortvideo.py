@@ -1,0 +1,277 @@
+"""TikTok (MMSSL/DiffMM splits): collaborative baselines vs content-aware models, content ablation.
+
+Protocol (DiffMM, Jiang et al., ACM MM 2024, Table 1): train on ``train.tsv``; full ranking over
+all 6,710 items with the user's training items removed; Recall@20 = hits / number of the user's
+held-out items, NDCG@20 binary with the ideal DCG over min(n_held_out, 20) items; per-user mean
+over the users that have held-out items. The test split is not here, so every number below is on
+``val.tsv``, and hyperparameters are ALSO chosen on ``val.tsv`` (the issue's protocol: "choose
+everything on val.tsv"); the chosen settings are then to be applied once to the test split
+elsewhere. Choosing and reporting on one split flatters every tuned row alike (the grids are
+small); the published numbers are test-split numbers.
+
+Published peers (test split, with visual + acoustic + 768-d text features; we have no text):
+DiffMM 0.1129 / 0.0456, BM3 0.0957 / 0.0404, LATTICE 0.0843 / 0.0367, LightGCN 0.0653 / 0.0282.
+
+Rows: popularity, EASE (Steck 2019), ItemKNN (cosine, implicit's recipe), ContentEASE
+(collective EASE with visual + acoustic feature Grams, Jeunen et al. RecSys 2020, plus the
+dropout-emphasis ridge of Steck 2020 and a log-popularity prior), and the ablation: the chosen
+ContentEASE refitted without each feature matrix and without both (same other settings), with
+paired t-tests over users (:func:`recsys.significance.paired_test`).
+
+``popularity_weight`` acts only at scoring time, so it is swept on each fitted model with
+``set_params`` instead of refitting.
+
+The correctness check recomputes Recall@20/NDCG@20 of the best model from its dense scores with
+an independent rank computation (ties to the lower item index, as the models' ``topk``).
+
+Usage::
+
+    python benchmarks/bench_shortvideo.py --quick   # 1 EASE, 2 ContentEASE fits (~5 min, 2 cores)
+    python benchmarks/bench_shortvideo.py           # the grids below
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from _common import load_note  # noqa: E402
+
+from recsys.datasets import load_dataset  # noqa: E402
+from recsys.evaluation import evaluate  # noqa: E402
+from recsys.models import EASE, ContentEASE, ItemKNN, Popularity  # noqa: E402
+from recsys.significance import paired_test  # noqa: E402
+
+K = 20
+METRICS = [f"recall@{K}", f"ndcg@{K}"]
+PEERS = {"DiffMM": (0.1129, 0.0456), "BM3": (0.0957, 0.0404), "LATTICE": (0.0843, 0.0367),
+         "LightGCN": (0.0653, 0.0282)}
+POP_WEIGHTS = [0.0, 0.01, 0.02, 0.05]
+FULL = {"ease_l2": [20.0, 30.0, 50.0], "knn": [20, 50, 200],
+        "cease": {"l2": [20.0, 30.0], "feature_weight": [20.0, 80.0, 200.0],
+                  "dropout": [0.0, 0.25]}}
+QUICK = {"ease_l2": [30.0], "knn": [50],
+         "cease": {"l2": [30.0], "feature_weight": [80.0], "dropout": [0.0]}}
+
+
+def matrices(data):
+    """Train / validation CSR over all items (item_index = int(item_id)) and all users."""
+    n_items = len(data.items)
+    users = sorted(set(data.interactions["user_id"]) | set(data.validation["user_id"]), key=int)
+    uix = {u: i for i, u in enumerate(users)}
+
+    def csr(df):
+        r = np.fromiter((uix[u] for u in df["user_id"]), np.int64, len(df))
+        c = df["item_id"].astype(np.int64).to_numpy()
+        m = sp.csr_matrix((np.ones(len(df), np.float32), (r, c)), shape=(len(users), n_items))
+        m.data[:] = 1.0
+        return m
+
+    return csr(data.interactions), csr(data.validation)
+
+
+def run_eval(model, train, val):
+    res = evaluate(model, train, val, k=K, metrics=METRICS)
+    return res.summary, res.per_user
+
+
+def sweep_pop(model, train, val, log, name, params):
+    """Evaluate a fitted ContentEASE at each popularity weight; return the rows."""
+    rows = []
+    for pw in POP_WEIGHTS:
+        model.set_params(popularity_weight=pw)
+        summ, per_user = run_eval(model, train, val)
+        rows.append({"model": name, "params": {**params, "popularity_weight": pw}, **summ,
+                     "_per_user": per_user})
+        log(f"  {name} {params} popularity_weight={pw}: recall@20 {summ['recall@20']:.4f} "
+            f"ndcg@20 {summ['ndcg@20']:.4f}")
+    return rows
+
+
+def check(model, train, val, summ):
+    """Independent Recall/NDCG@20 from dense scores (ties to the lower index)."""
+    users = np.flatnonzero(np.diff(val.indptr))
+    s = model.score(train[users], users)
+    s[train[users].nonzero()] = -np.inf
+    rec, nd = [], []
+    idx = np.arange(s.shape[1])
+    for r, u in enumerate(users):
+        rel = val.indices[val.indptr[u]:val.indptr[u + 1]]
+        row = s[r]
+        ranks = np.array([(row > row[j]).sum() + ((row == row[j]) & (idx < j)).sum() for j in rel])
+        hit = ranks < K
+        rec.append(hit.sum() / len(rel))
+        ideal = (1 / np.log2(np.arange(2, min(len(rel), K) + 2))).sum()
+        nd.append((1 / np.log2(ranks[hit] + 2)).sum() / ideal)
+    got = {"recall@20": float(np.mean(rec)), "ndcg@20": float(np.mean(nd))}
+    ok = all(abs(got[m] - summ[m]) < 1e-6 for m in METRICS)
+    return ok, got
+
+
+PLOT_TITLE = ("TikTok (MMSSL splits), validation, best setting per model (params in tiktok.json); "
+              "dashed: published test numbers")
+
+
+def plot_table(best_of, ablation) -> list[dict]:
+    """Bar rows: the best setting of each model, then the feature ablation of the chosen one."""
+    table = [{"label": name, **{m: r[m] for m in METRICS}} for name, r in best_of.items()]
+    names = {"visual only": "ease-content, visual only", "acoustic only":
+             "ease-content, acoustic only", "no features": "ease-content, no features\n"
+             "(EASE + popularity prior)"}
+    table += [{"label": names[k], **{m: v[m] for m in METRICS}} for k, v in ablation.items()]
+    return table
+
+
+def replot(folder: Path) -> None:
+    """Redraw tiktok.png from tiktok.json (no refitting)."""
+    res = json.loads((folder / "tiktok.json").read_text())
+    best_of = {}
+    for r in res["rows"]:
+        if r["model"] not in best_of or r["ndcg@20"] > best_of[r["model"]]["ndcg@20"]:
+            best_of[r["model"]] = r
+    plot(plot_table(best_of, res["ablation"]), folder / "tiktok.png", PLOT_TITLE)
+
+
+def plot(rows, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(14, 4.6), sharey=True)
+    names = [r["label"] for r in rows]
+    for ax, m, peer_i in zip(axes, METRICS, (0, 1), strict=True):
+        ax.barh(names, [r[m] for r in rows], color="tab:blue")
+        for j, (peer, vals) in enumerate(PEERS.items()):
+            ax.axvline(vals[peer_i], ls="--", color=f"C{j + 1}", label=f"{peer} (published, test)")
+        ax.set_xlabel(f"{m} (val.tsv, full ranking)")
+        ax.invert_yaxis()
+    axes[0].invert_yaxis()  # sharey: inverted twice above, once more restores top-down order
+    axes[1].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    os.replace(tmp, path)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--data", default=str(Path(__file__).resolve().parents[1].parent / "shared"
+                                          / "data"))
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"
+                                         / "bench_shortvideo"))
+    ap.add_argument("--replot", action="store_true", help="redraw the PNG from the JSON in --out")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.replot:
+        replot(out)
+        return 0
+    lines = []
+
+    def log(msg):
+        print(msg, flush=True)
+        lines.append(msg)
+
+    import scipy
+
+    grids = QUICK if args.quick else FULL
+    log(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
+        f"{load_note()}")
+    log(f"python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}")
+    log(f"settings: quick={args.quick}, grids={json.dumps(grids)}, popularity weights "
+        f"{POP_WEIGHTS}, k={K}")
+    t0 = time.time()
+    data = load_dataset("tiktok-mmssl", args.data)
+    train, val = matrices(data)
+    feats = data.item_features
+    log(f"TikTok: {train.shape[0]} users, {train.shape[1]} items, {train.nnz} train / {val.nnz} "
+        f"validation interactions; features {', '.join(f'{k} {v.shape}' for k, v in feats.items())}")
+    rows = []
+    summ, pu = run_eval(Popularity().fit(train), train, val)
+    rows.append({"model": "popularity", "params": {}, **summ, "_per_user": pu})
+    log(f"  popularity: recall@20 {summ['recall@20']:.4f} ndcg@20 {summ['ndcg@20']:.4f}")
+    for l2 in grids["ease_l2"]:
+        summ, pu = run_eval(EASE(l2=l2).fit(train), train, val)
+        rows.append({"model": "ease", "params": {"l2": l2}, **summ, "_per_user": pu})
+        log(f"  ease l2={l2}: recall@20 {summ['recall@20']:.4f} ndcg@20 {summ['ndcg@20']:.4f}")
+    for nb in grids["knn"]:
+        summ, pu = run_eval(ItemKNN(neighbors=nb).fit(train), train, val)
+        rows.append({"model": "itemknn", "params": {"neighbors": nb}, **summ, "_per_user": pu})
+        log(f"  itemknn neighbors={nb}: recall@20 {summ['recall@20']:.4f} "
+            f"ndcg@20 {summ['ndcg@20']:.4f}")
+    mats = [feats["visual"], feats["acoustic"]]
+    g = grids["cease"]
+    best, best_model = None, None
+    for l2, w, p in itertools.product(g["l2"], g["feature_weight"], g["dropout"]):
+        params = {"l2": l2, "feature_weight": w, "dropout": p}
+        m = ContentEASE(**params).fit(train, item_features=mats)
+        for r in sweep_pop(m, train, val, log, "ease-content", params):
+            rows.append(r)
+            if best is None or r["ndcg@20"] > best["ndcg@20"]:
+                best, best_model = r, (m, r["params"]["popularity_weight"])
+    best_model[0].set_params(popularity_weight=best_model[1])
+    log(f"chosen on val (NDCG@20): ease-content {best['params']}")
+    # ablation: the chosen settings without each feature matrix
+    ablation = {}
+    for label, keep in (("visual only", [True, False]), ("acoustic only", [False, True]),
+                        ("no features", [False, False])):
+        params = dict(best["params"])
+        params["feature_weight"] = [params["feature_weight"] if k else 0.0 for k in keep]
+        m = ContentEASE(**params).fit(train, item_features=mats)
+        summ, pu = run_eval(m, train, val)
+        test = {mt: paired_test(best["_per_user"][mt].to_numpy(), pu[mt].to_numpy())
+                for mt in METRICS}
+        ablation[label] = {**summ, "paired_t_vs_both": test}
+        log(f"  ablation {label}: recall@20 {summ['recall@20']:.4f} ndcg@20 "
+            f"{summ['ndcg@20']:.4f}; both-features minus this: recall "
+            f"{test['recall@20']['mean_diff']:+.4f} (p={test['recall@20']['p_value']:.3g}), ndcg "
+            f"{test['ndcg@20']['mean_diff']:+.4f} (p={test['ndcg@20']['p_value']:.3g})")
+    best_of = {}
+    for r in rows:
+        if r["model"] not in best_of or r["ndcg@20"] > best_of[r["model"]]["ndcg@20"]:
+            best_of[r["model"]] = r
+    ease_best = best_of["ease"]
+    vs_ease = {mt: paired_test(best["_per_user"][mt].to_numpy(),
+                               ease_best["_per_user"][mt].to_numpy()) for mt in METRICS}
+    log(f"ease-content vs best EASE (paired t over {vs_ease['ndcg@20']['n']} users): recall "
+        f"{vs_ease['recall@20']['mean_diff']:+.4f} (p={vs_ease['recall@20']['p_value']:.3g}), "
+        f"ndcg {vs_ease['ndcg@20']['mean_diff']:+.4f} (p={vs_ease['ndcg@20']['p_value']:.3g})")
+    ok, got = check(best_model[0], train, val, best)
+    beats = {m: best[m] > PEERS["DiffMM"][i] for i, m in enumerate(METRICS)}
+    log(f"best: recall@20 {best['recall@20']:.4f} ndcg@20 {best['ndcg@20']:.4f}; beats DiffMM's "
+        f"published test numbers 0.1129/0.0456 on validation: {beats}")
+    log(f"correctness check (independent ranks from dense scores): {got}: "
+        f"{'OK' if ok else 'MISMATCH'}")
+    table = plot_table(best_of, ablation)
+    plot(table, out / "tiktok.png", PLOT_TITLE)
+    result = {"dataset": "tiktok-mmssl", "protocol": "val.tsv, full ranking over 6710 items, "
+              "training items removed, per-user mean", "quick": args.quick, "load": load_note(),
+              "seconds": time.time() - t0, "peers_published_test": PEERS,
+              "rows": [{k: v for k, v in r.items() if k != "_per_user"} for r in rows],
+              "chosen": {k: v for k, v in best.items() if k != "_per_user"},
+              "ablation": ablation, "vs_best_ease": vs_ease, "beats_diffmm": beats,
+              "check": {"ok": ok, "recomputed": got}, "log": lines}
+    tmp = out / "tiktok.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2, default=float))
+    os.replace(tmp, out / "tiktok.json")
+    log(f"wrote {out / 'tiktok.json'} and {out / 'tiktok.png'} in {time.time() - t0:.0f} s")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
