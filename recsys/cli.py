@@ -793,7 +793,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SAMPLED ranking: test items + N random unseen items per user (papers use 100); "
                         "default is full ranking; labelled in every output")
     s.add_argument("--bootstrap", type=_positive_int, default=1000, help="bootstrap resamples for the 95%% CIs")
-    s.add_argument("--test-ratio", type=_fraction, default=0.2)
+    s.add_argument("--test-ratio", type=_fraction, default=None,
+                   help="test share (default 0.25 for stratified = Recommenders' benchmark split "
+                        "python_stratified_split(ratio=0.75, filter_by='item', seed=42); 0.2 otherwise)")
     s.add_argument("--seed", type=int, default=42)
     s.add_argument("--sep", help="column separator (default: sniffed)")
     s.add_argument("--out", required=True, metavar="REPORT_DIR")

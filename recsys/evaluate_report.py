@@ -187,7 +187,7 @@ def plot_metric_vs_k(summary: pd.DataFrame, path, *, title: str) -> Path:
 
 
 def write_evaluation(df: pd.DataFrame, models: list[str], out: str | os.PathLike, *, protocol: str,
-                     k: int = 10, test_ratio: float = 0.2, seed: int = 42,
+                     k: int = 10, test_ratio: float | None = None, seed: int = 42,
                      source: str | None = None, params: dict | None = None,
                      test_df: pd.DataFrame | None = None, test_source: str | None = None,
                      n_folds: int = 5, n_negatives: int | None = None, metrics=None, ks=None,

@@ -196,16 +196,25 @@ SPLIT_PROTOCOLS = ("random_holdout", "leave_last_out", "stratified", "temporal",
                    "predefined")
 
 
-def split_interactions(df: pd.DataFrame, protocol: str, *, test_ratio: float = 0.2, seed: int = 42,
+def default_test_ratio(protocol: str) -> float:
+    """Test share a protocol uses when none is given: 0.25 for ``stratified`` (Microsoft
+    Recommenders' MovieLens benchmark, ``ratio=0.75``), 0.2 for the others."""
+    return 0.25 if protocol == "stratified" else 0.2
+
+
+def split_interactions(df: pd.DataFrame, protocol: str, *, test_ratio: float | None = None, seed: int = 42,
                        test_df: pd.DataFrame | None = None, n_folds: int = 5):
     """Split an interaction log by a named protocol into ``(train_df, test_df)``.
 
     Protocols: ``random_holdout`` (per user, ``test_ratio`` held out), ``leave_last_out``
-    (latest interaction per user), ``stratified`` (Microsoft Recommenders'
-    ``python_stratified_split`` per user with ratio ``1 - test_ratio``), ``temporal`` (global
+    (latest interaction per user), ``stratified`` (Microsoft Recommenders' benchmark split:
+    ``python_stratified_split(df, ratio=1 - test_ratio, filter_by="item", seed=seed)``, by
+    default ``ratio=0.75, seed=42``, the call of their MovieLens benchmark; the same meaning as
+    :func:`recsys.splits.recommenders_split`), ``temporal`` (global
     cut at the ``1 - test_ratio`` time quantile), ``predefined`` (``df`` is the training file and
     ``test_df`` the test file, used as they are, e.g. MovieLens ``u1.base``/``u1.test``) and
     ``kfold`` (:func:`recsys.splits.k_fold`; returns the list of ``n_folds`` pairs instead).
+    ``test_ratio=None`` takes :func:`default_test_ratio` of the protocol.
 
     Raises
     ------
@@ -224,6 +233,8 @@ def split_interactions(df: pd.DataFrame, protocol: str, *, test_ratio: float = 0
     if protocol in ("leave_last_out", "temporal") and ("timestamp" not in df.columns or df["timestamp"].isna().all()):
         raise ValueError(f"protocol {protocol!r} needs a timestamp column; the interaction log has none. "
                          "Use --protocol random_holdout or stratified.")
+    if test_ratio is None:
+        test_ratio = default_test_ratio(protocol)
     if protocol == "predefined":
         return df, test_df
     if protocol == "kfold":
@@ -233,7 +244,7 @@ def split_interactions(df: pd.DataFrame, protocol: str, *, test_ratio: float = 0
     if protocol == "leave_last_out":
         return splits.leave_last_out(df)
     if protocol == "stratified":
-        return splits.stratified_split(df, 1.0 - test_ratio, filter_by="user", seed=seed)
+        return splits.recommenders_split(df, 1.0 - test_ratio, seed=seed)
     return splits.temporal_split(df, quantile=1.0 - test_ratio)
 
 
@@ -305,7 +316,7 @@ def recommend_users(tm, user_ids=None, *, k: int = 10, batch_size: int = 4096, t
 
 
 def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "random_holdout",
-                    test_ratio: float = 0.2, seed: int = 42, k: int = 10, metrics=None,
+                    test_ratio: float | None = None, seed: int = 42, k: int = 10, metrics=None,
                     params: dict | None = None, test_df: pd.DataFrame | None = None,
                     n_folds: int = 5, n_negatives: int | None = None, item_embeddings=None,
                     ks=None, keep_lists: bool = False, evaluator=None):
@@ -358,6 +369,8 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
     all_metrics = list(metrics)
     for kk in ks or ():
         all_metrics += [f"{m.split('@')[0].strip()}@{int(kk)}" for m in metrics]
+    if test_ratio is None:
+        test_ratio = default_test_ratio(protocol)
     split = split_interactions(df, protocol, test_ratio=test_ratio, seed=seed, test_df=test_df,
                                n_folds=n_folds)
     folds = split if protocol == "kfold" else [split]
