@@ -319,7 +319,8 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
                     test_ratio: float | None = None, seed: int = 42, k: int = 10, metrics=None,
                     params: dict | None = None, test_df: pd.DataFrame | None = None,
                     n_folds: int = 5, n_negatives: int | None = None, item_embeddings=None,
-                    ks=None, keep_lists: bool = False, evaluator=None):
+                    ks=None, keep_lists: bool = False, evaluator=None, users: str = "all",
+                    drop_test_only_items: bool = False):
     """Split ``df`` by ``protocol``, fit each model on the train split, evaluate on the test split.
 
     Full ranking over all items, training items removed, unless ``n_negatives`` asks for
@@ -343,6 +344,15 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
         Called instead of :func:`recsys.evaluation.evaluate` with the same arguments and returning
         the same result type, e.g. ``functools.partial(recsys.distributed.evaluate_ray,
         address=...)`` to evaluate user blocks on a Ray cluster (``recsys evaluate --engine ray``).
+    users : {"all", "common"}
+        Averaging convention (:func:`recsys.evaluation.evaluate`): ``"all"`` (every user with
+        test items, an empty list counts 0; implicit, ``trec_eval -c``) or ``"common"``
+        (Microsoft Recommenders: nDCG over all, the rest over users in truth and predictions).
+    drop_test_only_items : bool
+        ``predefined`` only. By default items that appear only in the test file are added to
+        the catalogue (no model can score them from interactions; they count as misses and are
+        ranked like any unseen item). True drops their test rows instead, as a split made
+        from one log never has them; the count is in the protocol record either way.
 
     Returns
     -------
@@ -373,6 +383,18 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
         test_ratio = default_test_ratio(protocol)
     split = split_interactions(df, protocol, test_ratio=test_ratio, seed=seed, test_df=test_df,
                                n_folds=n_folds)
+    if users not in ("all", "common"):
+        raise ValueError(f"users={users!r}: expected 'all' or 'common'")
+    test_only = {}
+    if test_df is not None:
+        only = ~test_df["item_id"].isin(set(df["item_id"]))
+        test_only = {"n_test_only_items": int(test_df.loc[only, "item_id"].nunique()),
+                     "n_test_rows_with_test_only_items": int(only.sum()),
+                     "test_only_items": "dropped" if drop_test_only_items else
+                     "kept in the catalogue (count as misses; --drop-test-only-items drops them)"}
+        if drop_test_only_items:
+            test_df = test_df.loc[~only]
+            split = (split[0], test_df)
     folds = split if protocol == "kfold" else [split]
     full = df if test_df is None else pd.concat([df, test_df], ignore_index=True)
     dataset = build_dataset(full)
@@ -385,7 +407,7 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
             t0 = time.perf_counter()
             res = (evaluator or evaluate)(tm.model, tm.user_items, test_ui, k=k, metrics=all_metrics,
                            n_negatives=n_negatives, seed=seed, item_embeddings=item_embeddings,
-                           keep_lists=keep_lists)
+                           keep_lists=keep_lists, **({"users": users} if users != "all" else {}))
             eval_s = time.perf_counter() - t0
             trained[name] = tm
             rows.append({"model": name, "fold": fold, **res.summary,
@@ -431,6 +453,7 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
                      "n_train": int(sum(len(t) for t, _ in folds)),
                      "n_test": int(sum(len(t) for _, t in folds)),
                      "n_users": len(dataset.user_ids), "n_items": len(dataset.item_ids),
+                     "users_averaged": users, **test_only,
                      "filters": "training items removed from every list; users without test items "
                                 "excluded and counted; ties broken by item index (lower first)"}
     return {"protocol": protocol_info, "summary": summary, "per_user": per_user_df,
