@@ -12,6 +12,11 @@ Conventions (the same in every model, learned from ``implicit`` >= 0.5 and sciki
   ties broken by lower item index, padded with ``-1`` / ``-inf``.
 * subclasses implement ``_fit(user_items)`` and ``_score(rows, user_index)``; ``recommend``,
   ``similar_items`` and persistence are shared.
+* implicit's own keywords are accepted too (``N`` for ``k``, ``userid``, ``items``,
+  ``recalculate_user``, ``filter_items`` in ``similar_items``, ``similar_users``,
+  ``fit(show_progress=, callback=)``; other sparse formats converted in ``fit`` with
+  :class:`ParameterWarning`), so ``implicit.evaluation`` drives every model; a model that cannot
+  honour one raises ``NotImplementedError`` (``tests/recsys/test_implicit_compat.py``).
 """
 
 from __future__ import annotations
