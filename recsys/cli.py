@@ -562,7 +562,8 @@ def cmd_evaluate(args) -> int:
                                seed=args.seed, source=str(path), test_df=test_df,
                                test_source=str(test_path) if test_path else None, n_folds=args.folds,
                                n_negatives=args.negatives, metrics=metrics, ks=ks, item_embeddings=emb,
-                               n_resamples=args.bootstrap, evaluator=evaluator, progress=not args.quiet)
+                               n_resamples=args.bootstrap, evaluator=evaluator, progress=not args.quiet,
+                               users=args.users, drop_test_only_items=args.drop_test_only_items)
     summary = res["summary"]
     cols = ["model"] + [c for c in summary.columns if c.endswith(f"@{args.k}")] + ["n_users"]
     _emit(args, {"out": str(args.out), "protocol": res["protocol"], "models": summary.to_dict("records")},
@@ -921,8 +922,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SAMPLED ranking: test items + N random unseen items per user (papers use 100); "
                         "default is full ranking; labelled in every output")
     s.add_argument("--bootstrap", type=_positive_int, default=1000, help="bootstrap resamples for the 95%% CIs")
-    s.add_argument("--test-ratio", type=_fraction, default=0.2)
+    s.add_argument("--test-ratio", type=_fraction, default=None,
+                   help="test share (default 0.25 for stratified = Recommenders' benchmark split "
+                        "python_stratified_split(ratio=0.75, filter_by='item', seed=42); 0.2 otherwise)")
     s.add_argument("--seed", type=int, default=42)
+    s.add_argument("--users", choices=["all", "common"], default="all",
+                   help="averaging: all = every user with test items, no list counts 0 (implicit, trec_eval -c); "
+                        "common = Microsoft Recommenders (nDCG over all, P/R/MAP over users in truth and predictions)")
+    s.add_argument("--drop-test-only-items", action="store_true",
+                   help="--protocol predefined: drop test rows of items absent from the train file "
+                        "(default: keep them in the catalogue, counted as misses)")
     s.add_argument("--sep", help="column separator (default: sniffed)")
     s.add_argument("--out", required=True, metavar="REPORT_DIR")
     _engine_args(s)

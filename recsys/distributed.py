@@ -186,7 +186,8 @@ def _block_states(train, test_pos, users, starts, n_negatives: int, seed):
 def evaluate_ray(model, train_user_items, test_user_items, *, k: int = 10, metrics=None,
                  batch_size: int = 1024, n_negatives: int | None = None, seed: int = 42,
                  item_embeddings=None, keep_lists: bool = False, block_size: int = 8192,
-                 num_actors: int = 2, address: str | None = None, num_cpus: int | None = None):
+                 num_actors: int = 2, address: str | None = None, num_cpus: int | None = None,
+                 users: str = "all"):
     """:func:`recsys.evaluation.evaluate` over blocks of users on a Ray cluster; the same result.
 
     The users with a test item are cut into blocks of ``block_size``; each block is evaluated in a
@@ -199,7 +200,7 @@ def evaluate_ray(model, train_user_items, test_user_items, *, k: int = 10, metri
     Parameters
     ----------
     model, train_user_items, test_user_items, k, metrics, batch_size, n_negatives, seed,
-    item_embeddings, keep_lists :
+    item_embeddings, keep_lists, users :
         As :func:`recsys.evaluation.evaluate` (``metrics`` None: its default list). ``model`` must
         be picklable by Ray (every :mod:`recsys.models` recommender is).
     block_size : int
@@ -238,13 +239,14 @@ def evaluate_ray(model, train_user_items, test_user_items, *, k: int = 10, metri
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name}={value!r}: expected an integer >= 1")
     metrics = DEFAULT_METRICS if metrics is None else metrics
+    average_over = users  # "all" | "common", as in evaluate(); ``users`` is reused below
     kwargs = {"k": k, "metrics": metrics, "batch_size": batch_size, "n_negatives": n_negatives,
               "seed": seed}
     # every argument check of evaluate(), on the driver, by evaluating nobody (empty test matrix)
     empty = (sp.csr_matrix(test_user_items.shape, dtype=np.float32) if sp.issparse(test_user_items)
              else test_user_items)
     template = evaluate(model, train_user_items, empty, item_embeddings=item_embeddings,
-                        keep_lists=keep_lists, **kwargs)
+                        keep_lists=keep_lists, users=average_over, **kwargs)
     train, test = sp.csr_matrix(train_user_items), sp.csr_matrix(test_user_items)
     test_pos = test.copy()
     test_pos.data = (test_pos.data > 0).astype(np.int8)
@@ -273,8 +275,10 @@ def evaluate_ray(model, train_user_items, test_user_items, *, k: int = 10, metri
         raise RuntimeError(f"Ray returned {got['user_index'].size} evaluated users, expected {users.size}; rerun")
     all_ids = got["ids"].astype(np.int64, copy=False).reshape(users.size, depth)
     lists = lists_to_csr(all_ids, n_items, depth)
+    in_common = got["in_common"].astype(bool, copy=False)
     per_user = pd.DataFrame({"user_index": users.astype(np.int64),
-                             "n_test_items": n_test[users].astype(np.int64)})
+                             "n_test_items": n_test[users].astype(np.int64),
+                             "in_common": in_common})
     summary = {}
     for key in names:  # evaluate()'s aggregation
         name, kk = parse_metric(key)
@@ -283,7 +287,10 @@ def evaluate_ray(model, train_user_items, test_user_items, *, k: int = 10, metri
             continue
         values = got[key].astype(np.float64, copy=False)
         per_user[key] = values
-        summary[key] = float(np.nanmean(values)) if not np.isnan(values).all() else float("nan")
+        if average_over == "common" and not name.startswith("ndcg"):
+            values = values[in_common]
+        summary[key] = (float(np.nanmean(values)) if values.size and not np.isnan(values).all()
+                        else float("nan"))
     log.info("ray evaluation: %d users in %d block(s) on %d actor(s)", users.size, len(starts), num_actors)
     return EvaluationResult(per_user=per_user, summary=summary, n_users_evaluated=int(users.size),
                             n_users_skipped_no_test=int(test.shape[0] - users.size), k=depth,

@@ -206,13 +206,16 @@ def plot_metric_vs_k(summary: pd.DataFrame, path, *, title: str) -> Path:
 
 
 def write_evaluation(df: pd.DataFrame, models: list[str], out: str | os.PathLike, *, protocol: str,
-                     k: int = 10, test_ratio: float = 0.2, seed: int = 42,
+                     k: int = 10, test_ratio: float | None = None, seed: int = 42,
                      source: str | None = None, params: dict | None = None,
                      test_df: pd.DataFrame | None = None, test_source: str | None = None,
                      n_folds: int = 5, n_negatives: int | None = None, metrics=None, ks=None,
                      item_embeddings=None, n_resamples: int = 1000,
-                     confidence: float = 0.95, evaluator=None, progress: bool = False) -> dict:
+                     confidence: float = 0.95, evaluator=None, progress: bool = False,
+                     users: str = "all", drop_test_only_items: bool = False) -> dict:
     """Run :func:`recsys.stages.evaluate_models` and write its report folder (layout above).
+
+    ``users`` and ``drop_test_only_items`` are passed to :func:`recsys.stages.evaluate_models`.
 
     Parameters
     ----------
@@ -242,7 +245,8 @@ def write_evaluation(df: pd.DataFrame, models: list[str], out: str | os.PathLike
                                  k=k, params=params, test_df=test_df, n_folds=n_folds,
                                  n_negatives=n_negatives, metrics=metrics, ks=ks,
                                  item_embeddings=item_embeddings, keep_lists=True, evaluator=evaluator,
-                                 progress=progress)
+                                 progress=progress, users=users,
+                                 drop_test_only_items=drop_test_only_items)
     proto = dict(res["protocol"], source=source, test_source=test_source,
                  bootstrap={"resamples": n_resamples, "confidence": confidence, "seed": 0,
                             "method": "percentile, users resampled"})

@@ -9,7 +9,13 @@ Protocol of :func:`evaluate`:
    filter_already_liked_items=True)``, implicit's convention: the second argument holds the
    rows of the users asked for) with ``K`` the largest cut-off requested.
 3. Each metric of :mod:`recsys.metrics` is computed against the test rows; the summary is the
-   mean over evaluated users.
+   mean over evaluated users (``users="all"``, the default): every user with test items
+   counts, and a user whose list is empty counts 0. implicit's ``ranking_metrics_at_k`` and
+   ``trec_eval -c`` average the same way. ``users="common"`` follows Microsoft Recommenders'
+   ``python_evaluation``: precision, recall, MAP (every metric but nDCG) are averaged over
+   the users present in both the truth and the predictions (a non-empty list, and at least
+   one training interaction: Recommenders predicts for training users), nDCG still over all
+   users with test items. ``trec_eval`` without ``-c`` also averages over common queries only.
 
 Deterministic tie-breaking: equal scores are ordered by item index, lower first (ties by score,
 then by item id in the Dataset's sorted id order). For full ranking this is the contract of
@@ -211,8 +217,8 @@ def _sampled_lists(model, batch, train_rows, test_rows, n_negatives, rng, depth)
 
 def evaluate(model, train_user_items, test_user_items, *, k: int = 10,
              metrics=DEFAULT_METRICS, batch_size: int = 1024, n_negatives: int | None = None,
-             seed: int = 42, item_embeddings=None, keep_lists: bool = False
-             ) -> EvaluationResult:
+             seed: int = 42, item_embeddings=None, keep_lists: bool = False,
+             users: str = "all") -> EvaluationResult:
     """Evaluate ``model`` against held-out interactions (full ranking unless ``n_negatives``).
 
     Parameters
@@ -243,6 +249,11 @@ def evaluate(model, train_user_items, test_user_items, *, k: int = 10,
         float (n_items, d), rows in item_index order; required for ``diversity``.
     keep_lists : bool
         Keep the ranked lists and scores in the result (for TREC run files).
+    users : {"all", "common"}
+        Which users a summary mean runs over (module docstring, step 3): ``"all"`` (every user
+        with test items; no list = 0) or ``"common"`` (Recommenders' convention: nDCG over all,
+        the other metrics over users with training items and a non-empty list). The per-user
+        table holds every user either way, with an ``in_common`` column.
 
     Returns
     -------
@@ -272,6 +283,10 @@ def evaluate(model, train_user_items, test_user_items, *, k: int = 10,
                                     or n_negatives < 1):
         raise ValueError(f"n_negatives={n_negatives!r} must be None (full ranking) or a positive "
                          "integer, e.g. 100")
+    if users not in ("all", "common"):
+        raise ValueError(f"users={users!r}: expected 'all' (every user with test items, an empty "
+                         "list counts 0) or 'common' (Microsoft Recommenders' averaging)")
+    average_over = users  # ``users`` is reused below for the evaluated user indices
     if isinstance(metrics, str):
         metrics = (metrics,)
     parsed = [parse_metric(m, default_k=int(k)) for m in metrics]
@@ -351,16 +366,20 @@ def evaluate(model, train_user_items, test_user_items, *, k: int = 10,
         else:
             values[key] = intra_list_diversity_at_k(lists, item_embeddings, kk)
 
+    in_common = (train_counts[users] > 0) & (all_ids >= 0).any(axis=1)
     per_user = pd.DataFrame({"user_index": users.astype(np.int64),
-                             "n_test_items": n_test[users].astype(np.int64)})
+                             "n_test_items": n_test[users].astype(np.int64),
+                             "in_common": in_common})
     summary = {}
     for (name, kk), key in zip(parsed, names, strict=True):
         if name == "coverage":
             summary[key] = catalog_coverage(lists, n_items, kk)
             continue
         per_user[key] = values[key]
-        summary[key] = float(np.nanmean(values[key])) if users.size and not np.isnan(
-            values[key]).all() else float("nan")
+        v = values[key]
+        if average_over == "common" and not name.startswith("ndcg"):
+            v = v[in_common]
+        summary[key] = float(np.nanmean(v)) if v.size and not np.isnan(v).all() else float("nan")
     return EvaluationResult(per_user=per_user, summary=summary, n_users_evaluated=int(users.size),
                             n_users_skipped_no_test=n_skipped, k=depth, metrics=tuple(names),
                             ranking=ranking, lists=all_ids if keep_lists else None,

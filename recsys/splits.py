@@ -12,6 +12,8 @@ leave_last_out         per user, the ``n`` latest rows by timestamp (ties: later
                        each user keeps >= 1 row in train
 temporal_split         one global cut time: rows at or after it go to test
 stratified_split       Microsoft Recommenders ``python_stratified_split``, reproduced exactly
+recommenders_split     the protocol named "stratified" everywhere: their benchmark's call of it,
+                       ``ratio=0.75, filter_by="item", seed=42``
 chrono_stratified...   Microsoft Recommenders ``python_chrono_split``
 k_fold                 per user, rows dealt (seeded) to ``n_folds`` folds; each row tests once
 validation_split       any of the above applied to a training split (tune without the test)
@@ -31,6 +33,8 @@ __all__ = [
     "temporal_split",
     "stratified_split",
     "chrono_stratified_split",
+    "recommenders_split",
+    "RECOMMENDERS_SPLIT",
     "k_fold",
     "validation_split",
     "VALIDATION_METHODS",
@@ -292,6 +296,35 @@ def stratified_split(df: pd.DataFrame, ratio=0.75, *, filter_by: str = "user", s
     return tuple(splits) if isinstance(ratio, float) else splits
 
 
+#: The split of Microsoft Recommenders' MovieLens benchmark
+#: (``examples/06_benchmarks/movielens.ipynb``): what the protocol name "stratified" means in
+#: ``recsys evaluate``, :func:`recsys.stages.split_interactions`, tuning and the benchmarks.
+RECOMMENDERS_SPLIT = {"ratio": 0.75, "filter_by": "item", "seed": 42}
+
+
+def recommenders_split(df: pd.DataFrame, ratio: float = 0.75, *, seed: int = 42, **columns):
+    """The "stratified" protocol: ``python_stratified_split(df, ratio, filter_by="item", seed)``.
+
+    Microsoft Recommenders' benchmark call (:data:`RECOMMENDERS_SPLIT`): per item, a seeded
+    ``ratio`` share of its rows to train, the rest to test (:func:`stratified_split`, which
+    reproduces their function row for row).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+    ratio : float
+        Train share, in (0, 1); 0.75 in their benchmark.
+    seed : int
+    **columns
+        ``col_user``/``col_item``/... as for :func:`stratified_split`.
+
+    Returns
+    -------
+    (train, test) : tuple of pandas.DataFrame
+    """
+    return stratified_split(df, ratio, filter_by="item", seed=seed, **columns)
+
+
 def chrono_stratified_split(df: pd.DataFrame, ratio=0.75, *, filter_by: str = "user",
                             min_rating: int = 1, col_user: str = "user_id",
                             col_item: str = "item_id", col_timestamp: str = "timestamp"):
@@ -366,7 +399,7 @@ def validation_split(train_df: pd.DataFrame, method: str = "random_holdout", *,
     method : str
         ``"random_holdout"`` (per user, ``val_ratio``), ``"leave_last_out"`` (latest row per
         user), ``"temporal"`` (global cut at the ``1 - val_ratio`` time quantile) or
-        ``"stratified"`` (:func:`stratified_split` with ratio ``1 - val_ratio``).
+        ``"stratified"`` (:func:`recommenders_split` with ratio ``1 - val_ratio``).
     val_ratio : float
         In (0, 1).
     seed : int
@@ -389,5 +422,5 @@ def validation_split(train_df: pd.DataFrame, method: str = "random_holdout", *,
     if method == "temporal":
         return temporal_split(train_df, quantile=1.0 - float(val_ratio))
     if method == "stratified":
-        return stratified_split(train_df, 1.0 - float(val_ratio), filter_by="user", seed=seed)
+        return recommenders_split(train_df, 1.0 - float(val_ratio), seed=seed)
     raise ValueError(f"method={method!r}: expected one of {VALIDATION_METHODS}")

@@ -240,16 +240,25 @@ SPLIT_PROTOCOLS = ("random_holdout", "leave_last_out", "stratified", "temporal",
                    "predefined")
 
 
-def split_interactions(df: pd.DataFrame, protocol: str, *, test_ratio: float = 0.2, seed: int = 42,
+def default_test_ratio(protocol: str) -> float:
+    """Test share a protocol uses when none is given: 0.25 for ``stratified`` (Microsoft
+    Recommenders' MovieLens benchmark, ``ratio=0.75``), 0.2 for the others."""
+    return 0.25 if protocol == "stratified" else 0.2
+
+
+def split_interactions(df: pd.DataFrame, protocol: str, *, test_ratio: float | None = None, seed: int = 42,
                        test_df: pd.DataFrame | None = None, n_folds: int = 5):
     """Split an interaction log by a named protocol into ``(train_df, test_df)``.
 
     Protocols: ``random_holdout`` (per user, ``test_ratio`` held out), ``leave_last_out``
-    (latest interaction per user), ``stratified`` (Microsoft Recommenders'
-    ``python_stratified_split`` per user with ratio ``1 - test_ratio``), ``temporal`` (global
+    (latest interaction per user), ``stratified`` (Microsoft Recommenders' benchmark split:
+    ``python_stratified_split(df, ratio=1 - test_ratio, filter_by="item", seed=seed)``, by
+    default ``ratio=0.75, seed=42``, the call of their MovieLens benchmark; the same meaning as
+    :func:`recsys.splits.recommenders_split`), ``temporal`` (global
     cut at the ``1 - test_ratio`` time quantile), ``predefined`` (``df`` is the training file and
     ``test_df`` the test file, used as they are, e.g. MovieLens ``u1.base``/``u1.test``) and
     ``kfold`` (:func:`recsys.splits.k_fold`; returns the list of ``n_folds`` pairs instead).
+    ``test_ratio=None`` takes :func:`default_test_ratio` of the protocol.
 
     Raises
     ------
@@ -268,6 +277,8 @@ def split_interactions(df: pd.DataFrame, protocol: str, *, test_ratio: float = 0
     if protocol in ("leave_last_out", "temporal") and ("timestamp" not in df.columns or df["timestamp"].isna().all()):
         raise ValueError(f"protocol {protocol!r} needs a timestamp column; the interaction log has none. "
                          "Use --protocol random_holdout or stratified.")
+    if test_ratio is None:
+        test_ratio = default_test_ratio(protocol)
     if protocol == "predefined":
         return df, test_df
     if protocol == "kfold":
@@ -277,7 +288,7 @@ def split_interactions(df: pd.DataFrame, protocol: str, *, test_ratio: float = 0
     if protocol == "leave_last_out":
         return splits.leave_last_out(df)
     if protocol == "stratified":
-        return splits.stratified_split(df, 1.0 - test_ratio, filter_by="user", seed=seed)
+        return splits.recommenders_split(df, 1.0 - test_ratio, seed=seed)
     return splits.temporal_split(df, quantile=1.0 - test_ratio)
 
 
@@ -376,10 +387,11 @@ def _with_popularity_fallback(tm, user_ids, lookup: dict, *, k: int, batch_size:
 
 
 def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "random_holdout",
-                    test_ratio: float = 0.2, seed: int = 42, k: int = 10, metrics=None,
+                    test_ratio: float | None = None, seed: int = 42, k: int = 10, metrics=None,
                     params: dict | None = None, test_df: pd.DataFrame | None = None,
                     n_folds: int = 5, n_negatives: int | None = None, item_embeddings=None,
-                    ks=None, keep_lists: bool = False, evaluator=None, progress: bool = False):
+                    ks=None, keep_lists: bool = False, evaluator=None, progress: bool = False,
+                    users: str = "all", drop_test_only_items: bool = False):
     """Split ``df`` by ``protocol``, fit each model on the train split, evaluate on the test split.
 
     Full ranking over all items, training items removed, unless ``n_negatives`` asks for
@@ -406,6 +418,15 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
         address=...)`` to evaluate user blocks on a Ray cluster (``recsys evaluate --engine ray``).
     progress : bool
         tqdm bar over the (fold, model) fits and evaluations (on a terminal only).
+    users : {"all", "common"}
+        Averaging convention (:func:`recsys.evaluation.evaluate`): ``"all"`` (every user with
+        test items, an empty list counts 0; implicit, ``trec_eval -c``) or ``"common"``
+        (Microsoft Recommenders: nDCG over all, the rest over users in truth and predictions).
+    drop_test_only_items : bool
+        ``predefined`` only. By default items that appear only in the test file are added to
+        the catalogue (no model can score them from interactions; they count as misses and are
+        ranked like any unseen item). True drops their test rows instead, as a split made
+        from one log never has them; the count is in the protocol record either way.
 
     Returns
     -------
@@ -432,8 +453,22 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
     all_metrics = list(metrics)
     for kk in ks or ():
         all_metrics += [f"{m.split('@')[0].strip()}@{int(kk)}" for m in metrics]
+    if test_ratio is None:
+        test_ratio = default_test_ratio(protocol)
     split = split_interactions(df, protocol, test_ratio=test_ratio, seed=seed, test_df=test_df,
                                n_folds=n_folds)
+    if users not in ("all", "common"):
+        raise ValueError(f"users={users!r}: expected 'all' or 'common'")
+    test_only = {}
+    if test_df is not None:
+        only = ~test_df["item_id"].isin(set(df["item_id"]))
+        test_only = {"n_test_only_items": int(test_df.loc[only, "item_id"].nunique()),
+                     "n_test_rows_with_test_only_items": int(only.sum()),
+                     "test_only_items": "dropped" if drop_test_only_items else
+                     "kept in the catalogue (count as misses; --drop-test-only-items drops them)"}
+        if drop_test_only_items:
+            test_df = test_df.loc[~only]
+            split = (split[0], test_df)
     folds = split if protocol == "kfold" else [split]
     full = df if test_df is None else pd.concat([df, test_df], ignore_index=True)
     dataset = build_dataset(full)
@@ -452,7 +487,7 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
             t0 = time.perf_counter()
             res = (evaluator or evaluate)(tm.model, tm.user_items, test_ui, k=k, metrics=all_metrics,
                            n_negatives=n_negatives, seed=seed, item_embeddings=item_embeddings,
-                           keep_lists=keep_lists)
+                           keep_lists=keep_lists, **({"users": users} if users != "all" else {}))
             eval_s = time.perf_counter() - t0
             trained[name] = tm
             rows.append({"model": name, "fold": fold, **res.summary,
@@ -500,6 +535,7 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
                      "n_train": int(sum(len(t) for t, _ in folds)),
                      "n_test": int(sum(len(t) for _, t in folds)),
                      "n_users": len(dataset.user_ids), "n_items": len(dataset.item_ids),
+                     "users_averaged": users, **test_only,
                      "filters": "training items removed from every list; users without test items "
                                 "excluded and counted; ties broken by item index (lower first)"}
     return {"protocol": protocol_info, "summary": summary, "per_user": per_user_df,

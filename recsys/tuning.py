@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-__all__ = ["DEFAULT_GRIDS", "TuningResult", "validation_split", "tune", "expand_grid"]
+__all__ = ["DEFAULT_GRIDS", "SIMPLER", "TIE_TOL", "TuningResult", "validation_split", "tune",
+           "expand_grid", "pick_best"]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,56 @@ DEFAULT_GRIDS: dict[str, dict[str, list]] = {
     "ease-content": {"l2": [20.0, 30.0, 50.0], "feature_weight": [0.0, 20.0, 80.0],
                      "popularity_weight": [0.0, 0.02]},
 }
+
+
+#: Tie-break order: among grid points whose validation metric is within ``tol`` of the best,
+#: the simplest wins. ``(param, +1)``: a larger value is simpler (stronger regularisation);
+#: ``(param, -1)``: a smaller value is simpler (fewer factors / neighbours). Compared in this
+#: order; what it does not decide goes to the earlier grid point.
+SIMPLER: dict[str, list[tuple[str, int]]] = {
+    "ease": [("l2", +1)],
+    "itemknn": [("neighbors", -1)],
+    "als": [("regularization", +1), ("factors", -1)],
+    "hybrid": [("regularization", +1), ("ridge_alpha", +1), ("factors", -1)],
+    "bpr": [("regularization", +1), ("factors", -1)],
+    "trending": [("half_life_days", +1)],
+}
+
+#: Default tie tolerance (absolute, in units of the metric): below the user-bootstrap noise of
+#: NDCG@10 on MovieLens 100K (about 0.008 half-width, issue 19.1).
+TIE_TOL = 1e-3
+
+
+def pick_best(table: list[dict], metric: str, name: str, tol: float = TIE_TOL) -> int:
+    """Index of the chosen grid point: the simplest of those within ``tol`` of the best.
+
+    Parameters
+    ----------
+    table : list of dict
+        One row per grid point: ``{"params": {...}, metric: float, ...}``, in grid order.
+    metric : str
+        Key of the score to maximise.
+    name : str
+        Model name, the key of :data:`SIMPLER`.
+    tol : float
+        Points scoring ``>= best - tol`` tie (>= 0; 0 = strict maximum, earlier point wins).
+
+    Returns
+    -------
+    int
+    """
+    if not tol >= 0:
+        raise ValueError(f"tol must be a number >= 0 (metric units), got {tol!r}")
+    best = max(row[metric] for row in table)
+    tied = [i for i, row in enumerate(table) if row[metric] >= best - tol]
+    order = SIMPLER.get(name.lower(), [])
+
+    def simplicity(i: int):
+        p = table[i]["params"]
+        return tuple(-sign * p[n] if n in p and isinstance(p[n], (int, float)) else 0
+                     for n, sign in order) + (i,)
+
+    return min(tied, key=simplicity)
 
 
 @dataclass
@@ -88,6 +139,11 @@ def validation_split(train_df: pd.DataFrame, *, protocol: str = "stratified", ra
     -------
     (fit_df, valid_df) : tuple of pandas.DataFrame
 
+    Notes
+    -----
+    The rows are first sorted (stable) by ``user_id``, ``item_id`` and ``timestamp`` (those
+    present), so the split depends on the log's content and the seed, not on its row order.
+
     Raises
     ------
     ValueError
@@ -95,6 +151,11 @@ def validation_split(train_df: pd.DataFrame, *, protocol: str = "stratified", ra
     """
     from recsys import splits
 
+    # one canonical row order first, so that the seeded draws (one per row, in row order) give
+    # the same split for the same log however its rows were ordered (issue 19.2)
+    keys = [c for c in ("user_id", "item_id", "timestamp") if c in train_df.columns]
+    if keys:
+        train_df = train_df.sort_values(keys, kind="stable")
     if protocol == "stratified":
         return splits.stratified_split(train_df, ratio, filter_by=filter_by, seed=seed)
     if protocol == "leave_last_out":
@@ -120,7 +181,7 @@ def tune(train_df: pd.DataFrame, name: str, grid: dict[str, list] | None = None,
          metric: str = "ndcg@10", k: int = 10, fixed: dict | None = None,
          item_embeddings=None, protocol: str = "stratified", ratio: float = 0.75,
          filter_by: str = "item", seed: int = 42, validation_df: pd.DataFrame | None = None,
-         item_features=None, progress: bool = False) -> TuningResult:
+         item_features=None, progress: bool = False, tol: float = TIE_TOL) -> TuningResult:
     """Choose hyperparameters of model ``name`` on a validation split of ``train_df``.
 
     Parameters
@@ -152,6 +213,9 @@ def tune(train_df: pd.DataFrame, name: str, grid: dict[str, list] | None = None,
         Item feature matrices for models that take them (``ease-content``).
     progress : bool
         tqdm bar over the grid points (:func:`embeddings.progress.progress_bar`: on a terminal only).
+    tol : float
+        Tie tolerance: of the grid points within ``tol`` of the best ``metric``, the simplest
+        (:data:`SIMPLER`: stronger regularisation, fewer factors) is chosen (:func:`pick_best`).
 
     Returns
     -------
@@ -210,8 +274,11 @@ def tune(train_df: pd.DataFrame, name: str, grid: dict[str, list] | None = None,
         table.append(row)
         bar.update(1)
     bar.close()
-    best = max(range(len(table)), key=lambda i: (table[i][metric], -i))
+    best = pick_best(table, metric, name, tol)
     info = {"protocol": protocol, "ratio": ratio, "filter_by": filter_by, "seed": seed,
+            "row_order": "sorted by user_id, item_id, timestamp before the split",
+            "tie_rule": f"within {tol} of the best {metric}, the simplest point "
+                        f"({SIMPLER.get(name.lower(), [])}; then grid order)",
             "n_fit": len(fit_df), "n_valid": len(valid_df),
             "carved_from": "the training split only (the test split is never seen)"}
     if validation_df is not None:

@@ -12,6 +12,11 @@ Conventions (the same in every model, learned from ``implicit`` >= 0.5 and sciki
   ties broken by lower item index, padded with ``-1`` / ``-inf``.
 * subclasses implement ``_fit(user_items)`` and ``_score(rows, user_index)``; ``recommend``,
   ``similar_items`` and persistence are shared.
+* implicit's own keywords are accepted too (``N`` for ``k``, ``userid``, ``items``,
+  ``recalculate_user``, ``filter_items`` in ``similar_items``, ``similar_users``,
+  ``fit(show_progress=, callback=)``; other sparse formats converted in ``fit`` with
+  :class:`ParameterWarning`), so ``implicit.evaluation`` drives every model; a model that cannot
+  honour one raises ``NotImplementedError`` (``tests/recsys/test_implicit_compat.py``).
 """
 
 from __future__ import annotations
@@ -20,15 +25,25 @@ import inspect
 import json
 import logging
 import os
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
+from implicit.utils import ParameterWarning
 from sklearn.exceptions import NotFittedError
 
 from embeddings._io import atomic_path
 
-__all__ = ["Recommender", "NotFittedError", "topk", "check_user_items", "FORMAT_VERSION"]
+__all__ = [
+    "Recommender",
+    "NotFittedError",
+    "ParameterWarning",
+    "topk",
+    "check_user_items",
+    "to_csr_for_fit",
+    "FORMAT_VERSION",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +98,64 @@ def check_user_items(user_items: Any, name: str = "user_items") -> sp.csr_matrix
             "must be >= 0; fix: clip or drop negative interactions before fitting"
         )
     return user_items
+
+
+def to_csr_for_fit(user_items: Any, name: str = "user_items") -> sp.csr_matrix:
+    """Like :func:`check_user_items`, but convert other sparse formats (COO, LIL, CSC, ...)
+    to CSR with a :class:`ParameterWarning`, as implicit's ``fit`` does.
+
+    Only ``fit`` converts: ``recommend``/``score`` keep raising on non-CSR rows (implicit
+    does the same), since converting per call would hide a quadratic cost.
+
+    Raises
+    ------
+    ValueError
+        Not sparse, not 2-D, NaN/inf or negative values (see :func:`check_user_items`).
+    """
+    if sp.issparse(user_items) and user_items.format != "csr":
+        warnings.warn(
+            f"{name} was passed in {user_items.format!r} format; converting to CSR (pass "
+            "x.tocsr() to avoid this copy)",
+            ParameterWarning,
+            stacklevel=3,
+        )
+        user_items = user_items.tocsr()
+    return check_user_items(user_items, name)
+
+
+def _resolve_k(k: Any, n: Any, default: int = 10) -> int:
+    """``k`` or its implicit alias ``N`` (one of them, not both with different values)."""
+    if k is not None and n is not None and k != n:
+        raise ValueError(
+            f"k={k!r} and N={n!r} were both given; N is implicit's name for k; pass one of them"
+        )
+    k = k if k is not None else (n if n is not None else default)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be an int >= 1 (N is its implicit alias), got {k!r}")
+    return int(k)
+
+
+def _rank_subset(scores: np.ndarray, subset: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rank only the columns ``subset`` of every row (implicit's ``items=``): score descending,
+    then item index ascending; excluded (``-inf``) items are kept, last. ``min(k, len(subset))``
+    results per row, no padding."""
+    sub = scores[:, subset]
+    order = np.lexsort((np.broadcast_to(subset, sub.shape), -sub), axis=1)[:, : min(k, subset.size)]
+    return subset[order], np.take_along_axis(sub, order, axis=1).astype(np.float32)
+
+
+def _check_subset(items: Any, upper: int, name: str = "items") -> np.ndarray:
+    """``items`` as int64 ids; IndexError (implicit's contract) when one is outside [0, upper)."""
+    arr = np.asarray(items)
+    if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
+        raise ValueError(f"{name} must be a 1-D array of ints, got {items!r}")
+    arr = arr.astype(np.int64, copy=False)
+    if arr.size and (arr.min() < 0 or arr.max() >= upper):
+        raise IndexError(
+            f"{name} holds ids outside [0, {upper}) (min {int(arr.min())}, max {int(arr.max())}); "
+            f"the model was fitted on {upper} items"
+        )
+    return arr
 
 
 def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -201,13 +274,25 @@ class Recommender:
         return f"{type(self).__name__}({args})"
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, user_items: sp.csr_matrix) -> Recommender:
+    # class capabilities used by the implicit-compatible keywords
+    _supports_callback: ClassVar[bool] = False  # fit(callback=...) honoured (iterative models)
+    _can_recalculate_user: ClassVar[bool] = True  # recommend(recalculate_user=True) honoured
+
+    def fit(self, user_items: sp.csr_matrix, show_progress: bool = False,
+            callback: Any = None) -> Recommender:
         """Fit on the full training matrix.
 
         Parameters
         ----------
-        user_items : scipy.sparse.csr_matrix, shape (n_users, n_items)
-            Training interactions, rows = users, values = non-negative weights.
+        user_items : scipy.sparse matrix, shape (n_users, n_items)
+            Training interactions, rows = users, values = non-negative weights. CSR is
+            expected; other sparse formats are converted with a :class:`ParameterWarning`
+            (implicit's behaviour).
+        show_progress : bool
+            Accepted for implicit compatibility; progress goes to ``logging``, never a bar.
+        callback : callable, optional
+            implicit's per-iteration callback ``callback(iteration, elapsed_s, loss)``;
+            honoured by the iterative models (ALS, BPR).
 
         Returns
         -------
@@ -218,15 +303,26 @@ class Recommender:
         ValueError
             Invalid matrix (see :func:`check_user_items`), an empty matrix, or an invalid
             constructor parameter.
+        NotImplementedError
+            ``callback`` given to a closed-form model (no iterations to report).
         """
-        user_items = check_user_items(user_items)
+        user_items = to_csr_for_fit(user_items)
+        if callback is not None and not self._supports_callback:
+            raise NotImplementedError(
+                f"{type(self).__name__} is not iterative and has no per-iteration callback; "
+                "fix: drop callback= (ALS and BPR accept it)"
+            )
         n_users, n_items = user_items.shape
         if n_users == 0 or n_items == 0:
             raise ValueError(
                 f"user_items has shape {user_items.shape}; need at least one user and one item"
             )
         self._validate_params()
-        self._fit(user_items)
+        self._fit_callback = callback
+        try:
+            self._fit(user_items)
+        finally:
+            del self._fit_callback
         self.n_users_ = int(n_users)
         self.n_items_ = int(n_items)
         return self
@@ -290,32 +386,52 @@ class Recommender:
 
     def recommend(
         self,
-        user_index: int | np.ndarray,
-        user_items: sp.csr_matrix,
-        k: int = 10,
+        user_index: int | np.ndarray | None = None,
+        user_items: sp.csr_matrix | None = None,
+        k: int | None = None,
         *,
+        N: int | None = None,
+        userid: int | np.ndarray | None = None,
         filter_already_liked_items: bool = True,
         filter_items: Any = None,
+        recalculate_user: bool = False,
+        items: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` items for one user or a batch of users.
+
+        Accepts implicit's (>= 0.5) keywords too, so ``implicit.evaluation`` can drive any
+        model: ``N`` (alias of ``k``), ``userid`` (alias of ``user_index``),
+        ``recalculate_user`` and ``items``.
 
         Parameters
         ----------
         user_index : int or array-like of int, shape (n,)
-            Row numbers of the users in the fitted matrix.
+            Row numbers of the users in the fitted matrix (alias ``userid``).
         user_items : scipy.sparse.csr_matrix, shape (1, n_items) for an int, (n, n_items) for an array
             The interaction rows **of these users only**: ``user_items[user_index]``
             (implicit >= 0.5 convention), not the whole matrix.
         k : int
-            Number of items per user (>= 1).
+            Number of items per user (>= 1); default 10. ``N`` is implicit's name for it.
+        N : int, optional
+            Alias of ``k``. When given, ids come back as ``int32`` (implicit's dtype, which
+            ``implicit.evaluation``'s typed buffers require); otherwise ``int64``.
+        userid : int or array-like of int, optional
+            Alias of ``user_index``.
         filter_already_liked_items : bool
             Remove the items stored as non-zero in the user's row.
         filter_items : array-like of int, optional
             Item indices removed for every user.
+        recalculate_user : bool
+            Score from ``user_items`` rather than stored user state. Item-based models
+            (EASE, ItemKNN, content, popularity) always do; ALS folds the rows in (one
+            least-squares step against the item factors); BPR raises NotImplementedError.
+        items : array-like of int, optional
+            Rank only these items (implicit's ``items=``): ``min(k, len(items))`` results per
+            user, no padding; filtered items are kept at the end with score ``-inf``.
 
         Returns
         -------
-        ids : np.ndarray, int64, shape (k,) for an int user, (n, k) for an array
+        ids : np.ndarray, int64 (int32 with ``N``), shape (k,) for an int user, (n, k) for an array
             Item indices, best first; ties broken by lower item index; ``-1`` padding
             when fewer than ``k`` items remain.
         scores : np.ndarray, float32, same shape
@@ -326,13 +442,30 @@ class Recommender:
         NotFittedError
             Before ``fit``.
         ValueError
-            Bad ``k``, ``user_index`` or ``filter_items``, or ``user_items`` of the wrong
-            type or shape.
+            Bad ``k``/``N``, ``user_index`` or ``filter_items``, both ``user_index`` and
+            ``userid``, or ``user_items`` missing or of the wrong type or shape.
+        IndexError
+            ``items`` holds an id outside ``[0, n_items)`` (implicit's contract).
+        NotImplementedError
+            ``recalculate_user=True`` on a model that cannot score new rows (BPR).
         """
         self._check_fitted()
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be an int >= 1, got {k!r}")
-        k = int(k)
+        k_out = _resolve_k(k, N)
+        if userid is not None:
+            if user_index is not None:
+                raise ValueError("user_index and userid were both given; userid is implicit's "
+                                 "name for user_index; pass one of them")
+            user_index = userid
+        if user_index is None or user_items is None:
+            raise ValueError(
+                "recommend needs user_index (or userid) and user_items (the rows of those "
+                f"users), got user_index={user_index!r}, user_items={type(user_items).__name__}"
+            )
+        if recalculate_user and not self._can_recalculate_user:
+            raise NotImplementedError(
+                f"{type(self).__name__} cannot score users from their rows "
+                "(recalculate_user=True); fix: use stored users, or ALS/EASE/ItemKNN"
+            )
         users, scalar = _as_index_array(user_index, "user_index")
         rows = check_user_items(user_items)
         n_expected = 1 if scalar else users.size
@@ -352,14 +485,17 @@ class Recommender:
         exclude = None
         if filter_items is not None:
             exclude, _ = _as_index_array(filter_items, "filter_items", upper=self.n_items_)
+        subset = None if items is None else _check_subset(items, self.n_items_)
+        width = k_out if subset is None else min(k_out, subset.size)
 
-        ids = np.empty((users.size, k), dtype=np.int64)
-        scores = np.empty((users.size, k), dtype=np.float32)
+        ids = np.empty((users.size, width), dtype=np.int64)
+        scores = np.empty((users.size, width), dtype=np.float32)
         step = max(1, _MAX_SCORE_CELLS // self.n_items_)
         for start in range(0, users.size, step):
             stop = min(start + step, users.size)
             chunk = rows[start:stop]
-            s = self._writable_scores(self._score(chunk, users[start:stop]))
+            s = self._writable_scores(
+                self._score(chunk, None if recalculate_user else users[start:stop]))
             if s.size and np.isnan(s.max()):  # max propagates NaN: one pass, no temporary
                 raise RuntimeError(
                     f"{type(self).__name__} produced NaN scores; the model is degenerate "
@@ -371,7 +507,12 @@ class Recommender:
                 s[r, chunk.indices[nz]] = -np.inf
             if exclude is not None:
                 s[:, exclude] = -np.inf
-            ids[start:stop], scores[start:stop] = topk(s, k)
+            if subset is None:
+                ids[start:stop], scores[start:stop] = topk(s, k_out)
+            else:
+                ids[start:stop], scores[start:stop] = _rank_subset(s, subset, k_out)
+        if N is not None:
+            ids = ids.astype(np.int32)
         if scalar:
             return ids[0], scores[0]
         return ids, scores
@@ -388,19 +529,42 @@ class Recommender:
 
     # ------------------------------------------------------------------ similar items
     def similar_items(
-        self, item_index: int | np.ndarray, k: int = 10
+        self,
+        item_index: int | np.ndarray | None = None,
+        k: int | None = None,
+        *,
+        N: int | None = None,
+        itemid: int | np.ndarray | None = None,
+        filter_items: Any = None,
+        items: Any = None,
+        recalculate_item: bool = False,
+        item_users: Any = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Items most similar to the given items (the query item itself excluded).
+
+        implicit's keywords are accepted: ``N`` (alias of ``k``), ``itemid`` (alias of
+        ``item_index``), ``filter_items``, ``items``. Unlike implicit, the query item is never
+        returned as its own neighbour.
 
         Parameters
         ----------
         item_index : int or array-like of int, shape (n,)
         k : int
-            Number of neighbours (>= 1).
+            Number of neighbours (>= 1); default 10.
+        N : int, optional
+            Alias of ``k`` (ids then come back as ``int32``, like implicit).
+        itemid : int or array-like of int, optional
+            Alias of ``item_index``.
+        filter_items : array-like of int, optional
+            Items never returned.
+        items : array-like of int, optional
+            Rank only these items: ``min(k, len(items))`` results, no padding.
+        recalculate_item, item_users
+            implicit's fold-in of a new item: not supported (NotImplementedError).
 
         Returns
         -------
-        ids : np.ndarray, int64, shape (k,) or (n, k)
+        ids : np.ndarray, int64 (int32 with ``N``), shape (k,) or (n, k)
             ``-1`` padding.
         scores : np.ndarray, float32, same shape
             Model-specific similarity (documented per model), descending; ``-inf`` padding.
@@ -410,18 +574,89 @@ class Recommender:
         NotFittedError
             Before ``fit``.
         NotImplementedError
-            For models without an item-item notion (popularity).
+            For models without an item-item notion (popularity), or ``recalculate_item`` /
+            ``item_users``.
         ValueError
-            Bad ``k`` or ``item_index``.
+            Bad ``k``, ``item_index`` or ``filter_items``.
+        IndexError
+            ``items`` holds an id outside ``[0, n_items)``.
         """
         self._check_fitted()
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ValueError(f"k must be an int >= 1, got {k!r}")
-        items, scalar = _as_index_array(item_index, "item_index", upper=self.n_items_)
-        s = np.array(self._item_scores(items), dtype=np.float32, copy=True)
-        s[np.arange(items.size), items] = -np.inf
-        ids, scores = topk(s, int(k))
+        k_out = _resolve_k(k, N)
+        if itemid is not None:
+            if item_index is not None:
+                raise ValueError("item_index and itemid were both given; pass one of them")
+            item_index = itemid
+        if item_index is None:
+            raise ValueError("similar_items needs item_index (or itemid), got None")
+        if recalculate_item or item_users is not None:
+            raise NotImplementedError(
+                f"{type(self).__name__} cannot fold in a new item from item_users; fix: refit "
+                "with the item's interactions"
+            )
+        q, scalar = _as_index_array(item_index, "item_index", upper=self.n_items_)
+        s = np.array(self._item_scores(q), dtype=np.float32, copy=True)
+        s[np.arange(q.size), q] = -np.inf
+        if filter_items is not None:
+            exclude, _ = _as_index_array(filter_items, "filter_items", upper=self.n_items_)
+            s[:, exclude] = -np.inf
+        if items is None:
+            ids, scores = topk(s, k_out)
+        else:
+            ids, scores = _rank_subset(s, _check_subset(items, self.n_items_), k_out)
+        if N is not None:
+            ids = ids.astype(np.int32)
         return (ids[0], scores[0]) if scalar else (ids, scores)
+
+    def similar_users(
+        self,
+        user_index: int | np.ndarray | None = None,
+        k: int | None = None,
+        *,
+        N: int | None = None,
+        userid: int | np.ndarray | None = None,
+        filter_users: Any = None,
+        users: Any = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Users most similar to the given fitted users (the query user excluded).
+
+        Same keywords and return shapes as :meth:`similar_items`, on users. Implemented by
+        the models that keep per-user state (ALS, BPR: cosine of user factors).
+
+        Raises
+        ------
+        NotImplementedError
+            Models that keep no per-user state (EASE, ItemKNN, popularity, content).
+        ValueError, IndexError
+            As for :meth:`similar_items`.
+        """
+        self._check_fitted()
+        k_out = _resolve_k(k, N)
+        if userid is not None:
+            if user_index is not None:
+                raise ValueError("user_index and userid were both given; pass one of them")
+            user_index = userid
+        if user_index is None:
+            raise ValueError("similar_users needs user_index (or userid), got None")
+        q, scalar = _as_index_array(user_index, "user_index", upper=self.n_users_)
+        s = np.array(self._user_scores(q), dtype=np.float32, copy=True)
+        s[np.arange(q.size), q] = -np.inf
+        if filter_users is not None:
+            exclude, _ = _as_index_array(filter_users, "filter_users")
+            s[:, exclude[exclude < self.n_users_]] = -np.inf
+        if users is None:
+            ids, scores = topk(s, k_out)
+        else:
+            ids, scores = _rank_subset(s, _check_subset(users, self.n_users_, "users"), k_out)
+        if N is not None:
+            ids = ids.astype(np.int32)
+        return (ids[0], scores[0]) if scalar else (ids, scores)
+
+    def _user_scores(self, users: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(
+            f"{type(self).__name__} keeps no per-user state, so it has no user-user "
+            "similarity; use ALS or BPR for similar_users"
+        )
 
     def _item_scores(self, items: np.ndarray) -> np.ndarray:
         raise NotImplementedError(
@@ -445,8 +680,9 @@ class Recommender:
 
         Parameters
         ----------
-        path : path-like
-            Destination, written exactly as given (no suffix is appended).
+        path : path-like or binary file object
+            Destination, written exactly as given (no suffix is appended); a path is
+            written atomically (temp name, then rename), a file object in place.
 
         Raises
         ------
@@ -473,6 +709,9 @@ class Recommender:
             ) from exc
         arrays = self._get_state()
         arrays[_META_KEY] = np.array(meta)
+        if hasattr(path, "write"):  # an open binary file (implicit accepts these too)
+            np.savez(path, **arrays)
+            return
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
         # DEBUG: callers that stage files (recsys.artifacts.save_trained) pass a temporary name and
@@ -485,7 +724,7 @@ class Recommender:
 
         Parameters
         ----------
-        path : path-like
+        path : path-like or binary file object
             ``.npz`` file written by ``save``.
 
         Returns

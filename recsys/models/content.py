@@ -18,7 +18,7 @@ from typing import ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from .base import Recommender, check_user_items
+from .base import Recommender, to_csr_for_fit
 from .factorization import ALS
 
 __all__ = ["ContentModel", "HybridColdStart", "align_item_embeddings", "check_item_embeddings"]
@@ -103,18 +103,21 @@ class _EmbeddingFit:
 
     side_inputs: ClassVar[tuple[str, ...]] = ("item_embeddings",)
 
-    def fit(self, user_items: sp.csr_matrix, *, item_embeddings=None):
+    def fit(self, user_items: sp.csr_matrix, show_progress: bool = False, callback=None, *,
+            item_embeddings=None):
         """Fit on ``user_items`` (n_users, n_items) and ``item_embeddings`` (n_items, d).
+
+        ``show_progress`` and ``callback`` as in :meth:`Recommender.fit`.
 
         Raises
         ------
         ValueError
             See :func:`check_item_embeddings` and :meth:`Recommender.fit`.
         """
-        ui = check_user_items(user_items)
+        ui = to_csr_for_fit(user_items)
         self._embeddings = check_item_embeddings(item_embeddings, ui.shape[1])
         try:
-            return super().fit(ui)
+            return super().fit(ui, show_progress=show_progress, callback=callback)
         finally:
             del self._embeddings
 
@@ -208,6 +211,13 @@ class HybridColdStart(_EmbeddingFit, ALS):
     def _fit(self, user_items: sp.csr_matrix) -> None:
         from sklearn.linear_model import Ridge
 
+        if not (user_items.data != 0).any():
+            raise ValueError(
+                f"user_items (shape {user_items.shape}) holds no interactions; HybridColdStart "
+                "learns its content-to-factor mapping from interacted items and needs at least "
+                "one; fix: fit on a matrix with interactions, or use ContentModel for a "
+                "catalogue without any"
+            )
         super()._fit(user_items)
         counts = np.bincount(user_items.indices[user_items.data != 0],
                              minlength=user_items.shape[1])

@@ -59,6 +59,7 @@ class _FactorModel(Recommender):
     """Shared code of ALS and BPR: validation, fitting through implicit, scoring."""
 
     _state_attrs = ("user_factors_", "item_factors_")
+    _supports_callback = True
 
     def _check_common(self) -> None:
         for name in ("factors", "iterations"):
@@ -85,7 +86,7 @@ class _FactorModel(Recommender):
         model = _quiet_implicit(lambda: self._build(gpu))
         x = user_items.astype(np.float32, copy=False)
         with threadpoolctl.threadpool_limits(1, "blas"):
-            model.fit(x, show_progress=False)
+            model.fit(x, show_progress=False, callback=getattr(self, "_fit_callback", None))
         if gpu:
             model = model.to_cpu()
         self.user_factors_ = np.ascontiguousarray(model.user_factors, dtype=np.float32)
@@ -117,10 +118,18 @@ class _FactorModel(Recommender):
 
     def _item_scores(self, items: np.ndarray) -> np.ndarray:
         """Cosine similarity between item factor vectors."""
-        norms = np.linalg.norm(self.item_factors_, axis=1)
-        norms[norms == 0] = 1e-10
-        v = self.item_factors_
-        return (v[items] @ v.T) / (norms[items, None] * norms[None, :])
+        return _cosine_rows(self.item_factors_, items)
+
+    def _user_scores(self, users: np.ndarray) -> np.ndarray:
+        """Cosine similarity between user factor vectors (``similar_users``)."""
+        return _cosine_rows(self.user_factors_, users)
+
+
+def _cosine_rows(v: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Cosine of ``v[rows]`` against every row of ``v``; zero vectors score 0."""
+    norms = np.linalg.norm(v, axis=1)
+    norms[norms == 0] = 1e-10
+    return (v[rows] @ v.T) / (norms[rows, None] * norms[None, :])
 
 
 class ALS(_FactorModel):
@@ -235,6 +244,8 @@ class BPR(_FactorModel):
     user_factors_ : np.ndarray, float32, shape (n_users, factors + 1)
     item_factors_ : np.ndarray, float32, shape (n_items, factors + 1)
     """
+
+    _can_recalculate_user = False  # no fold-in step (see _fold_in)
 
     def __init__(
         self,

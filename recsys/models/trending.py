@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .base import Recommender, check_user_items
+from .base import Recommender, to_csr_for_fit
 
 __all__ = ["TrendingPopularity", "interaction_times_matrix"]
 
@@ -100,8 +100,11 @@ class TrendingPopularity(Recommender):
         if self.now is not None and not isinstance(self.now, (int, float)):
             raise ValueError(f"now must be unix seconds (a number) or None, got {self.now!r}")
 
-    def fit(self, user_items: sp.csr_matrix, *, interaction_times: sp.csr_matrix | None = None):
+    def fit(self, user_items: sp.csr_matrix, show_progress: bool = False, callback=None, *,
+            interaction_times: sp.csr_matrix | None = None):
         """Fit on ``user_items`` with per-interaction times (see class docstring).
+
+        ``show_progress`` and ``callback`` as in :meth:`Recommender.fit`.
 
         Raises
         ------
@@ -114,8 +117,8 @@ class TrendingPopularity(Recommender):
                 "TrendingPopularity needs interaction_times (CSR, same shape as user_items, unix "
                 "seconds); fix: fit(user_items, interaction_times=interaction_times_matrix(ds, df))"
             )
-        times = check_user_items(interaction_times, "interaction_times")
-        ui = check_user_items(user_items)
+        times = to_csr_for_fit(interaction_times, "interaction_times")
+        ui = to_csr_for_fit(user_items)
         if times.shape != ui.shape:
             raise ValueError(
                 f"interaction_times has shape {times.shape}, user_items {ui.shape}; expected the "
@@ -123,14 +126,17 @@ class TrendingPopularity(Recommender):
             )
         self._times = times
         try:
-            return super().fit(ui)
+            return super().fit(ui, show_progress=show_progress, callback=callback)
         finally:
             del self._times
 
     def _fit(self, user_items: sp.csr_matrix) -> None:
         ui = user_items.tocoo()
         keep = ui.data != 0
-        t = np.asarray(self._times[ui.row[keep], ui.col[keep]]).ravel()
+        if keep.any():
+            t = np.asarray(self._times[ui.row[keep], ui.col[keep]]).ravel()
+        else:  # no interactions: every item scores 0 (scipy cannot index with empty arrays)
+            t = np.empty(0, dtype=np.float64)
         if t.size and (t == 0).any():
             raise ValueError(
                 f"{int((t == 0).sum())} interactions of user_items have no time in "

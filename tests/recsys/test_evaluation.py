@@ -205,3 +205,53 @@ def test_beyond_accuracy_metrics_in_evaluate(matrices):
     assert res.per_user["diversity@2"].iloc[0] == pytest.approx(1 - unit[2] @ unit[3])
     with pytest.raises(ValueError, match="item_embeddings"):
         evaluate(OracleModel(train, test), train, test, k=2, metrics=("diversity",))
+
+
+class _FixedLists:
+    """A 'model' returning fixed lists: user 0 gets [0, 1], user 1 gets nothing (-1)."""
+
+    def recommend(self, users, rows, k=10, filter_already_liked_items=True):
+        lists = {0: [0, 1], 1: [-1, -1], 2: [2, -1]}
+        ids = np.array([(lists[int(u)] + [-1] * k)[:k] for u in users], dtype=np.int64)
+        return ids, np.where(ids >= 0, 1.0, -np.inf).astype(np.float32)
+
+
+def test_users_all_counts_empty_lists_as_zero_common_follows_recommenders():
+    """Issue 19.8: 'all' averages over every user with test items (user 1 has no list: 0);
+    'common' (Recommenders) averages P/R/MAP over users with training rows and a list, and
+    nDCG over all truth users."""
+    train = sp.csr_matrix(np.array([[0, 0, 0, 1], [0, 0, 0, 1], [0, 0, 0, 0]], dtype=np.float32))
+    test = sp.csr_matrix(np.array([[1, 0, 0, 0], [1, 0, 0, 0], [0, 0, 1, 0]], dtype=np.float32))
+    m = ["precision@2", "recall@2", "ndcg@2"]
+    a = evaluate(_FixedLists(), train, test, k=2, metrics=m)
+    c = evaluate(_FixedLists(), train, test, k=2, metrics=m, users="common")
+    # user 0: hit at rank 1 (P 0.5, R 1, nDCG 1); user 1: no list (0); user 2: hit but no train
+    assert a.summary["precision@2"] == pytest.approx((0.5 + 0 + 0.5) / 3)
+    assert c.summary["precision@2"] == pytest.approx(0.5)  # user 0 only
+    assert c.summary["recall@2"] == pytest.approx(1.0)
+    assert a.summary["ndcg@2"] == c.summary["ndcg@2"] == pytest.approx(2 / 3)
+    assert a.per_user["in_common"].tolist() == [True, False, False]
+    with pytest.raises(ValueError, match="users='some'"):
+        evaluate(_FixedLists(), train, test, users="some")
+
+
+def test_predefined_test_only_items_are_stated_and_can_be_dropped():
+    """Issue 19.8: predefined test files may hold items the train file lacks; they enter the
+    catalogue by default (stated in the protocol record) or are dropped on request."""
+    import pandas as pd
+
+    from recsys.stages import evaluate_models
+
+    train = pd.DataFrame({"user_id": ["a", "a", "b", "b"], "item_id": ["x", "y", "y", "z"],
+                          "rating": 1.0})
+    test = pd.DataFrame({"user_id": ["a", "b", "b"], "item_id": ["z", "x", "new"], "rating": 1.0})
+    kept = evaluate_models(train, ["popularity"], protocol="predefined", test_df=test,
+                           metrics=["recall@1"])
+    dropped = evaluate_models(train, ["popularity"], protocol="predefined", test_df=test,
+                              metrics=["recall@1"], drop_test_only_items=True)
+    assert kept["protocol"]["n_test_only_items"] == 1 and kept["protocol"]["n_items"] == 4
+    assert "kept" in kept["protocol"]["test_only_items"]
+    assert dropped["protocol"]["n_items"] == 3 and dropped["protocol"]["n_test"] == 2
+    # user b: x found, "new" never can be: recall@1 0.5 kept, 1.0 dropped (user a finds z: 1.0)
+    assert kept["summary"]["recall@1"].iloc[0] == pytest.approx(0.75)
+    assert dropped["summary"]["recall@1"].iloc[0] == pytest.approx(1.0)

@@ -209,3 +209,28 @@ def test_validation_split_carves_from_train_only():
     assert set(val2.index) == set(latest[latest["user_id"].map(multi)].index)
     with pytest.raises(ValueError, match="method="):
         validation_split(train, "bogus")
+
+
+def test_stratified_protocol_is_recommenders_benchmark_split():
+    """Issue 19.3: ``--protocol stratified`` (CLI, stages, validation) must be the rows of
+    ``python_stratified_split(df, ratio=0.75, filter_by="item", seed=42)``, hand-computed
+    here from the seed-42 draws, not a per-user 80/20 split."""
+    from recsys.cli import build_parser
+    from recsys.splits import recommenders_split
+    from recsys.splits import validation_split as val_split
+    from recsys.stages import split_interactions
+
+    df = pd.DataFrame({"user_id": [f"u{i}" for i in range(8)],
+                       "item_id": ["i"] * 4 + ["j"] * 4, "rating": 1.0})
+    # item i: draws .37 .95 .73 .599 -> order 0,3,2,1; round(0.75*4)=3 -> train 0,3,2, test 1
+    # item j: draws .15602 .15599 .058 .866 -> order 6,5,4,7 -> train 6,5,4, test 7
+    for train, test in (split_interactions(df, "stratified"), recommenders_split(df),
+                        stratified_split(df, 0.75, filter_by="item", seed=42)):
+        assert train.index.tolist() == [0, 3, 2, 6, 5, 4] and test.index.tolist() == [1, 7]
+    _, val = val_split(df, "stratified", val_ratio=0.25, seed=42)
+    assert val.index.tolist() == [1, 7]
+    args = build_parser().parse_args(["evaluate", "x.csv", "--protocol", "stratified",
+                                      "--models", "ease", "--out", "r"])
+    assert args.test_ratio is None  # the protocol's own default (0.25), not 0.2
+    train, test = split_interactions(df, "stratified", test_ratio=0.5)
+    assert len(test) == 4 and set(test.item_id) == {"i", "j"}

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.tuning import expand_grid, tune, validation_split
+from recsys.tuning import expand_grid, pick_best, tune, validation_split
 
 
 def log(n_users=30, n_items=10) -> pd.DataFrame:
@@ -38,3 +39,46 @@ def test_expand_grid():
     assert expand_grid({"a": [1, 2], "b": ["x"]}) == [{"a": 1, "b": "x"}, {"a": 2, "b": "x"}]
     with pytest.raises(ValueError, match="non-empty list"):
         expand_grid({"a": []})
+
+
+def random_log(seed=0, n_users=40, n_items=30, n=600) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"user_id": [f"u{u}" for u in rng.integers(0, n_users, n)],
+                       "item_id": [f"i{j}" for j in rng.integers(0, n_items, n)],
+                       "rating": 1.0, "timestamp": rng.integers(0, 10**6, n)})
+    return df.drop_duplicates(["user_id", "item_id"]).reset_index(drop=True)
+
+
+@pytest.mark.parametrize("protocol", ["stratified", "random_holdout"])
+def test_validation_split_does_not_depend_on_row_order(protocol):
+    """Issue 19.2: one draw per row in row order made the split (and the winner) follow the
+    file's row order; the same log in another order must give the same split."""
+    df = random_log()
+    shuffled = df.sample(frac=1.0, random_state=7)
+    pairs = [set(zip(v.user_id, v.item_id, strict=True))
+             for v in (validation_split(df, protocol=protocol)[1],
+                       validation_split(shuffled, protocol=protocol)[1])]
+    assert pairs[0] == pairs[1] and pairs[0]
+    a = tune(df, "ease", {"l2": [1.0, 30.0]}, protocol=protocol)
+    b = tune(shuffled, "ease", {"l2": [1.0, 30.0]}, protocol=protocol)
+    assert [r["ndcg@10"] for r in a.table] == [r["ndcg@10"] for r in b.table]
+    assert a.best_params == b.best_params
+
+
+def test_ties_go_to_the_stronger_regularisation():
+    """Within tol of the best, the simplest point wins (EASE: larger l2); tol=0 = strict max."""
+    table = [{"params": {"l2": 300.0}, "ndcg@10": 0.2744},
+             {"params": {"l2": 500.0}, "ndcg@10": 0.2737},
+             {"params": {"l2": 800.0}, "ndcg@10": 0.2743},
+             {"params": {"l2": 1200.0}, "ndcg@10": 0.2700}]
+    assert pick_best(table, "ndcg@10", "ease", tol=1e-3) == 2
+    assert pick_best(table, "ndcg@10", "ease", tol=0.0) == 0
+    assert pick_best(table, "ndcg@10", "ease", tol=0.01) == 3
+    als = [{"params": {"factors": 128, "regularization": 0.1}, "m": 0.5},
+           {"params": {"factors": 64, "regularization": 0.1}, "m": 0.5}]
+    assert pick_best(als, "m", "als") == 1  # fewer factors at equal regularisation
+    with pytest.raises(ValueError, match="tol"):
+        pick_best(table, "ndcg@10", "ease", tol=-1)
+    res = tune(log(), "ease", {"l2": [1.0, 2.0, 3.0]})  # all equal on the checkerboard log
+    assert len({r["ndcg@10"] for r in res.table}) == 1 and res.best_params == {"l2": 3.0}
+    assert "simplest" in res.protocol["tie_rule"]
