@@ -9,6 +9,7 @@ from .content import ContentModel, HybridColdStart, align_item_embeddings
 from .ease import EASE
 from .factorization import ALS, BPR
 from .itemknn import ItemKNN
+from .ltr import LTRRecommender
 from .popularity import Popularity
 from .trending import TrendingPopularity, interaction_times_matrix
 
@@ -20,6 +21,7 @@ __all__ = [
     "Popularity",
     "EASE",
     "ItemKNN",
+    "LTRRecommender",
     "ALS",
     "BPR",
     "TrendingPopularity",
@@ -40,6 +42,7 @@ MODELS: dict[str, type[Recommender]] = {
     "trending": TrendingPopularity,
     "content": ContentModel,
     "hybrid": HybridColdStart,
+    "ltr": LTRRecommender,
 }
 
 
