@@ -7,7 +7,9 @@ source and of the union is measured on the validation split and kept in ``report
 
 Stage 2 (precision): one row of features per (user, candidate):
 
-* per source ``s``: ``s__score`` (the source's score of the candidate, from ``Recommender.score``)
+* per source ``s``: ``s__score`` (the source's score of the candidate, from ``Recommender.score``,
+  divided by the absolute value of the user's best score from ``s``, so that sources fitted on
+  less data during training and on all of it at serving give comparable values)
   and ``s__rank`` (1-based rank in the source's proposals; NaN when ``s`` did not propose it,
   which LightGBM treats as missing);
 * ``n_sources``: how many sources proposed it;
@@ -49,9 +51,11 @@ logger = logging.getLogger(__name__)
 
 #: Stage-1 sources used when none are given (registry names; default hyperparameters).
 DEFAULT_SOURCES = ("ease", "itemknn", "popularity")
+# Small trees, large leaves and L2: item popularity and user history length nearly identify
+# items and users, and deeper trees memorise them (training NDCG rises, validation falls).
 _LGB_DEFAULTS = {"objective": "lambdarank", "metric": "ndcg", "eval_at": [10],
-                 "learning_rate": 0.05, "num_leaves": 31, "min_data_in_leaf": 50,
-                 "feature_fraction": 0.9, "lambdarank_truncation_level": 20,
+                 "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 200,
+                 "lambda_l2": 10.0, "feature_fraction": 0.9, "min_sum_hessian_in_leaf": 0.0,
                  "verbosity": -1, "deterministic": True, "force_row_wise": True}
 
 
@@ -97,6 +101,14 @@ def carve_holdout(user_items: sp.csr_matrix, ratio: float = 0.25, seed: int = 42
     return fit.tocsr(), held.tocsr()
 
 
+def _ndcg10(pred: np.ndarray, label: np.ndarray) -> float:
+    """Binary NDCG@10 of one group ordered by ``pred`` (ties: original order)."""
+    rel = (np.asarray(label)[np.argsort(-np.asarray(pred), kind="stable")][:10] > 0)
+    disc = 1.0 / np.log2(np.arange(2, 12))
+    ideal = disc[:min(10, int((np.asarray(label) > 0).sum()))].sum()
+    return float((rel * disc[:rel.size]).sum() / ideal) if ideal > 0 else 0.0
+
+
 def _clone(model: Recommender) -> Recommender:
     return type(model)(**model.get_params())
 
@@ -120,13 +132,19 @@ class LTRRecommender(Recommender):
         Default recall budget per source (>= 1).
     holdout : float
         Share of each user's training interactions held out to train the ranker, in (0, 1).
+    n_folds : int
+        Number of seeded holdouts (seeds ``seed``, ``seed + 1``, ...) whose candidates are
+        pooled into the ranker's training data (more query groups; each costs one fit of
+        every source).
     num_boost_round : int
         Maximum boosting rounds (early stopping usually ends sooner).
     early_stopping_rounds : int
         Stop when validation NDCG@10 has not improved for this many rounds.
     lgb_params : dict, optional
         Overrides of LightGBM parameters (defaults: ``objective="lambdarank"``,
-        learning rate 0.05, 31 leaves, ``min_data_in_leaf`` 50, NDCG@10 for early stopping).
+        learning rate 0.05, 15 leaves, ``min_data_in_leaf`` 200, ``lambda_l2`` 10, NDCG@10 for
+        early stopping, monotone constraints: non-decreasing in every ``__score`` feature,
+        non-increasing in every ``__rank`` feature).
     num_threads : int
         LightGBM threads.
     seed : int
@@ -137,6 +155,8 @@ class LTRRecommender(Recommender):
     sources_ : dict[str, Recommender]
         The serving sources, fitted on the whole training matrix.
     booster_ : lightgbm.Booster
+    fallback_ : str or None
+        The source served alone when the guard (Notes) found the ranker not better.
     feature_names_ : list of str
     item_popularity_ : np.ndarray, float32, shape (n_items,)
     report_ : dict
@@ -145,6 +165,11 @@ class LTRRecommender(Recommender):
 
     Notes
     -----
+    Guard: after training, the ranker and each source's own order are scored (binary NDCG@10
+    within the pool) on the early-stopping users; when a source alone is at least as good,
+    ``fallback_`` names it and ``recommend`` serves that source alone (``report_["guard_ndcg@10"]``
+    holds the numbers), so the learned stage is never worse than its best source on validation.
+
     Seen items are never candidates, so ``filter_already_liked_items=False`` still excludes
     them. Scores outside the pool are ``-inf`` (items no source proposed are never ranked).
     """
@@ -153,13 +178,14 @@ class LTRRecommender(Recommender):
     saves_folder = True
 
     def __init__(self, sources: Any = None, budgets: dict | None = None, n_candidates: int = 100,
-                 holdout: float = 0.25, num_boost_round: int = 500,
+                 holdout: float = 0.25, n_folds: int = 1, num_boost_round: int = 500,
                  early_stopping_rounds: int = 30, lgb_params: dict | None = None,
                  num_threads: int = 1, seed: int = 42) -> None:
         self.sources = sources
         self.budgets = budgets
         self.n_candidates = n_candidates
         self.holdout = holdout
+        self.n_folds = n_folds
         self.num_boost_round = num_boost_round
         self.early_stopping_rounds = early_stopping_rounds
         self.lgb_params = lgb_params
@@ -194,7 +220,7 @@ class LTRRecommender(Recommender):
         return out
 
     def _validate_params(self) -> None:
-        for name in ("n_candidates", "num_boost_round", "early_stopping_rounds", "num_threads"):
+        for name in ("n_candidates", "n_folds", "num_boost_round", "early_stopping_rounds", "num_threads"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {v!r}")
@@ -233,6 +259,11 @@ class LTRRecommender(Recommender):
             rr = np.repeat(np.arange(n), ok.sum(axis=1))
             rk[rr, ids[ok]] = (np.nonzero(ok)[1] + 1).astype(np.float32)
             pool[rr, ids[ok]] = True
+            # relative to the user's best score of this source: comparable between the sources
+            # fitted on the holdout's fit part (training) and on all training data (serving)
+            top = np.abs(sc[:, 0]).astype(np.float64) if sc.shape[1] else np.zeros(n)
+            top = np.where(np.isfinite(top) & (top > 0), top, 1.0)
+            s = (s / top[:, None]).astype(np.float32)
             dense_scores.append(s)
             ranks.append(rk)
         r, c = np.nonzero(pool)
@@ -285,9 +316,9 @@ class LTRRecommender(Recommender):
             Unit rows; adds the content features and is passed to sources that need it.
         interaction_times : scipy.sparse.csr_matrix, optional
             Passed to sources that need it (TrendingPopularity); masked like ``user_items``.
-        validation : (fit_part, held_out) pair of CSR matrices, optional
-            Use this split instead of :func:`carve_holdout` (e.g. the evaluation protocol's
-            own splitter applied to the training data).
+        validation : (fit_part, held_out) pair of CSR matrices, or a list of pairs, optional
+            Use these splits instead of :func:`carve_holdout` (e.g. the evaluation protocol's
+            own splitter applied to the training data); ``n_folds`` is then ignored.
 
         Returns
         -------
@@ -316,55 +347,64 @@ class LTRRecommender(Recommender):
         if rel.shape != ui.shape:
             raise ValueError(f"relevance has shape {rel.shape}, expected {ui.shape} (like user_items)")
         if validation is None:
-            fit_ui, held = carve_holdout(ui, self.holdout, self.seed)
+            splits = [carve_holdout(ui, self.holdout, self.seed + f) for f in range(int(self.n_folds))]
         else:
-            fit_ui, held = (check_user_items(v, "validation") for v in validation)
-            if fit_ui.shape != ui.shape or held.shape != ui.shape:
-                raise ValueError(f"validation matrices have shapes {fit_ui.shape}, {held.shape}; "
-                                 f"expected {ui.shape} each")
-        side = {"item_embeddings": emb}
-        if interaction_times is not None:
-            t = sp.csr_matrix(interaction_times)
-            side["interaction_times"] = t.multiply(fit_ui != 0).tocsr()
+            pairs = [validation] if isinstance(validation, tuple) else list(validation)
+            splits = []
+            for pair in pairs:
+                fit_ui, held = (check_user_items(v, "validation") for v in pair)
+                if fit_ui.shape != ui.shape or held.shape != ui.shape:
+                    raise ValueError(f"validation matrices have shapes {fit_ui.shape}, "
+                                     f"{held.shape}; expected {ui.shape} each")
+                splits.append((fit_ui, held))
         given = self._source_dict()
         names = list(given)
-        val_sources = {n: fit_model(_clone(m), fit_ui, **side) for n, m in given.items()}
-        pop_fit = (np.bincount(fit_ui.indices, minlength=n_items) / max(n_users, 1)).astype(np.float32)
-
-        users = np.flatnonzero(np.diff(held.indptr) > 0)
-        if users.size == 0:
+        feature_names = self._feature_names(names, emb is not None)
+        Xs, ys, groups, group_user, hits = [], [], [], [], np.zeros(len(names) + 1)
+        n_held = 0
+        step = max(1, (1 << 22) // n_items)
+        for fit_ui, held in splits:
+            side = {"item_embeddings": emb}
+            if interaction_times is not None:
+                t = sp.csr_matrix(interaction_times)
+                side["interaction_times"] = t.multiply(fit_ui != 0).tocsr()
+            val_sources = {n: fit_model(_clone(m), fit_ui, **side) for n, m in given.items()}
+            pop_fit = (np.bincount(fit_ui.indices, minlength=n_items)
+                       / max(n_users, 1)).astype(np.float32)
+            users = np.flatnonzero(np.diff(held.indptr) > 0)
+            n_held += int(held.nnz)
+            # graded label of each held-out item: its relevance (rounded), at least 1
+            relv = rel.multiply(held != 0).tocsr()
+            relv.data = np.clip(np.rint(relv.data), 1, 30)
+            for a in range(0, users.size, step):
+                ub = users[a:a + step]
+                r, c, X, proposed = self._pool(val_sources, fit_ui[ub], ub, pop_fit, emb)
+                lab = np.asarray(relv[ub[r], c]).ravel()
+                hits[:-1] += proposed[lab > 0].sum(axis=0)
+                hits[-1] += (lab > 0).sum()
+                starts = np.searchsorted(r, np.arange(ub.size + 1))
+                for u in range(ub.size):
+                    s0, s1 = starts[u], starts[u + 1]
+                    if s1 > s0 and lab[s0:s1].max() > 0:
+                        Xs.append(X[s0:s1])
+                        ys.append(lab[s0:s1])
+                        groups.append(s1 - s0)
+                        group_user.append(ub[u])
+        if n_held == 0:
             raise ValueError("the validation split holds no interaction (every user has < 2); "
                              "fix: more data per user or pass validation=")
-        Xs, ys, groups, hits = [], [], [], np.zeros(len(names) + 1)
-        step = max(1, (1 << 22) // n_items)
-        # graded label of each held-out item: its relevance (rounded), at least 1
-        hr = rel.multiply(held != 0).tocsr()
-        hr.data = np.clip(np.rint(hr.data), 1, 30)
-        relv = hr
-        for a in range(0, users.size, step):
-            ub = users[a:a + step]
-            r, c, X, proposed = self._pool(val_sources, fit_ui[ub], ub, pop_fit, emb)
-            lab = np.asarray(relv[ub[r], c]).ravel()
-            hits[:-1] += proposed[lab > 0].sum(axis=0)
-            hits[-1] += (lab > 0).sum()
-            starts = np.searchsorted(r, np.arange(ub.size + 1))
-            for u in range(ub.size):
-                s0, s1 = starts[u], starts[u + 1]
-                if s1 > s0 and lab[s0:s1].max() > 0:
-                    Xs.append(X[s0:s1])
-                    ys.append(lab[s0:s1])
-                    groups.append(s1 - s0)
-        n_held = int(held.nnz)
-        feature_names = self._feature_names(names, emb is not None)
         if not groups:
             raise ValueError("no held-out item is among any source's candidates; raise the "
                              "budgets (n_candidates) or check the sources")
         rng = np.random.default_rng(self.seed)
-        is_eval = rng.random(len(groups)) < 0.2
+        is_eval = (rng.random(n_users) < 0.2)[np.asarray(group_user)]  # split by user, not fold
         if len(groups) < 5 or is_eval.all():  # too few users to hold some out: no early stopping
             is_eval[:] = False
-        params = {**_LGB_DEFAULTS, **(self.lgb_params or {}), "num_threads": int(self.num_threads),
-                  "seed": int(self.seed)}
+        # a source's score may only raise, its rank only lower, the prediction (all else equal)
+        mono = [1 if f.endswith("__score") else -1 if f.endswith("__rank") else 0
+                for f in feature_names]
+        params = {**_LGB_DEFAULTS, "monotone_constraints": mono, **(self.lgb_params or {}),
+                  "num_threads": int(self.num_threads), "seed": int(self.seed)}
 
         def dataset(mask):
             idx = np.flatnonzero(mask)
@@ -382,27 +422,42 @@ class LTRRecommender(Recommender):
         booster = lgb.train(params, train_set, num_boost_round=int(self.num_boost_round),
                             valid_sets=valid_sets, callbacks=callbacks)
         best_it = int(booster.best_iteration or booster.current_iteration())
-        best_score = (float(booster.best_score["valid_0"]["ndcg@10"]) if valid_sets else None)
+        best_score = (float(next(iter(booster.best_score["valid_0"].values())))
+                      if valid_sets and booster.best_score.get("valid_0") else None)
         gain = booster.feature_importance("gain", iteration=best_it)
+        # guard: on the early-stopping users, compare the ranker with each source's own order
+        # (binary NDCG@10 within the pool); serve the best source alone if it is not beaten
+        guard = {}
+        if is_eval.any():
+            idx = np.flatnonzero(is_eval)
+            preds = {"ltr": [booster.predict(Xs[i], num_iteration=best_it) for i in idx]}
+            for j, n in enumerate(names):  # rank column 2j + 1; unproposed (NaN) last
+                preds[n] = [-np.nan_to_num(Xs[i][:, 2 * j + 1], nan=np.inf) for i in idx]
+            guard = {n: float(np.mean([_ndcg10(p, ys[i]) for p, i in zip(v, idx, strict=True)]))
+                     for n, v in preds.items()}
+        best_src = max(names, key=lambda n: guard.get(n, -1.0)) if guard else None
+        fallback = best_src if guard and guard[best_src] >= guard["ltr"] else None
 
         # serving sources: the given ones when already fitted on this matrix, else fitted clones
         side_full = {"item_embeddings": emb, "interaction_times": interaction_times}
         self.sources_ = {n: (m if _is_fitted_on(m, ui) else fit_model(_clone(m), ui, **side_full))
                          for n, m in given.items()}
         self.booster_ = booster
+        self.fallback_ = fallback
         self.best_iteration_ = best_it
         self.feature_names_ = feature_names
         self.item_popularity_ = (np.bincount(ui.indices, minlength=n_items)
                                  / max(n_users, 1)).astype(np.float32)
         self.item_embeddings_ = emb
         self.report_ = {
-            "validation_users": int(users.size), "held_out_items": n_held,
+            "folds": len(splits), "held_out_items": n_held,
             "recall_at_budget": {n: float(hits[j] / n_held) for j, n in enumerate(names)},
             "recall_union": float(hits[-1] / n_held),
             "budgets": {n: self._budget(n) for n in names},
             "training_groups": int((~is_eval).sum()), "early_stopping_groups": int(is_eval.sum()),
             "training_rows": int(sum(groups[i] for i in np.flatnonzero(~is_eval))),
             "best_iteration": best_it, "validation_ndcg@10": best_score,
+            "guard_ndcg@10": guard, "fallback": fallback,
             "feature_importance_gain": {f: float(g) for f, g in zip(feature_names, gain, strict=True)},
         }
         logger.info("ltr: union recall %.3f over %d held-out items, best iteration %d",
@@ -423,6 +478,8 @@ class LTRRecommender(Recommender):
         return r, c, X, proposed, np.asarray(pred, dtype=np.float32)
 
     def _score(self, rows: sp.csr_matrix, user_index) -> np.ndarray:
+        if self.fallback_ is not None:
+            return self.sources_[self.fallback_].score(rows, user_index)
         r, c, _, _, pred = self._predict_pool(rows, user_index)
         out = np.full(rows.shape, -np.inf, dtype=np.float32)
         out[r, c] = pred
@@ -463,7 +520,11 @@ class LTRRecommender(Recommender):
             for item in ids[u]:
                 if item < 0:
                     continue
-                i = where[(u, int(item))]
+                i = where.get((u, int(item)))
+                if i is None:  # fallback source's item outside the pool (k > its budget)
+                    lst.append({"item_index": int(item), "score": None, "sources": {},
+                                "top_features": {}})
+                    continue
                 src = {n: {"rank": int(X[i, 2 * j + 1]), "score": float(X[i, 2 * j])}
                        for j, n in enumerate(names) if proposed[i, j]}
                 top = np.argsort(-np.abs(contrib[i, :-1]))[:n_features]
@@ -551,6 +612,7 @@ class LTRRecommender(Recommender):
         model.feature_names_ = meta["feature_names"]
         model.best_iteration_ = int(meta["best_iteration"])
         model.report_ = meta["report"]
+        model.fallback_ = meta["report"].get("fallback")
         model.n_users_ = int(meta["n_users"])
         model.n_items_ = int(meta["n_items"])
         return model
