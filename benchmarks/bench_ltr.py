@@ -8,7 +8,7 @@ Stage 1: every source's hyperparameters are chosen on a validation split carved 
 training split (:func:`recsys.tuning.tune`, same protocol). Stage 2:
 :class:`recsys.models.LTRRecommender` over those sources, trained on the same kind of
 validation split of the training data (the sources refitted on its fit part; labels: the
-held-out rating, graded), early-stopped on NDCG@10 of 20% of those users; the test split is used
+held-out interaction; its rating with --label graded), early-stopped on NDCG@10 of 20% of those users; the test split is used
 once, for the final numbers. Content similarity features use the 19 genre flags
 (``bench_ranking.genre_embeddings``).
 

@@ -142,7 +142,8 @@ class LTRRecommender(Recommender):
         Stop when validation NDCG@10 has not improved for this many rounds.
     lgb_params : dict, optional
         Overrides of LightGBM parameters (defaults: ``objective="lambdarank"``,
-        learning rate 0.05, 15 leaves, ``min_data_in_leaf`` 200, ``lambda_l2`` 10, NDCG@10 for
+        learning rate 0.05, 15 leaves, ``min_data_in_leaf`` min(200, rows / 100) and >= 5,
+        ``lambda_l2`` 10, NDCG@10 for
         early stopping, monotone constraints: non-decreasing in every ``__score`` feature,
         non-increasing in every ``__rank`` feature).
     num_threads : int
@@ -169,6 +170,9 @@ class LTRRecommender(Recommender):
     within the pool) on the early-stopping users; when a source alone is at least as good,
     ``fallback_`` names it and ``recommend`` serves that source alone (``report_["guard_ndcg@10"]``
     holds the numbers), so the learned stage is never worse than its best source on validation.
+
+    Ties of the ranker's (piecewise-constant) scores are broken by the best source's rank
+    (``report_["tiebreak"]``): a score of ``pred - 1e-4 * rank / (budget + 1)``.
 
     Seen items are never candidates, so ``filter_already_liked_items=False`` still excludes
     them. Scores outside the pool are ``-inf`` (items no source proposed are never ranked).
@@ -413,6 +417,9 @@ class LTRRecommender(Recommender):
                                group=[groups[i] for i in idx], feature_name=feature_names,
                                free_raw_data=True)
 
+        n_rows = int(sum(groups[i] for i in np.flatnonzero(~is_eval)))
+        if "min_data_in_leaf" not in (self.lgb_params or {}):  # small logs: smaller leaves
+            params["min_data_in_leaf"] = int(min(params["min_data_in_leaf"], max(5, n_rows // 100)))
         train_set = dataset(~is_eval)
         callbacks = []
         valid_sets = []
@@ -444,6 +451,7 @@ class LTRRecommender(Recommender):
                          for n, m in given.items()}
         self.booster_ = booster
         self.fallback_ = fallback
+        self.tiebreak_ = best_src or names[0]
         self.best_iteration_ = best_it
         self.feature_names_ = feature_names
         self.item_popularity_ = (np.bincount(ui.indices, minlength=n_items)
@@ -457,7 +465,7 @@ class LTRRecommender(Recommender):
             "training_groups": int((~is_eval).sum()), "early_stopping_groups": int(is_eval.sum()),
             "training_rows": int(sum(groups[i] for i in np.flatnonzero(~is_eval))),
             "best_iteration": best_it, "validation_ndcg@10": best_score,
-            "guard_ndcg@10": guard, "fallback": fallback,
+            "guard_ndcg@10": guard, "fallback": fallback, "tiebreak": best_src or names[0],
             "feature_importance_gain": {f: float(g) for f, g in zip(feature_names, gain, strict=True)},
         }
         logger.info("ltr: union recall %.3f over %d held-out items, best iteration %d",
@@ -480,9 +488,12 @@ class LTRRecommender(Recommender):
     def _score(self, rows: sp.csr_matrix, user_index) -> np.ndarray:
         if self.fallback_ is not None:
             return self.sources_[self.fallback_].score(rows, user_index)
-        r, c, _, _, pred = self._predict_pool(rows, user_index)
+        r, c, X, _, pred = self._predict_pool(rows, user_index)
         out = np.full(rows.shape, -np.inf, dtype=np.float32)
-        out[r, c] = pred
+        # ties of the ranker (its trees are piecewise constant) follow the best source's order
+        j = list(self.sources_).index(self.tiebreak_)
+        rank = np.nan_to_num(X[:, 2 * j + 1].astype(np.float64), nan=self._budget(self.tiebreak_) + 1)
+        out[r, c] = pred.astype(np.float64) - 1e-4 * rank / (self._budget(self.tiebreak_) + 1)
         return out
 
     def explain(self, user_index, user_items: sp.csr_matrix, k: int = 10, *,
@@ -613,6 +624,7 @@ class LTRRecommender(Recommender):
         model.best_iteration_ = int(meta["best_iteration"])
         model.report_ = meta["report"]
         model.fallback_ = meta["report"].get("fallback")
+        model.tiebreak_ = meta["report"]["tiebreak"]
         model.n_users_ = int(meta["n_users"])
         model.n_items_ = int(meta["n_items"])
         return model
