@@ -747,13 +747,16 @@ def build_parser() -> argparse.ArgumentParser:
             "recsys train ../shared/data/ml-100k/u.data --model ease --out models/ease --param l2=500")
     s.add_argument("interactions", metavar="INTERACTIONS")
     s.add_argument("--model", required=True,
-                   help="popularity, trending, ease, itemknn, als, bpr, content, hybrid")
+                   help="popularity, trending, ease, itemknn, als, bpr, content, hybrid, or ltr: a learned "
+                        "second stage (LightGBM LambdaRank) over candidates of several models, saved as one "
+                        "folder with them inside; --param sources=ease,itemknn,popularity, --param label=graded")
     s.add_argument("--out", required=True, metavar="MODEL_DIR")
     s.add_argument("--param", action="append", metavar="KEY=VALUE", help="model parameter (repeatable)")
     s.add_argument("--sep", help="column separator (default: sniffed)")
     s.add_argument("--tune", action="store_true",
                    help="choose hyperparameters on a validation split carved from the training data "
-                        "(recorded in MODEL_DIR/model.json); --param values stay fixed")
+                        "(recorded in MODEL_DIR/model.json); --param values stay fixed; with --model ltr: "
+                        "every source tuned, the ranker trained and early-stopped on that validation split")
     s.add_argument("--embeddings", metavar="EMB_DIR",
                    help="embedding folder of the items (video_id = item_id): needed by content and hybrid, "
                         "enables the content source of --two-stage")
