@@ -122,3 +122,28 @@ def test_carve_holdout_is_a_seeded_partition():
     assert (held2 != held).nnz == 0
     with pytest.raises(ValueError, match="ratio"):
         carve_holdout(x, 0.0)
+
+
+def test_cli_train_ltr_tune_then_recommend(tmp_path, capsys):
+    """`recsys train FILE --model ltr --tune` writes one folder that `recsys recommend` serves."""
+    import pandas as pd
+
+    from recsys.cli import main
+
+    rows = []
+    for u in range(40):
+        rows += [(f"u{u}", f"v{j}", float(1 + j % 5), 1000 + j)
+                 for j in range(u % 2, 30, 2) if j != u % 30]
+    log = tmp_path / "log.csv"
+    pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"]).to_csv(log, index=False)
+    out = tmp_path / "m"
+    assert main(["train", str(log), "--model", "ltr", "--tune", "--out", str(out), "--param",
+                 "sources=ease,popularity", "--param", "n_candidates=10", "--json"]) == 0
+    info = json.loads((out / "model.json").read_text())
+    assert set(info["sources"]) == {"ease", "popularity"}
+    assert "tuning" in info["sources"]["ease"] and info["ranker"]["recall_union"] > 0
+    assert (out / "model" / "booster.txt").is_file() and (out / "model" / "sources" / "ease").is_file()
+    capsys.readouterr()
+    assert main(["recommend", str(out), "--user", "u0", "-k", "3", "--json"]) == 0
+    recs = json.loads(capsys.readouterr().out)
+    assert len(recs) == 3 and recs[0]["item_id"] == "v0"  # u0's one unseen same-group item
