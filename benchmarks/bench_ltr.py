@@ -131,6 +131,9 @@ def main(argv=None) -> int:
     rep = ltr.report_
     print("  stage-1 recall on validation:", json.dumps({**rep["recall_at_budget"],
                                                          "union": rep["recall_union"]}))
+    print("  guard (NDCG@10 on the early-stopping users):", json.dumps(
+        {k: round(v, 4) for k, v in rep["guard_ndcg@10"].items()}), "-> serves",
+        rep["fallback"] or "the ranker", flush=True)
     print("  best iteration", rep["best_iteration"], "feature importance (gain):",
           json.dumps({k: round(v) for k, v in sorted(rep["feature_importance_gain"].items(),
                                                      key=lambda kv: -kv[1])}))
