@@ -514,10 +514,12 @@ class LTRRecommender(Recommender):
         -------
         list of list of dict
             Per user, up to ``k`` dicts ``{"item_index", "score", "sources": {name: {"rank",
-            "score"}}, "top_features": {feature: contribution}}`` best first.
+            "score"}}, "top_features": {feature: contribution}}`` best first; ``score`` is the
+            served score (the fallback source's when ``fallback_`` is set), source scores are
+            relative to the user's best score from that source.
         """
         self._check_fitted()
-        ids, _ = self.recommend(np.atleast_1d(user_index), user_items, k=k)
+        ids, served = self.recommend(np.atleast_1d(user_index), user_items, k=k)
         users = np.atleast_1d(np.asarray(user_index, dtype=np.int64))
         rows = check_user_items(user_items)
         r, c, X, proposed, pred = self._predict_pool(rows, users)
@@ -528,18 +530,18 @@ class LTRRecommender(Recommender):
         out = []
         for u in range(users.size):
             lst = []
-            for item in ids[u]:
+            for pos, item in enumerate(ids[u]):
                 if item < 0:
                     continue
                 i = where.get((u, int(item)))
                 if i is None:  # fallback source's item outside the pool (k > its budget)
-                    lst.append({"item_index": int(item), "score": None, "sources": {},
+                    lst.append({"item_index": int(item), "score": float(served[u, pos]), "sources": {},
                                 "top_features": {}})
                     continue
                 src = {n: {"rank": int(X[i, 2 * j + 1]), "score": float(X[i, 2 * j])}
                        for j, n in enumerate(names) if proposed[i, j]}
                 top = np.argsort(-np.abs(contrib[i, :-1]))[:n_features]
-                lst.append({"item_index": int(item), "score": float(pred[i]), "sources": src,
+                lst.append({"item_index": int(item), "score": float(served[u, pos]), "sources": src,
                             "top_features": {self.feature_names_[f]: float(contrib[i, f]) for f in top}})
             out.append(lst)
         return out

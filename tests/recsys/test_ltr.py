@@ -147,3 +147,16 @@ def test_cli_train_ltr_tune_then_recommend(tmp_path, capsys):
     assert main(["recommend", str(out), "--user", "u0", "-k", "3", "--json"]) == 0
     recs = json.loads(capsys.readouterr().out)
     assert len(recs) == 3 and recs[0]["item_id"] == "v0"  # u0's one unseen same-group item
+
+
+def test_guard_fallback_serves_the_source_alone(fitted, tmp_path):
+    model, x = fitted
+    rep = model.report_
+    assert set(rep["guard_ndcg@10"]) == {"ltr", "ease", "itemknn", "popularity"}
+    model.save(tmp_path / "g")
+    back = LTRRecommender.load(tmp_path / "g")
+    back.fallback_ = "itemknn"  # what fit sets when a source ranks validation users as well
+    ids, scores = back.recommend(np.arange(N), x, k=4)
+    ref = back.sources_["itemknn"].recommend(np.arange(N), x, k=4)
+    np.testing.assert_array_equal(ids, ref[0])
+    assert back.explain([3], x[[3]], k=2)[0][0]["score"] == pytest.approx(float(ref[1][3, 0]))
