@@ -3,7 +3,9 @@
 Layout::
 
     MODEL_DIR/
-      model.npz          fitted arrays (``Recommender.save``; no pickle)
+      model.npz          fitted arrays (``Recommender.save``; no pickle), or
+      model/             the folder of a folder-saved model (``LTRRecommender``: booster text,
+                         stage-1 models inside)
       user_items.npz     training matrix, CSR (n_users, n_items), ``scipy.sparse.save_npz``
       users.parquet      user_index -> user_id
       items.parquet      item_index -> item_id
@@ -87,7 +89,7 @@ def save_trained(folder: str | os.PathLike, tm: TrainedModel) -> Path:
     """Write ``tm`` to ``folder`` atomically (layout in the module docstring); returns the folder."""
     folder = Path(folder)
     with atomic_dir(folder) as tmp:
-        tm.model.save(tmp / "model.npz")
+        tm.model.save(tmp / ("model" if getattr(tm.model, "saves_folder", False) else "model.npz"))
         sp.save_npz(tmp / "user_items.npz", tm.user_items.tocsr(), compressed=True)
         pd.DataFrame({"user_index": np.arange(len(tm.user_ids)), "user_id": tm.user_ids.astype(str)}).to_parquet(
             tmp / "users.parquet", index=False)
@@ -111,12 +113,13 @@ def load_trained(folder: str | os.PathLike) -> TrainedModel:
     from recsys.models import Recommender
 
     folder = Path(folder)
-    for name in ("model.npz", "user_items.npz", "users.parquet", "items.parquet", "model.json"):
-        if not (folder / name).is_file():
+    model_path = folder / "model" if (folder / "model").is_dir() else folder / "model.npz"
+    for name in (model_path.name, "user_items.npz", "users.parquet", "items.parquet", "model.json"):
+        if not (folder / name).exists():
             raise FileNotFoundError(
                 f"{folder / name} is missing: {folder} is not a model folder. "
                 "Make one with `recsys train INTERACTIONS --model ease --out MODEL_DIR`.")
-    model = Recommender.load(folder / "model.npz")
+    model = Recommender.load(model_path)
     ui = sp.load_npz(folder / "user_items.npz").tocsr()
     users = pd.read_parquet(folder / "users.parquet").sort_values("user_index")["user_id"].to_numpy(dtype=object)
     items = pd.read_parquet(folder / "items.parquet").sort_values("item_index")["item_id"].to_numpy(dtype=object)

@@ -634,7 +634,10 @@ def cmd_bench_index(args) -> int:
 
 #: every name of recsys.models.MODELS (a test keeps them equal; importing the registry here would slow --help)
 MODEL_NAMES_HELP = ("popularity, trending (needs timestamps), ease, itemknn, als, bpr, content, hybrid "
-                    "(content and hybrid need item embeddings)")
+                    "(content and hybrid need item embeddings), ease-content (EASE with item side "
+                    "information: --item-features/--item-text), or ltr: a learned second stage (LightGBM "
+                    "LambdaRank) over the candidates of several models, saved as one folder with them "
+                    "inside (--param sources=ease,itemknn,popularity, --param label=graded)")
 
 _SEARCH_DEVICE_HELP = ("where the query encoder runs and the index is searched (a GPU copy of it): "
                        "auto, cpu, cuda or cuda:N (default auto: the GPU when one is visible)")
@@ -877,7 +880,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--sep", help="column separator (default: sniffed)")
     s.add_argument("--tune", action="store_true",
                    help="choose hyperparameters on a validation split carved from the training data "
-                        "(recorded in MODEL_DIR/model.json); --param values stay fixed")
+                        "(recorded in MODEL_DIR/model.json); --param values stay fixed; with --model ltr: "
+                        "every source tuned, the ranker trained and early-stopped on that validation split")
     s.add_argument("--embeddings", metavar="EMB_DIR",
                    help="embedding folder of the items (video_id = item_id): needed by content and hybrid, "
                         "enables the content source of --two-stage")

@@ -7,6 +7,10 @@
   scores min-max scaled to [0, 1] per user (CombSUM of normalised scores, Fox & Shaw 1994);
   a source that did not propose ``d`` contributes 0.
 
+* :func:`collaborative_first`: the primary (collaborative) source's order unchanged, the other
+  sources' items (RRF among themselves) after it: fusion that can never reorder the best source,
+  the safe default when no validation data chose fusion weights.
+
 Inputs are per-source ``(ids, scores)`` arrays of shape ``(n_users, n_s)`` (``-1`` / ``-inf``
 padding), as every recommender returns them. Outputs keep, for every fused item, which
 sources proposed it with their rank and score.
@@ -16,7 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["FusedList", "reciprocal_rank_fusion", "weighted_score_fusion", "FUSIONS"]
+__all__ = ["FusedList", "reciprocal_rank_fusion", "weighted_score_fusion", "collaborative_first",
+           "FUSIONS"]
 
 FusedList = list  # list of (item_index, fused_score, {source: {"rank", "score"}}), best first
 
@@ -113,4 +118,36 @@ def weighted_score_fusion(sources: dict, *, weights: dict | None = None) -> list
     return _fuse(sources, weights, contribution)
 
 
-FUSIONS = {"rrf": reciprocal_rank_fusion, "weighted": weighted_score_fusion}
+def collaborative_first(sources: dict, *, primary: str = "collaborative", rrf_k: float = 60.0,
+                        weights: dict | None = None) -> list[FusedList]:
+    """The primary source's list unchanged, then the other sources' items fused by RRF.
+
+    Scores: ``1 + 1 / (rrf_k + rank)`` for the primary's items (so its order is kept), the
+    RRF score of the other sources (< 1 for fewer than ``rrf_k`` sources) for the rest.
+    Provenance lists every source that proposed an item. ``weights`` apply to the others' RRF.
+
+    Parameters and returns as :func:`reciprocal_rank_fusion`.
+
+    Raises
+    ------
+    ValueError
+        ``primary`` not in ``sources``, or what :func:`reciprocal_rank_fusion` raises.
+    """
+    if primary not in sources:
+        raise ValueError(f"primary source {primary!r} is not among the sources {sorted(sources)}")
+    first = reciprocal_rank_fusion({primary: sources[primary]}, rrf_k=rrf_k)
+    rest_src = {k: v for k, v in sources.items() if k != primary}
+    rest_w = None if weights is None else {k: v for k, v in weights.items() if k != primary}
+    rest = (reciprocal_rank_fusion(rest_src, rrf_k=rrf_k, weights=rest_w) if rest_src
+            else [[] for _ in first])
+    out = []
+    for prim, others in zip(first, rest, strict=True):
+        prov = {i: p for i, _, p in others}
+        head = [(i, 1.0 + s, {**p, **prov.get(i, {})}) for i, s, p in prim]
+        seen = {i for i, _, _ in prim}
+        out.append(head + [(i, s, p) for i, s, p in others if i not in seen])
+    return out
+
+
+FUSIONS = {"collaborative": collaborative_first, "rrf": reciprocal_rank_fusion,
+           "weighted": weighted_score_fusion}

@@ -306,6 +306,10 @@ def train_model(df: pd.DataFrame, name: str, params: dict | None = None, *, data
     from recsys.data import build_dataset
     from recsys.models import make_model
 
+    if name == "ltr":  # learned second stage over several stage-1 models (recsys.ltr_training)
+        from recsys.ltr_training import train_ltr
+
+        return train_ltr(df, params, dataset=dataset, source=source, **options)
     if options or name in ("trending", "content", "hybrid"):
         from recsys.training import train_ranker
 

@@ -82,8 +82,8 @@ def train_ranker(df: pd.DataFrame, name: str, params: dict | None = None, *, dat
         tqdm bar over the ``tune`` grid points (on a terminal only).
     two_stage : bool
         Record a two-stage configuration (with ``tune``: chosen on the validation split by
-        :func:`recsys.two_stage.tune_two_stage`; else RRF, 100 candidates, interest weight 0.3
-        with embeddings).
+        :func:`recsys.two_stage.tune_two_stage`; else the collaborative order with the other
+        sources' items after it, 100 candidates, no interest weight).
     seed : int
         Seed of the validation split.
 
@@ -144,8 +144,9 @@ def train_ranker(df: pd.DataFrame, name: str, params: dict | None = None, *, dat
             info["two_stage"] = tt["best"]
             info["two_stage_tuning"] = tt
         else:
-            info["two_stage"] = {"n_candidates": 100, "fusion": "rrf",
-                                 "interest_weight": 0.3 if item_embeddings is not None else 0.0}
+            # untuned: the collaborative order (never worse than that source; issue 19 item 4)
+            info["two_stage"] = {"n_candidates": 100, "fusion": "collaborative",
+                                 "interest_weight": 0.0}
     return TrainedModel(model=model, user_items=ui,
                         user_ids=np.asarray(dataset.user_ids, dtype=object),
                         item_ids=np.asarray(dataset.item_ids, dtype=object), info=info,
@@ -164,7 +165,7 @@ def recommend_two_stage(tm, user_ids=None, *, k: int = 10, config: dict | None =
     k : int
     config : dict, optional
         :class:`recsys.two_stage.TwoStageRecommender` settings; default ``tm.info["two_stage"]``
-        or RRF with 100 candidates.
+        or the collaborative order with 100 candidates.
 
     Returns
     -------
@@ -178,7 +179,7 @@ def recommend_two_stage(tm, user_ids=None, *, k: int = 10, config: dict | None =
 
     from recsys.two_stage import TwoStageRecommender
 
-    cfg = dict(config or tm.info.get("two_stage") or {"n_candidates": 100, "fusion": "rrf"})
+    cfg = dict(config or tm.info.get("two_stage") or {"n_candidates": 100, "fusion": "collaborative"})
     ts = TwoStageRecommender(tm.model, tm.user_items, getattr(tm, "item_embeddings", None), **cfg)
     n_users = len(tm.user_ids)
     if user_ids is None:

@@ -10,6 +10,7 @@ from .content_ease import ContentEASE
 from .ease import EASE
 from .factorization import ALS, BPR
 from .itemknn import ItemKNN
+from .ltr import LTRRecommender
 from .popularity import Popularity
 from .trending import TrendingPopularity, interaction_times_matrix
 
@@ -21,6 +22,7 @@ __all__ = [
     "Popularity",
     "EASE",
     "ItemKNN",
+    "LTRRecommender",
     "ALS",
     "BPR",
     "TrendingPopularity",
@@ -43,6 +45,7 @@ MODELS: dict[str, type[Recommender]] = {
     "content": ContentModel,
     "hybrid": HybridColdStart,
     "ease-content": ContentEASE,
+    "ltr": LTRRecommender,
 }
 
 

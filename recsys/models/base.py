@@ -742,6 +742,18 @@ class Recommender:
         """
         from recsys.models import MODELS  # late import: the registry imports this module
 
+        if os.path.isdir(path):  # folder-saved models (LTRRecommender): class named in meta.json
+            meta_path = os.path.join(path, "meta.json")
+            if not os.path.isfile(meta_path):
+                raise ValueError(f"{path} is a folder without meta.json, not a saved Recommender")
+            with open(meta_path, encoding="utf-8") as fh:
+                name = json.load(fh).get("class")
+            by_name = {model.__name__: model for model in MODELS.values()}
+            if name not in by_name or not hasattr(by_name[name], "saves_folder"):
+                raise ValueError(f"{path} holds unknown folder model class {name!r}")
+            if not issubclass(by_name[name], cls):
+                raise ValueError(f"{path} holds a {name}, not a {cls.__name__}")
+            return by_name[name].load(path)
         with np.load(path, allow_pickle=False) as npz:
             if _META_KEY not in npz.files:
                 raise ValueError(f"{path} is not a saved Recommender (no {_META_KEY!r} entry)")

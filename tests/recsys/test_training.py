@@ -38,7 +38,8 @@ def test_tuned_two_stage_records_choice_and_serves_with_sources(tmp_path):
     tm = train_ranker(df, "ease", tune=True, grid={"l2": [1.0, 10.0]}, two_stage=True)
     assert tm.info["tuning"]["best_params"]["l2"] in (1.0, 10.0)
     assert tm.info["tuning"]["validation"]["carved_from"].startswith("the training split")
-    assert len(tm.info["tuning"]["table"]) == 2 and tm.info["two_stage"]["fusion"] in ("rrf", "weighted")
+    assert len(tm.info["tuning"]["table"]) == 2 and tm.info["two_stage"]["fusion"] in ("collaborative", "rrf", "weighted")
+    assert tm.info["two_stage"]["validated"] is True
     save_trained(tmp_path / "m", tm)
     back = load_trained(tmp_path / "m")
     recs = recommend_users(back, ["u0", "stranger"], k=3)  # two_stage from model.json

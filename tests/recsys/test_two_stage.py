@@ -136,3 +136,53 @@ def test_two_stage_evaluates_and_rejects_bad_input(two_stage):
         ts.explain([0], x, k=2)
     with pytest.raises(ValueError, match="fusion"):
         TwoStageRecommender(EASE(l2=1.0).fit(x), x, fusion="borda")
+
+
+def random_log(n_users=30, n_items=25, seed=0) -> sp.csr_matrix:
+    rng = np.random.default_rng(seed)
+    return sp.csr_matrix((rng.random((n_users, n_items)) < 0.2).astype(np.float32))
+
+
+def test_default_two_stage_keeps_the_collaborative_order(caplog):
+    """Issue 19 item 4: the untuned default is never worse than its collaborative source."""
+    x = random_log()
+    ease = EASE(l2=5.0).fit(x)
+    with caplog.at_level("WARNING", logger="recsys.two_stage"):
+        ts = TwoStageRecommender(ease, x, n_candidates=25)
+    assert ts.fusion == "collaborative" and "not chosen on validation" not in caplog.text
+    users = np.flatnonzero(np.diff(x.indptr) > 0)  # users with history (empty rows: popularity)
+    assert users.size > 20
+    np.testing.assert_array_equal(ts.recommend(users, x[users], k=5)[0],
+                                  ease.recommend(users, x[users], k=5)[0])
+    # popularity still shows up in the provenance of the items it also proposed
+    res = ts.explain(users, x[users], k=5)
+    assert any("popularity" in r["sources"] for lst in res for r in lst)
+    with caplog.at_level("WARNING", logger="recsys.two_stage"):
+        TwoStageRecommender(ease, x, fusion="rrf")
+    assert "not chosen on validation" in caplog.text
+
+
+def test_two_stage_save_load_round_trip_and_similar_items(two_stage, tmp_path):
+    x, ts = two_stage
+    ts.save(tmp_path / "ts")
+    assert (tmp_path / "ts" / "two_stage.json").is_file()
+    back = TwoStageRecommender.load(tmp_path / "ts")
+    assert back.config() == ts.config()
+    a, b = ts.recommend(np.arange(N), x, k=3), back.recommend(np.arange(N), x, k=3)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-6)
+    ids, _ = back.similar_items(0, k=3)
+    assert np.all(ids % 2 == 0) and 0 not in ids
+    with pytest.raises(FileNotFoundError, match="two_stage.json"):
+        TwoStageRecommender.load(tmp_path)
+
+
+def test_two_stage_similar_items_falls_back_to_embeddings():
+    from recsys.models import Popularity
+
+    x = checkerboard()
+    ts = TwoStageRecommender(Popularity().fit(x), x, board_embeddings())
+    ids, scores = ts.similar_items([1, 2], k=2)
+    assert np.all(ids[0] % 2 == 1) and np.all(ids[1] % 2 == 0)
+    with pytest.raises(NotImplementedError):
+        TwoStageRecommender(Popularity().fit(x), x).similar_items(1)

@@ -1,0 +1,632 @@
+"""A learned second stage: LightGBM LambdaRank over candidates pooled from stage-1 recommenders.
+
+Stage 1 (recall): every source (any fitted-or-unfitted :class:`recsys.models.Recommender`:
+EASE, ItemKNN, ALS, popularity, content, and later sequential models) proposes its top
+``budgets[name]`` unseen items per user; the union is the candidate pool. Recall@N of each
+source and of the union is measured on the validation split and kept in ``report_``.
+
+Stage 2 (precision): one row of features per (user, candidate):
+
+* per source ``s``: ``s__score`` (the source's score of the candidate, from ``Recommender.score``,
+  divided by the absolute value of the user's best score from ``s``, so that sources fitted on
+  less data during training and on all of it at serving give comparable values)
+  and ``s__rank`` (1-based rank in the source's proposals; NaN when ``s`` did not propose it,
+  which LightGBM treats as missing);
+* ``n_sources``: how many sources proposed it;
+* ``item_popularity``: share of training users who interacted with the item;
+* ``user_history``: the user's number of training interactions;
+* ``content_mean``, ``content_max`` (only when ``item_embeddings`` are given): mean and max
+  cosine similarity of the candidate to the user's history items.
+
+The ranker is LightGBM's LambdaRank (``objective="lambdarank"``, Burges 2010, "From RankNet to
+LambdaRank to LambdaMART: An Overview") trained on a validation split carved from the
+*training* matrix only: the sources are refitted on the fit part, their candidates for the
+held-out part are labelled with the held-out relevance (graded: the rating on rating logs,
+passed as ``relevance``), and early stopping watches NDCG@10 on a seeded 20% of the
+validation users. The sources are then fitted on the whole training matrix for serving.
+
+Saved as one folder (:meth:`LTRRecommender.save`): ``meta.json``, ``state.npz``,
+``booster.txt`` (LightGBM's own text format, ``Booster.save_model``) and one saved model per
+source under ``sources/``; nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from embeddings._io import atomic_dir
+
+from .base import FORMAT_VERSION, Recommender, check_user_items, topk
+
+__all__ = ["LTRRecommender", "DEFAULT_SOURCES", "carve_holdout"]
+
+logger = logging.getLogger(__name__)
+
+#: Stage-1 sources used when none are given (registry names; default hyperparameters).
+DEFAULT_SOURCES = ("ease", "itemknn", "popularity")
+# Small trees, large leaves and L2: item popularity and user history length nearly identify
+# items and users, and deeper trees memorise them (training NDCG rises, validation falls).
+_LGB_DEFAULTS = {"objective": "lambdarank", "metric": "ndcg", "eval_at": [10],
+                 "learning_rate": 0.05, "num_leaves": 15, "min_data_in_leaf": 200,
+                 "lambda_l2": 10.0, "feature_fraction": 0.9, "min_sum_hessian_in_leaf": 0.0,
+                 "verbosity": -1, "deterministic": True, "force_row_wise": True}
+
+
+def carve_holdout(user_items: sp.csr_matrix, ratio: float = 0.25, seed: int = 42
+                  ) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """Split a training matrix into (fit part, held-out part), per user, seeded.
+
+    Each stored entry is held out with probability ``ratio`` (one uniform draw per entry in
+    CSR order: rows by user, columns sorted, so the split does not depend on the order of the
+    original log); users with fewer than 2 interactions keep all of theirs.
+
+    Parameters
+    ----------
+    user_items : scipy.sparse.csr_matrix, shape (n_users, n_items)
+    ratio : float
+        Held-out share in (0, 1).
+    seed : int
+
+    Returns
+    -------
+    (fit, held_out) : tuple of scipy.sparse.csr_matrix, both (n_users, n_items)
+        Disjoint; ``fit + held_out == user_items``.
+
+    Raises
+    ------
+    ValueError
+        ``ratio`` outside (0, 1).
+    """
+    if not (isinstance(ratio, (int, float)) and 0.0 < float(ratio) < 1.0):
+        raise ValueError(f"ratio must be a number in (0, 1), got {ratio!r}; fix: e.g. 0.25")
+    ui = check_user_items(user_items).copy()
+    ui.sort_indices()
+    counts = np.diff(ui.indptr)
+    rng = np.random.default_rng(seed)
+    hold = rng.random(ui.nnz) < float(ratio)
+    hold &= np.repeat(counts >= 2, counts)
+    held = ui.copy()
+    held.data = np.where(hold, held.data, 0).astype(held.data.dtype)
+    fit = ui.copy()
+    fit.data = np.where(hold, 0, fit.data).astype(fit.data.dtype)
+    held.eliminate_zeros()
+    fit.eliminate_zeros()
+    return fit.tocsr(), held.tocsr()
+
+
+def _ndcg10(pred: np.ndarray, label: np.ndarray) -> float:
+    """Binary NDCG@10 of one group ordered by ``pred`` (ties: original order)."""
+    rel = (np.asarray(label)[np.argsort(-np.asarray(pred), kind="stable")][:10] > 0)
+    disc = 1.0 / np.log2(np.arange(2, 12))
+    ideal = disc[:min(10, int((np.asarray(label) > 0).sum()))].sum()
+    return float((rel * disc[:rel.size]).sum() / ideal) if ideal > 0 else 0.0
+
+
+def _clone(model: Recommender) -> Recommender:
+    return type(model)(**model.get_params())
+
+
+def _is_fitted_on(model: Recommender, user_items: sp.csr_matrix) -> bool:
+    return getattr(model, "n_items_", None) == user_items.shape[1] and \
+        getattr(model, "n_users_", None) == user_items.shape[0]
+
+
+class LTRRecommender(Recommender):
+    """LambdaRank (LightGBM) over candidates pooled from several stage-1 recommenders.
+
+    Parameters
+    ----------
+    sources : dict[str, Recommender] or list of str, optional
+        Stage-1 recommenders by name (unfitted, or fitted on the very matrix given to ``fit``,
+        then reused for serving), or registry names (default :data:`DEFAULT_SOURCES`).
+    budgets : dict[str, int], optional
+        Candidates per source (default ``n_candidates`` for every source).
+    n_candidates : int
+        Default recall budget per source (>= 1).
+    holdout : float
+        Share of each user's training interactions held out to train the ranker, in (0, 1).
+    n_folds : int
+        Number of seeded holdouts (seeds ``seed``, ``seed + 1``, ...) whose candidates are
+        pooled into the ranker's training data (more query groups; each costs one fit of
+        every source).
+    num_boost_round : int
+        Maximum boosting rounds (early stopping usually ends sooner).
+    early_stopping_rounds : int
+        Stop when validation NDCG@10 has not improved for this many rounds.
+    lgb_params : dict, optional
+        Overrides of LightGBM parameters (defaults: ``objective="lambdarank"``,
+        learning rate 0.05, 15 leaves, ``min_data_in_leaf`` min(200, rows / 100) and >= 5,
+        ``lambda_l2`` 10, NDCG@10 for
+        early stopping, monotone constraints: non-decreasing in every ``__score`` feature,
+        non-increasing in every ``__rank`` feature).
+    num_threads : int
+        LightGBM threads.
+    seed : int
+        Seed of the holdout, the early-stopping users and LightGBM.
+
+    Attributes
+    ----------
+    sources_ : dict[str, Recommender]
+        The serving sources, fitted on the whole training matrix.
+    booster_ : lightgbm.Booster
+    fallback_ : str or None
+        The source served alone when the guard (Notes) found the ranker not better.
+    feature_names_ : list of str
+    item_popularity_ : np.ndarray, float32, shape (n_items,)
+    report_ : dict
+        Validation recall@budget per source and of the union, pool size, best iteration,
+        validation NDCG@10, feature importance (gain), numbers of users and rows.
+
+    Notes
+    -----
+    Guard: after training, the ranker and each source's own order are scored (binary NDCG@10
+    within the pool) on the early-stopping users; when a source alone is at least as good,
+    ``fallback_`` names it and ``recommend`` serves that source alone (``report_["guard_ndcg@10"]``
+    holds the numbers), so the learned stage is never worse than its best source on validation.
+
+    Ties of the ranker's (piecewise-constant) scores are broken by the best source's rank
+    (``report_["tiebreak"]``): a score of ``pred - 1e-4 * rank / (budget + 1)``.
+
+    Seen items are never candidates, so ``filter_already_liked_items=False`` still excludes
+    them. Scores outside the pool are ``-inf`` (items no source proposed are never ranked).
+    """
+
+    side_inputs = ()
+    saves_folder = True
+
+    def __init__(self, sources: Any = None, budgets: dict | None = None, n_candidates: int = 100,
+                 holdout: float = 0.25, n_folds: int = 1, num_boost_round: int = 500,
+                 early_stopping_rounds: int = 30, lgb_params: dict | None = None,
+                 num_threads: int = 1, seed: int = 42) -> None:
+        self.sources = sources
+        self.budgets = budgets
+        self.n_candidates = n_candidates
+        self.holdout = holdout
+        self.n_folds = n_folds
+        self.num_boost_round = num_boost_round
+        self.early_stopping_rounds = early_stopping_rounds
+        self.lgb_params = lgb_params
+        self.num_threads = num_threads
+        self.seed = seed
+
+    # ------------------------------------------------------------------ validation
+    def _source_dict(self) -> dict[str, Recommender]:
+        from recsys.models import make_model
+
+        src = list(DEFAULT_SOURCES) if self.sources is None else self.sources
+        if isinstance(src, dict):
+            out = dict(src)
+        elif isinstance(src, (list, tuple)):
+            out = {}
+            for s in src:
+                if not isinstance(s, str):
+                    raise ValueError(f"sources given as a list must hold registry names, got {s!r}; "
+                                     "fix: pass a dict {name: Recommender} for model instances")
+                out[s] = make_model(s)
+        else:
+            raise ValueError(f"sources must be a dict {{name: Recommender}} or a list of model "
+                             f"names, got {type(src).__name__}")
+        if not out:
+            raise ValueError("sources is empty; pass at least one stage-1 recommender")
+        for name, m in out.items():
+            if not isinstance(m, Recommender) or isinstance(m, LTRRecommender):
+                raise ValueError(f"sources[{name!r}] must be a Recommender (not an LTRRecommender), "
+                                 f"got {type(m).__name__}")
+            if not isinstance(name, str) or not name.replace("_", "").isalnum():
+                raise ValueError(f"source name {name!r} must be letters, digits or '_'")
+        return out
+
+    def _validate_params(self) -> None:
+        for name in ("n_candidates", "n_folds", "num_boost_round", "early_stopping_rounds", "num_threads"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {v!r}")
+        if not (isinstance(self.holdout, (int, float)) and 0 < self.holdout < 1):
+            raise ValueError(f"holdout must be a number in (0, 1), got {self.holdout!r}; fix: 0.25")
+        names = self._source_dict()
+        for name, b in (self.budgets or {}).items():
+            if name not in names:
+                raise ValueError(f"budgets names unknown source {name!r}; sources: {sorted(names)}")
+            if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
+                raise ValueError(f"budgets[{name!r}] must be an int >= 1, got {b!r}")
+
+    def _budget(self, name: str) -> int:
+        return int((self.budgets or {}).get(name, self.n_candidates))
+
+    # ------------------------------------------------------------------ features
+    def _pool(self, sources: dict, rows: sp.csr_matrix, users: np.ndarray | None,
+              pop: np.ndarray, emb: np.ndarray | None):
+        """Candidates and features of a batch of users.
+
+        Returns (r, c, X, proposed) with r, c int arrays (row in batch, item), X float32
+        (n_pairs, n_features), proposed bool (n_pairs, n_sources), pairs ordered by row.
+        """
+        n, m = rows.shape
+        seen = rows.copy()
+        seen.data = np.ones_like(seen.data)
+        seen_r = np.repeat(np.arange(n), np.diff(rows.indptr))
+        dense_scores, ranks = [], []
+        pool = np.zeros((n, m), dtype=bool)
+        for name, model in sources.items():
+            s = np.array(model.score(rows, users), dtype=np.float32, copy=True)
+            s[seen_r, rows.indices] = -np.inf
+            ids, sc = topk(s, min(self._budget(name), m))
+            rk = np.full((n, m), np.nan, dtype=np.float32)
+            ok = ids >= 0
+            rr = np.repeat(np.arange(n), ok.sum(axis=1))
+            rk[rr, ids[ok]] = (np.nonzero(ok)[1] + 1).astype(np.float32)
+            pool[rr, ids[ok]] = True
+            # relative to the user's best score of this source: comparable between the sources
+            # fitted on the holdout's fit part (training) and on all training data (serving)
+            top = np.abs(sc[:, 0]).astype(np.float64) if sc.shape[1] else np.zeros(n)
+            top = np.where(np.isfinite(top) & (top > 0), top, 1.0)
+            s = (s / top[:, None]).astype(np.float32)
+            dense_scores.append(s)
+            ranks.append(rk)
+        r, c = np.nonzero(pool)
+        hist = np.diff(rows.indptr).astype(np.float32)
+        cols = []
+        proposed = np.zeros((r.size, len(sources)), dtype=bool)
+        for j, (s, rk) in enumerate(zip(dense_scores, ranks, strict=True)):
+            cols += [s[r, c], rk[r, c]]
+            proposed[:, j] = ~np.isnan(rk[r, c])
+        cols += [proposed.sum(axis=1).astype(np.float32), pop[c], hist[r]]
+        if emb is not None:
+            mean = np.zeros(r.size, np.float32)
+            mx = np.zeros(r.size, np.float32)
+            starts = np.searchsorted(r, np.arange(n + 1))
+            for u in range(n):
+                a, b = starts[u], starts[u + 1]
+                h = rows.indices[rows.indptr[u]:rows.indptr[u + 1]]
+                if a == b or h.size == 0:
+                    continue
+                sims = emb[c[a:b]] @ emb[h].T
+                mean[a:b] = sims.mean(axis=1)
+                mx[a:b] = sims.max(axis=1)
+            cols += [mean, mx]
+        X = np.column_stack(cols).astype(np.float32) if r.size else \
+            np.zeros((0, len(self._feature_names(list(sources), emb is not None))), np.float32)
+        return r, c, X, proposed
+
+    @staticmethod
+    def _feature_names(names: list[str], content: bool) -> list[str]:
+        out = []
+        for s in names:
+            out += [f"{s}__score", f"{s}__rank"]
+        out += ["n_sources", "item_popularity", "user_history"]
+        return out + (["content_mean", "content_max"] if content else [])
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, user_items: sp.csr_matrix, *, relevance: sp.csr_matrix | None = None,
+            item_embeddings: np.ndarray | None = None, interaction_times: Any = None,
+            validation: tuple | None = None) -> LTRRecommender:
+        """Train the ranker on a validation split carved from ``user_items``, then fit sources.
+
+        Parameters
+        ----------
+        user_items : scipy.sparse.csr_matrix, shape (n_users, n_items)
+            Training interactions (never the test split).
+        relevance : scipy.sparse.csr_matrix, shape (n_users, n_items), optional
+            Graded relevance of the training interactions (e.g. the 1-5 rating), rounded to
+            integers in [0, 30] as LightGBM's labels; default ``user_items`` (binary logs: 1).
+        item_embeddings : np.ndarray, float32, shape (n_items, d), optional
+            Unit rows; adds the content features and is passed to sources that need it.
+        interaction_times : scipy.sparse.csr_matrix, optional
+            Passed to sources that need it (TrendingPopularity); masked like ``user_items``.
+        validation : (fit_part, held_out) pair of CSR matrices, or a list of pairs, optional
+            Use these splits instead of :func:`carve_holdout` (e.g. the evaluation protocol's
+            own splitter applied to the training data); ``n_folds`` is then ignored.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            Bad matrices, shapes, parameters, or no held-out item found by any source.
+        """
+        import lightgbm as lgb
+
+        from recsys.models import fit_model
+        from recsys.models.content import check_item_embeddings
+
+        ui = check_user_items(user_items)
+        if ui.shape[0] == 0 or ui.shape[1] == 0 or ui.nnz == 0:
+            raise ValueError(f"user_items has shape {ui.shape} and {ui.nnz} interactions; need "
+                             "at least one interaction to train a ranker")
+        self._validate_params()
+        n_users, n_items = ui.shape
+        emb = None
+        if item_embeddings is not None:
+            emb = check_item_embeddings(item_embeddings, n_items)
+        rel = ui if relevance is None else check_user_items(relevance, "relevance")
+        if rel.shape != ui.shape:
+            raise ValueError(f"relevance has shape {rel.shape}, expected {ui.shape} (like user_items)")
+        if validation is None:
+            splits = [carve_holdout(ui, self.holdout, self.seed + f) for f in range(int(self.n_folds))]
+        else:
+            pairs = [validation] if isinstance(validation, tuple) else list(validation)
+            splits = []
+            for pair in pairs:
+                fit_ui, held = (check_user_items(v, "validation") for v in pair)
+                if fit_ui.shape != ui.shape or held.shape != ui.shape:
+                    raise ValueError(f"validation matrices have shapes {fit_ui.shape}, "
+                                     f"{held.shape}; expected {ui.shape} each")
+                splits.append((fit_ui, held))
+        given = self._source_dict()
+        names = list(given)
+        feature_names = self._feature_names(names, emb is not None)
+        Xs, ys, groups, group_user, hits = [], [], [], [], np.zeros(len(names) + 1)
+        n_held = 0
+        step = max(1, (1 << 22) // n_items)
+        for fit_ui, held in splits:
+            side = {"item_embeddings": emb}
+            if interaction_times is not None:
+                t = sp.csr_matrix(interaction_times)
+                side["interaction_times"] = t.multiply(fit_ui != 0).tocsr()
+            val_sources = {n: fit_model(_clone(m), fit_ui, **side) for n, m in given.items()}
+            pop_fit = (np.bincount(fit_ui.indices, minlength=n_items)
+                       / max(n_users, 1)).astype(np.float32)
+            users = np.flatnonzero(np.diff(held.indptr) > 0)
+            n_held += int(held.nnz)
+            # graded label of each held-out item: its relevance (rounded), at least 1
+            relv = rel.multiply(held != 0).tocsr()
+            relv.data = np.clip(np.rint(relv.data), 1, 30)
+            for a in range(0, users.size, step):
+                ub = users[a:a + step]
+                r, c, X, proposed = self._pool(val_sources, fit_ui[ub], ub, pop_fit, emb)
+                lab = np.asarray(relv[ub[r], c]).ravel()
+                hits[:-1] += proposed[lab > 0].sum(axis=0)
+                hits[-1] += (lab > 0).sum()
+                starts = np.searchsorted(r, np.arange(ub.size + 1))
+                for u in range(ub.size):
+                    s0, s1 = starts[u], starts[u + 1]
+                    if s1 > s0 and lab[s0:s1].max() > 0:
+                        Xs.append(X[s0:s1])
+                        ys.append(lab[s0:s1])
+                        groups.append(s1 - s0)
+                        group_user.append(ub[u])
+        if n_held == 0:
+            raise ValueError("the validation split holds no interaction (every user has < 2); "
+                             "fix: more data per user or pass validation=")
+        if not groups:
+            raise ValueError("no held-out item is among any source's candidates; raise the "
+                             "budgets (n_candidates) or check the sources")
+        rng = np.random.default_rng(self.seed)
+        is_eval = (rng.random(n_users) < 0.2)[np.asarray(group_user)]  # split by user, not fold
+        if len(groups) < 5 or is_eval.all():  # too few users to hold some out: no early stopping
+            is_eval[:] = False
+        # a source's score may only raise, its rank only lower, the prediction (all else equal)
+        mono = [1 if f.endswith("__score") else -1 if f.endswith("__rank") else 0
+                for f in feature_names]
+        params = {**_LGB_DEFAULTS, "monotone_constraints": mono, **(self.lgb_params or {}),
+                  "num_threads": int(self.num_threads), "seed": int(self.seed)}
+
+        def dataset(mask):
+            idx = np.flatnonzero(mask)
+            return lgb.Dataset(np.vstack([Xs[i] for i in idx]),
+                               label=np.concatenate([ys[i] for i in idx]),
+                               group=[groups[i] for i in idx], feature_name=feature_names,
+                               free_raw_data=True)
+
+        n_rows = int(sum(groups[i] for i in np.flatnonzero(~is_eval)))
+        if "min_data_in_leaf" not in (self.lgb_params or {}):  # small logs: smaller leaves
+            params["min_data_in_leaf"] = int(min(params["min_data_in_leaf"], max(5, n_rows // 100)))
+        train_set = dataset(~is_eval)
+        callbacks = []
+        valid_sets = []
+        if is_eval.any():
+            valid_sets = [dataset(is_eval)]
+            callbacks = [lgb.early_stopping(int(self.early_stopping_rounds), verbose=False)]
+        booster = lgb.train(params, train_set, num_boost_round=int(self.num_boost_round),
+                            valid_sets=valid_sets, callbacks=callbacks)
+        best_it = int(booster.best_iteration or booster.current_iteration())
+        best_score = (float(next(iter(booster.best_score["valid_0"].values())))
+                      if valid_sets and booster.best_score.get("valid_0") else None)
+        gain = booster.feature_importance("gain", iteration=best_it)
+        # guard: on the early-stopping users, compare the ranker with each source's own order
+        # (binary NDCG@10 within the pool); serve the best source alone if it is not beaten
+        guard = {}
+        if is_eval.any():
+            idx = np.flatnonzero(is_eval)
+            preds = {"ltr": [booster.predict(Xs[i], num_iteration=best_it) for i in idx]}
+            for j, n in enumerate(names):  # rank column 2j + 1; unproposed (NaN) last
+                preds[n] = [-np.nan_to_num(Xs[i][:, 2 * j + 1], nan=np.inf) for i in idx]
+            guard = {n: float(np.mean([_ndcg10(p, ys[i]) for p, i in zip(v, idx, strict=True)]))
+                     for n, v in preds.items()}
+        best_src = max(names, key=lambda n: guard.get(n, -1.0)) if guard else None
+        fallback = best_src if guard and guard[best_src] >= guard["ltr"] else None
+
+        # serving sources: the given ones when already fitted on this matrix, else fitted clones
+        side_full = {"item_embeddings": emb, "interaction_times": interaction_times}
+        self.sources_ = {n: (m if _is_fitted_on(m, ui) else fit_model(_clone(m), ui, **side_full))
+                         for n, m in given.items()}
+        self.booster_ = booster
+        self.fallback_ = fallback
+        self.tiebreak_ = best_src or names[0]
+        self.best_iteration_ = best_it
+        self.feature_names_ = feature_names
+        self.item_popularity_ = (np.bincount(ui.indices, minlength=n_items)
+                                 / max(n_users, 1)).astype(np.float32)
+        self.item_embeddings_ = emb
+        self.report_ = {
+            "folds": len(splits), "held_out_items": n_held,
+            "recall_at_budget": {n: float(hits[j] / n_held) for j, n in enumerate(names)},
+            "recall_union": float(hits[-1] / n_held),
+            "budgets": {n: self._budget(n) for n in names},
+            "training_groups": int((~is_eval).sum()), "early_stopping_groups": int(is_eval.sum()),
+            "training_rows": int(sum(groups[i] for i in np.flatnonzero(~is_eval))),
+            "best_iteration": best_it, "validation_ndcg@10": best_score,
+            "guard_ndcg@10": guard, "fallback": fallback, "tiebreak": best_src or names[0],
+            "feature_importance_gain": {f: float(g) for f, g in zip(feature_names, gain, strict=True)},
+        }
+        logger.info("ltr: union recall %.3f over %d held-out items, best iteration %d",
+                    self.report_["recall_union"], n_held, best_it)
+        self.n_users_ = int(n_users)
+        self.n_items_ = int(n_items)
+        return self
+
+    def _fit(self, user_items):  # pragma: no cover - fit is overridden
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ scoring
+    def _predict_pool(self, rows: sp.csr_matrix, user_index):
+        r, c, X, proposed = self._pool(self.sources_, rows, user_index, self.item_popularity_,
+                                       self.item_embeddings_)
+        pred = (self.booster_.predict(X, num_iteration=self.best_iteration_) if r.size
+                else np.zeros(0))
+        return r, c, X, proposed, np.asarray(pred, dtype=np.float32)
+
+    def _score(self, rows: sp.csr_matrix, user_index) -> np.ndarray:
+        if self.fallback_ is not None:
+            return self.sources_[self.fallback_].score(rows, user_index)
+        r, c, X, _, pred = self._predict_pool(rows, user_index)
+        out = np.full(rows.shape, -np.inf, dtype=np.float32)
+        # ties of the ranker (its trees are piecewise constant) follow the best source's order
+        j = list(self.sources_).index(self.tiebreak_)
+        rank = np.nan_to_num(X[:, 2 * j + 1].astype(np.float64), nan=self._budget(self.tiebreak_) + 1)
+        out[r, c] = pred.astype(np.float64) - 1e-4 * rank / (self._budget(self.tiebreak_) + 1)
+        return out
+
+    def explain(self, user_index, user_items: sp.csr_matrix, k: int = 10, *,
+                n_features: int = 3) -> list[list[dict]]:
+        """Ranked results with provenance and the features that moved each score most.
+
+        Parameters
+        ----------
+        user_index : array-like of int, shape (n,)
+        user_items : scipy.sparse.csr_matrix, shape (n, n_items)
+            These users' rows (``user_items[user_index]``).
+        k : int
+        n_features : int
+            How many features to report per result (largest absolute SHAP contribution,
+            LightGBM's ``pred_contrib=True``).
+
+        Returns
+        -------
+        list of list of dict
+            Per user, up to ``k`` dicts ``{"item_index", "score", "sources": {name: {"rank",
+            "score"}}, "top_features": {feature: contribution}}`` best first; ``score`` is the
+            served score (the fallback source's when ``fallback_`` is set), source scores are
+            relative to the user's best score from that source.
+        """
+        self._check_fitted()
+        ids, served = self.recommend(np.atleast_1d(user_index), user_items, k=k)
+        users = np.atleast_1d(np.asarray(user_index, dtype=np.int64))
+        rows = check_user_items(user_items)
+        r, c, X, proposed, pred = self._predict_pool(rows, users)
+        contrib = (self.booster_.predict(X, num_iteration=self.best_iteration_, pred_contrib=True)
+                   if r.size else np.zeros((0, len(self.feature_names_) + 1)))
+        where = {(int(a), int(b)): i for i, (a, b) in enumerate(zip(r, c, strict=True))}
+        names = list(self.sources_)
+        out = []
+        for u in range(users.size):
+            lst = []
+            for pos, item in enumerate(ids[u]):
+                if item < 0:
+                    continue
+                i = where.get((u, int(item)))
+                if i is None:  # fallback source's item outside the pool (k > its budget)
+                    lst.append({"item_index": int(item), "score": float(served[u, pos]), "sources": {},
+                                "top_features": {}})
+                    continue
+                src = {n: {"rank": int(X[i, 2 * j + 1]), "score": float(X[i, 2 * j])}
+                       for j, n in enumerate(names) if proposed[i, j]}
+                top = np.argsort(-np.abs(contrib[i, :-1]))[:n_features]
+                lst.append({"item_index": int(item), "score": float(served[u, pos]), "sources": src,
+                            "top_features": {self.feature_names_[f]: float(contrib[i, f]) for f in top}})
+            out.append(lst)
+        return out
+
+    def similar_items(self, item_index, k: int = 10):
+        """Similar items from the first source that has an item-item notion (EASE, ItemKNN,
+        ALS, content ...); see :meth:`Recommender.similar_items`.
+
+        Raises
+        ------
+        NotImplementedError
+            When no source supports it (e.g. popularity only).
+        """
+        self._check_fitted()
+        for model in self.sources_.values():
+            try:
+                return model.similar_items(item_index, k)
+            except NotImplementedError:
+                continue
+        raise NotImplementedError(f"no source of this LTRRecommender ({sorted(self.sources_)}) "
+                                  "has an item-item similarity")
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the fitted model to the folder ``path`` (atomic; no pickle).
+
+        Layout: ``meta.json`` (class, params without the sources, format version, counts,
+        feature names, best iteration, report, source names), ``booster.txt``
+        (``lightgbm.Booster.save_model``), ``state.npz`` (item popularity, optional item
+        embeddings) and ``sources/<name>`` (each source's own ``save``).
+        """
+        self._check_fitted()
+        params = {k: v for k, v in self.get_params().items() if k != "sources"}
+        meta = {"class": type(self).__name__, "format_version": FORMAT_VERSION, "params": params,
+                "n_users": self.n_users_, "n_items": self.n_items_,
+                "sources": list(self.sources_), "feature_names": self.feature_names_,
+                "best_iteration": self.best_iteration_, "report": self.report_}
+        with atomic_dir(path) as tmp:
+            (tmp / "sources").mkdir()
+            for name, model in self.sources_.items():
+                model.save(tmp / "sources" / name)
+            self.booster_.save_model(str(tmp / "booster.txt"))
+            state = {"item_popularity": self.item_popularity_}
+            if self.item_embeddings_ is not None:
+                state["item_embeddings"] = self.item_embeddings_
+            with open(tmp / "state.npz", "wb") as fh:
+                np.savez(fh, **state)
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        logger.info("saved LTRRecommender to %s", path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> LTRRecommender:
+        """Load a folder written by :meth:`save`.
+
+        Raises
+        ------
+        FileNotFoundError
+            ``path`` or one of its files is missing.
+        ValueError
+            Not an LTRRecommender folder, or another format version.
+        """
+        import lightgbm as lgb
+
+        folder = Path(path)
+        for name in ("meta.json", "booster.txt", "state.npz"):
+            if not (folder / name).is_file():
+                raise FileNotFoundError(f"{folder / name} is missing: {folder} is not a folder "
+                                        "written by LTRRecommender.save")
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        if meta.get("class") != cls.__name__ or meta.get("format_version") != FORMAT_VERSION:
+            raise ValueError(f"{folder} holds class {meta.get('class')!r} format "
+                             f"{meta.get('format_version')!r}; expected {cls.__name__!r} "
+                             f"format {FORMAT_VERSION}; fix: refit and save with this version")
+        sources = {n: Recommender.load(folder / "sources" / n) for n in meta["sources"]}
+        model = cls(sources=sources, **meta["params"])
+        model.sources_ = sources
+        model.booster_ = lgb.Booster(model_file=str(folder / "booster.txt"))
+        with np.load(folder / "state.npz", allow_pickle=False) as npz:
+            model.item_popularity_ = npz["item_popularity"]
+            model.item_embeddings_ = npz["item_embeddings"] if "item_embeddings" in npz.files else None
+        model.feature_names_ = meta["feature_names"]
+        model.best_iteration_ = int(meta["best_iteration"])
+        model.report_ = meta["report"]
+        model.fallback_ = meta["report"].get("fallback")
+        model.tiebreak_ = meta["report"]["tiebreak"]
+        model.n_users_ = int(meta["n_users"])
+        model.n_items_ = int(meta["n_items"])
+        return model

@@ -1,0 +1,162 @@
+"""The learned second stage (LTRRecommender) on a checkerboard whose right answer is obvious."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from recsys.models import EASE, ItemKNN, LTRRecommender, NotFittedError, Popularity, Recommender
+from recsys.models.ltr import carve_holdout
+
+N = 40
+
+
+def checkerboard(n: int = N) -> sp.csr_matrix:
+    """Even users liked every even item, odd users every odd item, diagonal held out."""
+    dense = np.zeros((n, n), dtype=np.float32)
+    for u in range(n):
+        dense[u, u % 2 :: 2] = 1.0
+        dense[u, u] = 0.0
+    return sp.csr_matrix(dense)
+
+
+def board_embeddings(n: int = N) -> np.ndarray:
+    e = np.zeros((n, 2 + n), dtype=np.float32)
+    e[np.arange(n), np.arange(n) % 2] = 1.0
+    e[np.arange(n), 2 + np.arange(n)] = 0.1
+    return e / np.linalg.norm(e, axis=1, keepdims=True)
+
+
+def precision_at_1(model, x) -> float:
+    ids, _ = model.recommend(np.arange(x.shape[0]), x, k=1)
+    return float(np.mean(ids[:, 0] == np.arange(x.shape[0])))
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    x = checkerboard()
+    sources = {"ease": EASE(l2=1.0), "itemknn": ItemKNN(neighbors=10), "popularity": Popularity()}
+    model = LTRRecommender(sources=sources, n_candidates=10, num_boost_round=50)
+    model.fit(x, item_embeddings=board_embeddings())
+    return model, x
+
+
+def test_learned_stage_is_as_good_as_its_best_source(fitted):
+    model, x = fitted
+    ease = EASE(l2=1.0).fit(x)
+    assert precision_at_1(ease, x) == 1.0
+    assert precision_at_1(model, x) == 1.0
+    # never recommends a seen item, never a wrong-group item in the top half of the group
+    ids, scores = model.recommend(np.arange(N), x, k=5)
+    assert not x[np.repeat(np.arange(N), 5), ids.ravel()].any()
+    assert np.all(np.diff(scores, axis=1) <= 0)
+
+
+def test_report_recall_features_and_provenance(fitted):
+    model, x = fitted
+    rep = model.report_
+    assert rep["recall_union"] >= max(rep["recall_at_budget"].values()) - 1e-12
+    assert rep["recall_union"] > 0.9  # held-out items are same-group: the sources find them
+    assert set(rep["feature_importance_gain"]) == set(model.feature_names_)
+    assert {"ease__score", "ease__rank", "content_mean", "content_max"} <= set(model.feature_names_)
+    out = model.explain([0, 1], x[[0, 1]], k=2)
+    assert [r["item_index"] for r in out[0]][0] == 0 and out[1][0]["item_index"] == 1
+    assert "ease" in out[0][0]["sources"] and out[0][0]["sources"]["ease"]["rank"] >= 1
+
+
+def test_save_load_round_trip_is_a_folder_without_pickle(fitted, tmp_path):
+    model, x = fitted
+    model.save(tmp_path / "ltr")
+    assert (tmp_path / "ltr" / "booster.txt").read_text().startswith("tree")
+    meta = json.loads((tmp_path / "ltr" / "meta.json").read_text())
+    assert meta["sources"] == ["ease", "itemknn", "popularity"]
+    loaded = Recommender.load(tmp_path / "ltr")
+    assert isinstance(loaded, LTRRecommender)
+    a = model.recommend(np.arange(N), x, k=5)
+    b = loaded.recommend(np.arange(N), x, k=5)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-6)
+    ids, _ = loaded.similar_items(0, k=3)
+    assert np.all(ids % 2 == 0)  # EASE's item-item weights: same group
+
+
+def test_trained_model_folder_round_trip(fitted, tmp_path):
+    from recsys.artifacts import TrainedModel, load_trained, save_trained
+
+    model, x = fitted
+    tm = TrainedModel(model=model, user_items=x, user_ids=np.array([str(i) for i in range(N)], object),
+                      item_ids=np.array([str(i) for i in range(N)], object), info={"model": "ltr"})
+    save_trained(tmp_path / "m", tm)
+    assert (tmp_path / "m" / "model" / "booster.txt").is_file()
+    back = load_trained(tmp_path / "m")
+    np.testing.assert_array_equal(back.recommend(np.arange(N), k=3)[0], tm.recommend(np.arange(N), k=3)[0])
+
+
+def test_unfitted_and_bad_input():
+    x = checkerboard()
+    with pytest.raises(NotFittedError):
+        LTRRecommender().recommend(0, x[[0]])
+    with pytest.raises(ValueError, match="sources is empty"):
+        LTRRecommender(sources={}).fit(x)
+    with pytest.raises(ValueError, match="budgets names unknown source"):
+        LTRRecommender(sources={"pop": Popularity()}, budgets={"ease": 5}).fit(x)
+    with pytest.raises(ValueError, match="holdout"):
+        LTRRecommender(holdout=1.5).fit(x)
+    with pytest.raises(ValueError, match="registry names"):
+        LTRRecommender(sources=[EASE()]).fit(x)
+    with pytest.raises(ValueError, match="relevance has shape"):
+        LTRRecommender(sources={"pop": Popularity()}).fit(x, relevance=x[:5])
+    with pytest.raises(ValueError, match="at least one interaction"):
+        LTRRecommender().fit(sp.csr_matrix((3, 4), dtype=np.float32))
+
+
+def test_carve_holdout_is_a_seeded_partition():
+    x = checkerboard()
+    fit, held = carve_holdout(x, 0.25, seed=3)
+    assert (fit + held != x).nnz == 0
+    assert fit.multiply(held).nnz == 0 and held.nnz > 0
+    fit2, held2 = carve_holdout(x, 0.25, seed=3)
+    assert (held2 != held).nnz == 0
+    with pytest.raises(ValueError, match="ratio"):
+        carve_holdout(x, 0.0)
+
+
+def test_cli_train_ltr_tune_then_recommend(tmp_path, capsys):
+    """`recsys train FILE --model ltr --tune` writes one folder that `recsys recommend` serves."""
+    import pandas as pd
+
+    from recsys.cli import main
+
+    rows = []
+    for u in range(40):
+        rows += [(f"u{u}", f"v{j}", float(1 + j % 5), 1000 + j)
+                 for j in range(u % 2, 30, 2) if j != u % 30]
+    log = tmp_path / "log.csv"
+    pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"]).to_csv(log, index=False)
+    out = tmp_path / "m"
+    assert main(["train", str(log), "--model", "ltr", "--tune", "--out", str(out), "--param",
+                 "sources=ease,popularity", "--param", "n_candidates=10", "--json"]) == 0
+    info = json.loads((out / "model.json").read_text())
+    assert set(info["sources"]) == {"ease", "popularity"}
+    assert "tuning" in info["sources"]["ease"] and info["ranker"]["recall_union"] > 0
+    assert (out / "model" / "booster.txt").is_file() and (out / "model" / "sources" / "ease").is_file()
+    capsys.readouterr()
+    assert main(["recommend", str(out), "--user", "u0", "-k", "3", "--json"]) == 0
+    recs = json.loads(capsys.readouterr().out)
+    assert len(recs) == 3 and recs[0]["item_id"] == "v0"  # u0's one unseen same-group item
+
+
+def test_guard_fallback_serves_the_source_alone(fitted, tmp_path):
+    model, x = fitted
+    rep = model.report_
+    assert set(rep["guard_ndcg@10"]) == {"ltr", "ease", "itemknn", "popularity"}
+    model.save(tmp_path / "g")
+    back = LTRRecommender.load(tmp_path / "g")
+    back.fallback_ = "itemknn"  # what fit sets when a source ranks validation users as well
+    ids, scores = back.recommend(np.arange(N), x, k=4)
+    ref = back.sources_["itemknn"].recommend(np.arange(N), x, k=4)
+    np.testing.assert_array_equal(ids, ref[0])
+    assert back.explain([3], x[[3]], k=2)[0][0]["score"] == pytest.approx(float(ref[1][3, 0]))
