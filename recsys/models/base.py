@@ -742,7 +742,7 @@ class Recommender:
         """
         from recsys.models import MODELS  # late import: the registry imports this module
 
-        if os.path.isdir(path):  # folder-saved models (LTRRecommender): class named in meta.json
+        if isinstance(path, (str, os.PathLike)) and os.path.isdir(path):  # folder-saved models (LTRRecommender): class named in meta.json
             meta_path = os.path.join(path, "meta.json")
             if not os.path.isfile(meta_path):
                 raise ValueError(f"{path} is a folder without meta.json, not a saved Recommender")
