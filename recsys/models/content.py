@@ -306,6 +306,14 @@ class HybridColdStart(_EmbeddingFit, ALS):
                     "residual sd %.4f", scale, us.size, float(np.sqrt(np.trace(cov))))
         return scale, cov
 
+    def _set_state(self, arrays: dict[str, np.ndarray]) -> None:
+        arrays = dict(arrays)
+        width = np.shape(arrays["item_factors_"])[1]
+        # files saved before the calibration (steps 4-5) load as the raw mapping they hold
+        arrays.setdefault("cold_scale_", np.ones(1, dtype=np.float32))
+        arrays.setdefault("cold_cov_", np.zeros((width, width), dtype=np.float32))
+        super()._set_state(arrays)
+
     def _score(self, rows: sp.csr_matrix, user_index: np.ndarray | None) -> np.ndarray:
         users = self._user_vectors(rows, user_index)
         s = users @ self.item_factors_.T

@@ -159,3 +159,16 @@ def test_hybrid_new_items_do_not_crowd_out_the_withheld_warm_item():
     assert (s[np.arange(50), own] > s[np.arange(50)[:, None], other].max(axis=1)).all()
     with pytest.raises(ValueError, match="cold_penalty"):
         HybridColdStart(cold_penalty=-1.0, **kw).fit(x, item_embeddings=e)
+
+
+def test_hybrid_saved_before_calibration_still_loads(tmp_path):
+    x, e = _groups()
+    model = HybridColdStart(factors=4, regularization=0.1, iterations=5, random_state=0,
+                            num_threads=1).fit(x, item_embeddings=e)
+    path = tmp_path / "h.npz"
+    model.save(path)
+    with np.load(path, allow_pickle=False) as z:
+        old = {k: z[k] for k in z.files if k not in ("cold_scale_", "cold_cov_")}
+    np.savez(path, **old)
+    loaded = Recommender.load(path)
+    assert loaded.cold_scale_[0] == 1.0 and not loaded.cold_cov_.any()
