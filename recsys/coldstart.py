@@ -12,8 +12,11 @@ Protocol (:func:`evaluate_cold_start`, split by :func:`recsys.splits.cold_item_s
   - ``warm``: over the items with training interactions; relevant = the warm test items.
 
   Users without a relevant item in a table are left out of that table's means (counted in
-  ``n_users``). A collaborative-only model scores cold items 0 (EASE, popularity, ALS with
-  zero factors): its ``cold`` row is then tie order, i.e. chance, and the table shows it.
+  ``n_users``). A collaborative-only model scores cold items 0 (EASE, popularity): its ``cold``
+  row is then tie order (lower item index first, the models' rule). That is chance only when
+  item indices carry no information; where ids were assigned by popularity (TikTok's MMSSL ids
+  are, in part) it is a popularity prior. Column ``random_recall@k`` is therefore given beside:
+  the expected recall of a uniformly random order, ``min(1, k / n_candidates)`` per user.
 * A per-popularity-bucket table (on the ``all`` ranking): items are bucketed by their training
   count (bucket ``cold`` = no training interaction; warm items in ``n_buckets`` quantile
   buckets of equal item count, least popular first). Per bucket: ``n_items``, ``n_test``
@@ -53,7 +56,8 @@ class ColdStartResult:
     ----------
     summary : pandas.DataFrame
         Rows ``all``, ``cold``, ``warm`` (column ``items``), metric columns ``"name@k"`` (means
-        over the users of that row), ``n_users`` and ``n_test`` (relevant interactions).
+        over the users of that row), ``random_recall@k`` (expected recall of a random order),
+        ``n_users`` and ``n_test`` (relevant interactions).
     per_user : dict[str, pandas.DataFrame]
         Per table: ``user_index`` + metric columns (for paired tests between models).
     buckets : pandas.DataFrame
@@ -146,6 +150,7 @@ def evaluate_cold_start(model, train_user_items, test_user_items, *, k: int = 20
     hits = np.zeros(len(labels), dtype=np.int64)
     slots = np.zeros(len(labels), dtype=np.int64)
     rows_out = {t: [] for t in TABLES}
+    rand_out = {t: [] for t in TABLES}
     vals_out = {t: {key: [] for key in keys} for t in TABLES}
     kk = int(k)
     for start in range(0, users.size, int(batch_size)):
@@ -169,6 +174,8 @@ def evaluate_cold_start(model, train_user_items, test_user_items, *, k: int = 20
             for key, v in compute_metrics(ids, rt[np.flatnonzero(has)], keys).items():
                 vals_out[t][key].append(v)
             rows_out[t].append(batch[has])
+            n_cand = np.isfinite(st).sum(axis=1)
+            rand_out[t].append(np.minimum(1.0, kk / np.maximum(n_cand, 1)))
             if t == "all":
                 ok = ids >= 0
                 hit = np.asarray(rt[np.flatnonzero(has)][np.repeat(np.arange(ids.shape[0]), kk)[
@@ -185,6 +192,8 @@ def evaluate_cold_start(model, train_user_items, test_user_items, *, k: int = 20
             v = np.concatenate(vals_out[t][key]) if vals_out[t][key] else np.zeros(0)
             pu[key] = v
             row[key] = float(np.mean(v)) if v.size else float("nan")
+        rnd = np.concatenate(rand_out[t]) if rand_out[t] else np.zeros(0)
+        row[f"random_recall@{kk}"] = float(np.mean(rnd)) if rnd.size else float("nan")
         row["n_users"] = int(u.size)
         row["n_test"] = int(rel[t].nnz)
         summary.append(row)

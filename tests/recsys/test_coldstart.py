@@ -85,6 +85,8 @@ def test_content_models_find_cold_items_collaborative_ones_cannot(split):
     assert b.loc["cold", "n_items"] == 10 and b["n_items"].sum() == N_ITEMS
     assert res["content"].buckets.set_index("bucket").loc["cold", "share@5"] > 0
     assert row["content"].loc["cold", "n_users"] == N_USERS
+    # a random order of the 10 cold items finds k/10 of a user's cold test items
+    assert row["popularity"].loc["cold", "random_recall@5"] == pytest.approx(0.5)
 
 
 def test_evaluate_cold_start_needs_a_cold_item():
