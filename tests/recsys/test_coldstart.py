@@ -114,3 +114,13 @@ def test_cli_evaluate_cold_items_writes_tables(tmp_path):
     sig = [s for s in rep["significance"] if s["model"] == "content" and s["items"] == "cold"]
     assert sig and all(s["p_value"] < 0.01 for s in sig)
     assert "Popularity buckets" in (out / "report.md").read_text()
+
+
+def test_cold_item_split_with_a_repeated_index_keeps_every_row_once():
+    df = pd.concat([group_log(), group_log().assign(user_id=lambda d: d.user_id + "b")])
+    assert not df.index.is_unique
+    train, test, cold = cold_item_split(df, 0.25, seed=3)
+    assert len(train) + len(test) == len(df)
+    assert not train["item_id"].isin(cold).any()
+    key = ["user_id", "item_id"]
+    assert not train[key].merge(test[key]).shape[0]  # no row in both
