@@ -531,6 +531,9 @@ def cmd_evaluate(args) -> int:
 
     models = _model_names([m.strip() for m in args.models.split(",") if m.strip()], "--models")
     path = _existing(args.interactions, "interaction file", folder=False)
+    if args.protocol == "cold_items":  # items held out whole: recsys/coldstart.py
+        from recsys.coldstart import cold_start_cli
+        return cold_start_cli(args, models, path, _emit)
     if (args.protocol == "predefined") != bool(args.test):
         raise UsageError("--protocol predefined needs --test TEST, and --test needs --protocol predefined")
     df = load_interactions(path, sep=args.sep)
@@ -910,7 +913,10 @@ def build_parser() -> argparse.ArgumentParser:
             "ml-100k/u1.test --models ease --out reports/u1")
     s.add_argument("interactions", metavar="INTERACTIONS", help="interaction log (the TRAIN file with predefined)")
     s.add_argument("--protocol", required=True,
-                   choices=["random_holdout", "leave_last_out", "stratified", "temporal", "kfold", "predefined"])
+                   choices=["random_holdout", "leave_last_out", "stratified", "temporal", "kfold", "predefined",
+                            "cold_items"],
+                   help="cold_items: --test-ratio of the items held out whole (plus that share of the "
+                        "other rows), cold/warm/all and popularity-bucket tables")
     s.add_argument("--test", metavar="TEST", help="test file for --protocol predefined (e.g. MovieLens u1.test)")
     s.add_argument("--folds", type=_positive_int, default=5, help="folds for --protocol kfold (default %(default)s)")
     s.add_argument("--models", required=True, help=f"comma-separated, from: {MODEL_NAMES_HELP}; "

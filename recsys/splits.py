@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = [
+    "cold_item_split",
     "random_holdout",
     "leave_last_out",
     "temporal_split",
@@ -98,6 +99,61 @@ def random_holdout(df: pd.DataFrame, test_ratio: float = 0.2, *, seed: int = 42)
     n_test = np.minimum(size - 1, np.floor(test_ratio * size + 0.5).astype(np.int64))
     is_test = pos < n_test
     return df[~is_test].copy(), df[is_test].copy()
+
+
+def cold_item_split(df: pd.DataFrame, item_fraction: float = 0.2, *, warm_test_ratio: float = 0.2,
+                    seed: int = 42):
+    """Hold a seeded random share of the items out whole (item cold start), plus a warm holdout.
+
+    1. ``round(item_fraction * n_items)`` distinct items (at least 1) are drawn uniformly without
+       replacement (``numpy.random.default_rng(seed)``, over the sorted unique ``item_id``); every
+       row of those items goes to test, so they have **no** training interaction.
+    2. The remaining rows are split by :func:`random_holdout` (``warm_test_ratio``, same seed),
+       so test also holds warm items and the cold/warm/all tables of
+       :func:`recsys.coldstart.evaluate_cold_start` can be compared on one fit.
+
+    A user whose rows are all on cold items has no training row (a cold user as well); such users
+    are kept, and the evaluation counts them.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Interaction rows with ``user_id`` and ``item_id``.
+    item_fraction : float
+        Share of the distinct items held out whole, in (0, 1).
+    warm_test_ratio : float
+        Per-user test share of the other rows, in (0, 1) (see :func:`random_holdout`).
+    seed : int
+        Same seed and same input give the same split.
+
+    Returns
+    -------
+    (train_df, test_df, cold_items) : tuple
+        Rows in input order with index labels kept; ``cold_items`` is a numpy object array of the
+        held-out ``item_id`` values (sorted).
+
+    Raises
+    ------
+    ValueError
+        A fraction outside (0, 1), a missing column, or fewer than 2 distinct items.
+    """
+    for name, v in (("item_fraction", item_fraction), ("warm_test_ratio", warm_test_ratio)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < float(v) < 1.0:
+            raise ValueError(f"{name}={v!r} must be a number in (0, 1), e.g. 0.2")
+    _need(df, ["user_id", "item_id"], "cold_item_split")
+    items = np.sort(pd.unique(df["item_id"].astype(str)))
+    if items.size < 2:
+        raise ValueError(f"cold_item_split needs at least 2 distinct items, df has {items.size}; "
+                         "fix: pass the whole interaction log")
+    n_cold = int(min(items.size - 1, max(1, round(float(item_fraction) * items.size))))
+    cold = np.sort(np.random.default_rng(seed).choice(items, size=n_cold, replace=False))
+    is_cold = df["item_id"].astype(str).isin(set(cold)).to_numpy()
+    warm_pos = np.flatnonzero(~is_cold)
+    warm = df.iloc[warm_pos].reset_index(drop=True)  # positional labels: robust to any index
+    _, warm_test = random_holdout(warm, warm_test_ratio, seed=seed)
+    is_test = is_cold.copy()
+    is_test[warm_pos[warm_test.index.to_numpy()]] = True
+    return df[~is_test].copy(), df[is_test].copy(), cold.astype(object)
 
 
 def leave_last_out(df: pd.DataFrame, n: int = 1):

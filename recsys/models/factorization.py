@@ -107,6 +107,10 @@ class _FactorModel(Recommender):
         )
 
     def _score(self, rows: sp.csr_matrix, user_index: np.ndarray | None) -> np.ndarray:
+        return self._user_vectors(rows, user_index) @ self.item_factors_.T
+
+    def _user_vectors(self, rows: sp.csr_matrix, user_index: np.ndarray | None) -> np.ndarray:
+        """float32 (n, factors): stored factors of known users, folded-in ones for new rows."""
         n = rows.shape[0]
         users = np.empty((n, self.item_factors_.shape[1]), dtype=np.float32)
         new = np.ones(n, dtype=bool) if user_index is None else user_index >= self.n_users_
@@ -114,7 +118,7 @@ class _FactorModel(Recommender):
             users[~new] = self.user_factors_[user_index[~new]]
         if new.any():
             users[new] = self._fold_in(rows[np.flatnonzero(new)])
-        return users @ self.item_factors_.T
+        return users
 
     def _item_scores(self, items: np.ndarray) -> np.ndarray:
         """Cosine similarity between item factor vectors."""

@@ -122,3 +122,53 @@ def test_hybrid_gives_cold_items_a_group_consistent_score(tmp_path):
     np.testing.assert_array_equal(loaded.mapping_, model.mapping_)
     with pytest.raises(ValueError, match="dimension 3"):
         model.item_factors_from_embeddings(np.ones((1, 3)))
+
+
+def _board_with_two_empty_items(n: int = 50):
+    """Checkerboard of n users/items (user u's own-group item u withheld) plus two items without
+    interactions, one per group by content."""
+    dense = np.zeros((n, n + 2), dtype=np.float32)  # test_models.checkerboard + 2 columns
+    for u in range(n):
+        dense[u, u % 2:n:2] = 1.0
+        dense[u, u] = 0.0
+    e = np.zeros((n + 2, n + 4), dtype=np.float32)  # test_models.board_embeddings(n + 2)
+    e[np.arange(n + 2), np.arange(n + 2) % 2] = 1.0
+    e[np.arange(n + 2), 2 + np.arange(n + 2)] = 0.1
+    return sp.csr_matrix(dense), e
+
+
+def _empty_top1(model, x, n: int = 50) -> int:
+    ids, _ = model.recommend(np.arange(n), x, k=1)
+    return int((ids[:, 0] >= n).sum())
+
+
+def test_hybrid_new_items_do_not_crowd_out_the_withheld_warm_item():
+    """Issue 16: uncalibrated mapped factors made an empty item top-1 for 46-48 of 50 users."""
+    x, e = _board_with_two_empty_items()
+    kw = dict(factors=8, regularization=0.1, iterations=20, random_state=0, num_threads=1)
+    raw = HybridColdStart(calibrate=False, **kw).fit(x, item_embeddings=e)
+    assert _empty_top1(raw, x) >= 40  # the regression this guards against
+    model = HybridColdStart(**kw).fit(x, item_embeddings=e)
+    assert 0 < model.cold_scale_[0] < 1
+    assert _empty_top1(model, x) <= 10
+    assert _empty_top1(HybridColdStart(cold_penalty=2.0, **kw).fit(x, item_embeddings=e), x) <= 2
+    # content still counts: the user's own-group empty item beats every other-group warm item
+    s = model.score(x, np.arange(50))
+    own = 50 + np.arange(50) % 2
+    other = np.array([[j for j in range(50) if j % 2 != u % 2] for u in range(50)])
+    assert (s[np.arange(50), own] > s[np.arange(50)[:, None], other].max(axis=1)).all()
+    with pytest.raises(ValueError, match="cold_penalty"):
+        HybridColdStart(cold_penalty=-1.0, **kw).fit(x, item_embeddings=e)
+
+
+def test_hybrid_saved_before_calibration_still_loads(tmp_path):
+    x, e = _groups()
+    model = HybridColdStart(factors=4, regularization=0.1, iterations=5, random_state=0,
+                            num_threads=1).fit(x, item_embeddings=e)
+    path = tmp_path / "h.npz"
+    model.save(path)
+    with np.load(path, allow_pickle=False) as z:
+        old = {k: z[k] for k in z.files if k not in ("cold_scale_", "cold_cov_")}
+    np.savez(path, **old)
+    loaded = Recommender.load(path)
+    assert loaded.cold_scale_[0] == 1.0 and not loaded.cold_cov_.any()
