@@ -154,7 +154,8 @@ def make_sample_catalog(folder, n_clips: int = 12, *, seed: int = 0,
     pandas.DataFrame
         Columns ``video_id, path, caption, color, shape, direction``; ``path`` is the absolute
         path of the clip (also valid when joined onto the folder, as manifest paths are).
-        The same rows are written to ``captions.csv`` (atomically).
+        The same rows are written to ``captions.csv`` (atomically), with ``path`` relative to
+        that file (the clip's name) so the folder stays valid when moved or copied.
 
     Raises
     ------
@@ -178,8 +179,11 @@ def make_sample_catalog(folder, n_clips: int = 12, *, seed: int = 0,
                      "caption": f"a {color} {shape} moving {direction} on a dark background",
                      "color": color, "shape": shape, "direction": direction})
     df = pd.DataFrame(rows)
+    # the file stores paths relative to itself (the clip's name), so the folder can be moved or
+    # copied and its captions still join (the catalog resolves relative paths against the folder)
+    on_disk = df.assign(path=[Path(p).name for p in df["path"]])
     with atomic_path(folder / "captions.csv") as tmp:
-        df.to_csv(tmp, index=False)
+        on_disk.to_csv(tmp, index=False)
     return df
 
 
