@@ -10,6 +10,7 @@ from .ease import EASE
 from .factorization import ALS, BPR
 from .itemknn import ItemKNN
 from .popularity import Popularity
+from .sequential import GRU4Rec, LastItemKNN, SASRec
 from .trending import TrendingPopularity, interaction_times_matrix
 
 __all__ = [
@@ -27,6 +28,9 @@ __all__ = [
     "HybridColdStart",
     "align_item_embeddings",
     "interaction_times_matrix",
+    "SASRec",
+    "GRU4Rec",
+    "LastItemKNN",
     "side_inputs",
     "fit_model",
 ]
@@ -40,6 +44,9 @@ MODELS: dict[str, type[Recommender]] = {
     "trending": TrendingPopularity,
     "content": ContentModel,
     "hybrid": HybridColdStart,
+    "sasrec": SASRec,
+    "gru4rec": GRU4Rec,
+    "lastitem": LastItemKNN,
 }
 
 
@@ -47,7 +54,8 @@ def side_inputs(model: Recommender | type[Recommender]) -> tuple[str, ...]:
     """Names of the extra ``fit`` inputs a model needs besides ``user_items``.
 
     ``()`` for the pure collaborative models, ``("item_embeddings",)`` for ContentModel and
-    HybridColdStart, ``("interaction_times",)`` for TrendingPopularity.
+    HybridColdStart, ``("interaction_times",)`` for TrendingPopularity and the sequential models
+    (SASRec, GRU4Rec, LastItemKNN: times or positions order the histories).
     """
     return tuple(getattr(model, "side_inputs", ()))
 
