@@ -290,7 +290,7 @@ class SequentialRecommender(Recommender):
         hist = [self.history(u).copy() for u in range(self.n_users_)]
         n_users = max(self.n_users_, int(users.max()) + 1 if users.size else 0)
         hist += [np.zeros(0, np.int64)] * (n_users - self.n_users_)
-        for u, items in zip(users, new_items):
+        for u, items in zip(users, new_items, strict=True):
             items = self._check_items(items, "new_items")
             merged = np.r_[hist[u][~np.isin(hist[u], items)], items]
             # a repeated item counts once, at its latest position
@@ -519,7 +519,10 @@ class _NeuralSequential(SequentialRecommender):
         raise NotImplementedError  # pragma: no cover
 
     def _config(self) -> dict:
-        return {"class": type(self).__name__, "params": self.get_params(), "n_items": self.n_items_}
+        # what must match to resume: not the epoch budget, patience, progress bar or folder
+        skip = {"epochs", "patience", "progress", "checkpoint_dir"}
+        params = {k: v for k, v in self.get_params().items() if k not in skip}
+        return {"class": type(self).__name__, "params": params, "n_items": self.n_items_}
 
     # -- training
     def _fit_sequences(self, histories, user_items) -> None:
@@ -531,8 +534,6 @@ class _NeuralSequential(SequentialRecommender):
             tqdm = None
         dev = _resolve_device(self.device)
         torch.manual_seed(int(self.seed))
-        if dev.type == "cpu":
-            torch.use_deterministic_algorithms(True, warn_only=True)
         rng = np.random.default_rng(int(self.seed))
         ml = int(self.max_length)
         # validation split: last item of some users with >= 3 items
@@ -705,6 +706,7 @@ def _nets():
             super().__init__()
             self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=0)
             self.pos_emb = nn.Embedding(max_len, d)
+            self.max_len = max_len
             self.drop = nn.Dropout(dropout)
             layer = nn.TransformerEncoderLayer(d, heads, dim_feedforward=d, dropout=dropout,
                                                batch_first=True, norm_first=True)
@@ -714,7 +716,10 @@ def _nets():
 
         def forward(self, x):
             b, length = x.shape
-            pos = torch.arange(length, device=x.device)
+            # positions counted back from the newest item (clamped at max_len - 1), so the last
+            # item always has the same position whatever the padding: the original SASRec's
+            # left padding to max_len, without computing on the padding
+            pos = (length - 1 - torch.arange(length, device=x.device)).clamp(max=self.max_len - 1)
             h = self.item_emb(x) * self.scale + self.pos_emb(pos)[None]
             h = self.drop(h) * (x > 0).unsqueeze(-1)
             causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=x.device), 1)
