@@ -138,6 +138,15 @@ def run_recbole_peer(seqs, model: str, epochs: int, embed_dim: int, workdir: Pat
             "note": "RecBole's own full-ranking evaluation (its tie handling), same split"}
 
 
+def _write_partial(settings, env, results) -> None:
+    """Results so far (a run stopped by a time limit keeps the models already measured)."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    tmp = OUT / "partial.json.tmp"
+    tmp.write_text(json.dumps({"settings": settings, "environment": env, "results": results},
+                              indent=2, default=float))
+    tmp.replace(OUT / "partial.json")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="5,000 users, 2 epochs")
@@ -190,6 +199,7 @@ def main(argv=None) -> int:
         if hasattr(model, "training_history_"):
             r["training_history"] = model.training_history_
         results[name] = r
+        _write_partial(settings, env, results)
         print(f"{name:12s} HR@10 {r['hr@10']:.4f} NDCG@10 {r['ndcg@10']:.4f} MRR@10 {r['mrr@10']:.4f} "
               f"fit {fit_s:.1f}s recommend-all {r['recommend_all_users_seconds']:.1f}s "
               f"(load {r['load_after']:.1f})", flush=True)

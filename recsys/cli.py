@@ -368,9 +368,11 @@ def cmd_train(args) -> int:
     from recsys import stages
     from recsys.artifacts import save_trained
     from recsys.data import load_interactions
+    from recsys.models.sequential import is_sequence_file, read_sequence_file
 
     path = _existing(args.interactions, "interaction file", folder=False)
-    df = load_interactions(path, sep=args.sep)
+    # one user per line (`user<TAB>item item ...`, MicroLens): positions become the timestamps
+    df = read_sequence_file(path) if is_sequence_file(path) else load_interactions(path, sep=args.sep)
     options, dataset = {}, None
     if args.embeddings:
         from recsys.data import build_dataset
@@ -743,11 +745,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", help=_SEARCH_DEVICE_HELP)
     s.set_defaults(func=cmd_calibrate)
 
-    s = add("train", "Train a ranker on an interaction log (CSV/TSV/Parquet/MovieLens u.data).",
+    s = add("train", "Train a ranker on an interaction log (CSV/TSV/Parquet/MovieLens u.data, or one "
+            "`user<TAB>item item ...` sequence per line).",
             "recsys train ../shared/data/ml-100k/u.data --model ease --out models/ease --param l2=500")
     s.add_argument("interactions", metavar="INTERACTIONS")
     s.add_argument("--model", required=True,
-                   help="popularity, trending, ease, itemknn, als, bpr, content, hybrid")
+                   help="popularity, trending, ease, itemknn, als, bpr, content, hybrid, sasrec, gru4rec, lastitem")
     s.add_argument("--out", required=True, metavar="MODEL_DIR")
     s.add_argument("--param", action="append", metavar="KEY=VALUE", help="model parameter (repeatable)")
     s.add_argument("--sep", help="column separator (default: sniffed)")

@@ -249,9 +249,9 @@ def train_model(df: pd.DataFrame, name: str, params: dict | None = None, *, data
     """
     from recsys.artifacts import TrainedModel
     from recsys.data import build_dataset
-    from recsys.models import make_model
+    from recsys.models import MODELS, make_model, side_inputs
 
-    if options or name in ("trending", "content", "hybrid"):
+    if options or name in ("trending", "content", "hybrid") or side_inputs(MODELS.get(str(name).lower(), object)):
         from recsys.training import train_ranker
 
         return train_ranker(df, name, params, dataset=dataset, source=source, **options)

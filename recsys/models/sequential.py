@@ -54,6 +54,7 @@ __all__ = [
     "histories_from_times",
     "sequences_to_user_items",
     "read_sequence_file",
+    "is_sequence_file",
 ]
 
 logger = logging.getLogger(__name__)
@@ -164,7 +165,7 @@ def read_sequence_file(path: str | os.PathLike):
                          "timestamp": np.asarray(pos, dtype=np.int64)})
 
 
-def _is_sequence_file(path) -> bool:
+def is_sequence_file(path) -> bool:
     """True when the first non-blank line looks like ``user<TAB>item item item``."""
     with open(path, encoding="utf-8", errors="replace") as fh:
         for line in fh:
@@ -713,6 +714,10 @@ def _nets():
             self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
             self.norm = nn.LayerNorm(d)
             self.scale = math.sqrt(d)
+            # small initial embeddings (RecBole/BERT's initializer_range 0.02): with N(0, 1) the
+            # initial logits h.e have a spread of ~sqrt(d) and the softmax starts saturated
+            nn.init.normal_(self.item_emb.weight, std=0.02)
+            nn.init.normal_(self.pos_emb.weight, std=0.02)
 
         def forward(self, x):
             b, length = x.shape
@@ -739,6 +744,7 @@ def _nets():
             self.drop = nn.Dropout(dropout)
             self.gru = nn.GRU(d, d, num_layers=layers, batch_first=True)
             self.out = nn.Linear(d, d)
+            nn.init.normal_(self.item_emb.weight, std=0.02)  # as SASRecNet
 
         def forward(self, x):
             h, _ = self.gru(self.drop(self.item_emb(x)))

@@ -205,3 +205,19 @@ def test_read_sequence_file(tmp_path):
     (tmp_path / "bad.tsv").write_text("u1 10 20\n")
     with pytest.raises(ValueError, match="bad.tsv:1"):
         read_sequence_file(tmp_path / "bad.tsv")
+
+
+def test_cli_train_and_recommend_on_a_sequence_file(tmp_path, capsys):
+    from recsys.cli import main
+
+    lines = [f"u{u}\t" + " ".join(f"i{x}" for x in seq) for u, seq in enumerate(cycles(60, seed=1))]
+    p = tmp_path / "pairs.tsv"
+    p.write_text("\n".join(lines) + "\n")
+    assert main(["train", str(p), "--model", "lastitem", "--out", str(tmp_path / "m")]) == 0
+    out = tmp_path / "recs.tsv"
+    assert main(["recommend", str(tmp_path / "m"), "--all-users", "-k", "1", "--out", str(out)]) == 0
+    import pandas as pd
+
+    recs = pd.read_csv(out, sep="\t", dtype=str).set_index("user_id")["item_id"]
+    for u, seq in enumerate(cycles(60, seed=1)):  # next item of the cycle after the last one
+        assert recs[f"u{u}"] == f"i{(seq[-1] + 1) % N_ITEMS}"
