@@ -105,8 +105,11 @@ def train_ranker(df: pd.DataFrame, name: str, params: dict | None = None, *, dat
     info: dict = {"model": name, "trained_on": source}
     params = dict(params or {})
     if tune:
+        # next-item models are validated on each user's latest item (leave-last-out by time)
+        sequential = name.lower() in ("sasrec", "gru4rec", "lastitem")
         result = run_tune(df, name, grid, dataset=dataset, fixed=params,
-                          item_embeddings=item_embeddings, seed=seed)
+                          item_embeddings=item_embeddings, seed=seed,
+                          **({"protocol": "leave_last_out"} if sequential else {}))
         params = result.best_params
         info["tuning"] = result.to_dict()
     model = make_model(name, **params)

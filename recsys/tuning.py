@@ -30,6 +30,9 @@ DEFAULT_GRIDS: dict[str, dict[str, list]] = {
     "hybrid": {"factors": [64], "regularization": [1.0], "alpha": [1.0, 5.0]},
     "popularity": {},
     "content": {},
+    "lastitem": {"n_last": [1, 2, 3]},
+    "sasrec": {"num_layers": [1, 2]},
+    "gru4rec": {"embed_dim": [64]},
 }
 
 
