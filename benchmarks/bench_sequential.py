@@ -160,7 +160,11 @@ def main(argv=None) -> int:
                     help="torch threads (default 1: on 2 shared cores more threads oversubscribe)")
     ap.add_argument("--no-recbole", dest="recbole", action="store_false",
                     help="skip the RecBole peer")
+    ap.add_argument("--tag", default="", help="write into results/bench_sequential/TAG/")
     args = ap.parse_args(argv)
+    global OUT
+    if args.tag:
+        OUT = OUT / args.tag
     users_cap = args.users or (5000 if args.quick else None)
     epochs = 2 if args.quick else args.epochs
     import scipy
