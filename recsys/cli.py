@@ -457,10 +457,12 @@ def cmd_train(args) -> int:
     from recsys import stages
     from recsys.artifacts import save_trained
     from recsys.data import load_interactions
+    from recsys.models.sequential import is_sequence_file, read_sequence_file
 
     _model_names([args.model], "--model")
     path = _existing(args.interactions, "interaction file", folder=False)
-    df = load_interactions(path, sep=args.sep)
+    # one user per line (`user<TAB>item item ...`, MicroLens): positions become the timestamps
+    df = read_sequence_file(path) if is_sequence_file(path) else load_interactions(path, sep=args.sep)
     options, dataset = {}, None
     if args.embeddings:
         from recsys.data import build_dataset
@@ -640,7 +642,9 @@ MODEL_NAMES_HELP = ("popularity, trending (needs timestamps), ease, itemknn, als
                     "(content and hybrid need item embeddings), ease-content (EASE with item side "
                     "information: --item-features/--item-text), or ltr: a learned second stage (LightGBM "
                     "LambdaRank) over the candidates of several models, saved as one folder with them "
-                    "inside (--param sources=ease,itemknn,popularity, --param label=graded)")
+                    "inside (--param sources=ease,itemknn,popularity, --param label=graded); sequential next-item models "
+                    "sasrec, gru4rec (PyTorch) and lastitem (kNN of the last items), which read histories in time "
+                    "order (timestamps, or positions for a sequence-per-line file)")
 
 _SEARCH_DEVICE_HELP = ("where the query encoder runs and the index is searched (a GPU copy of it): "
                        "auto, cpu, cuda or cuda:N (default auto: the GPU when one is visible)")
@@ -874,7 +878,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="auto", help=_SEARCH_DEVICE_HELP)
     s.set_defaults(func=cmd_calibrate)
 
-    s = add("train", "Train a ranker on an interaction log (CSV/TSV/Parquet/MovieLens u.data).",
+    s = add("train", "Train a ranker on an interaction log (CSV/TSV/Parquet/MovieLens u.data, or one "
+            "`user<TAB>item item ...` sequence per line).",
             "recsys train ../shared/data/ml-100k/u.data --model ease --out models/ease --param l2=500")
     s.add_argument("interactions", metavar="INTERACTIONS")
     s.add_argument("--model", required=True, help=MODEL_NAMES_HELP)

@@ -304,13 +304,13 @@ def train_model(df: pd.DataFrame, name: str, params: dict | None = None, *, data
     """
     from recsys.artifacts import TrainedModel
     from recsys.data import build_dataset
-    from recsys.models import make_model
+    from recsys.models import MODELS, make_model, side_inputs
 
     if name == "ltr":  # learned second stage over several stage-1 models (recsys.ltr_training)
         from recsys.ltr_training import train_ltr
 
         return train_ltr(df, params, dataset=dataset, source=source, **options)
-    if options or name in ("trending", "content", "hybrid"):
+    if options or name in ("trending", "content", "hybrid") or side_inputs(MODELS.get(str(name).lower(), object)):
         from recsys.training import train_ranker
 
         return train_ranker(df, name, params, dataset=dataset, source=source, **options)

@@ -122,9 +122,12 @@ def train_ranker(df: pd.DataFrame, name: str, params: dict | None = None, *, dat
                          "(--tune) or drop the validation file")
     if tune:
         t_tune = time.perf_counter()
+        # next-item models are validated on each user's latest item (leave-last-out by time)
+        sequential = name.lower() in ("sasrec", "gru4rec", "lastitem")
         result = run_tune(df, name, grid, dataset=dataset, fixed=params,
                           item_embeddings=item_embeddings, seed=seed, validation_df=validation,
-                          item_features=item_features, progress=progress)
+                          item_features=item_features, progress=progress,
+                          **({"protocol": "leave_last_out"} if sequential else {}))
         params = result.best_params
         info["tuning"] = {**result.to_dict(), "seconds": round(time.perf_counter() - t_tune, 3)}
     model = make_model(name, **params)

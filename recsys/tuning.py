@@ -33,6 +33,9 @@ DEFAULT_GRIDS: dict[str, dict[str, list]] = {
     "content": {},
     "ease-content": {"l2": [20.0, 30.0, 50.0], "feature_weight": [0.0, 20.0, 80.0],
                      "popularity_weight": [0.0, 0.02]},
+    "lastitem": {"n_last": [1, 2, 3]},
+    "sasrec": {"num_layers": [1, 2]},
+    "gru4rec": {"embed_dim": [64]},
 }
 
 

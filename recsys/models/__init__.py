@@ -12,6 +12,7 @@ from .factorization import ALS, BPR
 from .itemknn import ItemKNN
 from .ltr import LTRRecommender
 from .popularity import Popularity
+from .sequential import GRU4Rec, LastItemKNN, SASRec
 from .trending import TrendingPopularity, interaction_times_matrix
 
 __all__ = [
@@ -31,6 +32,9 @@ __all__ = [
     "HybridColdStart",
     "align_item_embeddings",
     "interaction_times_matrix",
+    "SASRec",
+    "GRU4Rec",
+    "LastItemKNN",
     "side_inputs",
     "fit_model",
 ]
@@ -46,6 +50,9 @@ MODELS: dict[str, type[Recommender]] = {
     "hybrid": HybridColdStart,
     "ease-content": ContentEASE,
     "ltr": LTRRecommender,
+    "sasrec": SASRec,
+    "gru4rec": GRU4Rec,
+    "lastitem": LastItemKNN,
 }
 
 
@@ -53,7 +60,8 @@ def side_inputs(model: Recommender | type[Recommender]) -> tuple[str, ...]:
     """Names of the extra ``fit`` inputs a model needs besides ``user_items``.
 
     ``()`` for the pure collaborative models, ``("item_embeddings",)`` for ContentModel and
-    HybridColdStart, ``("interaction_times",)`` for TrendingPopularity, ``("item_features",)``
+    HybridColdStart, ``("interaction_times",)`` for TrendingPopularity and the sequential models
+    (SASRec, GRU4Rec, LastItemKNN: times or positions order the histories), ``("item_features",)``
     for ContentEASE (optional there: without features it is EASE plus a popularity prior).
     """
     return tuple(getattr(model, "side_inputs", ()))

@@ -1,0 +1,223 @@
+"""Sequential recommenders: tiny cyclic sequences whose next item is obvious."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from recsys.models import MODELS, Recommender, fit_model, make_model
+from recsys.models.sequential import (
+    GRU4Rec,
+    LastItemKNN,
+    SASRec,
+    histories_from_times,
+    read_sequence_file,
+    sequences_to_user_items,
+)
+
+N_ITEMS = 8
+
+torch = pytest.importorskip("torch")
+torch.set_num_threads(1)  # tiny models: threads only add overhead, and 2 shared cores oversubscribe
+
+
+def cycles(n_users=120, seed=0):
+    """Every user walks the cycle 0->1->...->7->0 from a random start: next item = last + 1."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_users):
+        start, length = rng.integers(0, N_ITEMS), rng.integers(3, 7)
+        out.append([(start + i) % N_ITEMS for i in range(length)])
+    return out
+
+
+TINY = dict(embed_dim=16, epochs=40, patience=40, validation_users=10, learning_rate=1e-2,
+            batch_size=64, progress=False, dropout=0.0)
+
+
+@pytest.fixture(scope="module")
+def data():
+    ui, times = sequences_to_user_items(cycles(), N_ITEMS)
+    return ui, times
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    ui, times = data
+    return {
+        "sasrec": SASRec(num_heads=1, **TINY).fit(ui, interaction_times=times),
+        "gru4rec": GRU4Rec(**TINY).fit(ui, interaction_times=times),
+        "lastitem": LastItemKNN().fit(ui, interaction_times=times),
+    }
+
+
+def test_registry_names():
+    assert MODELS["sasrec"] is SASRec and MODELS["gru4rec"] is GRU4Rec
+    assert MODELS["lastitem"] is LastItemKNN
+
+
+def test_histories_follow_times_not_item_index():
+    ui, times = sequences_to_user_items([[5, 2, 7], [1]], 8)
+    hist = histories_from_times(times)
+    assert hist[0].tolist() == [5, 2, 7] and hist[1].tolist() == [1]
+    # a repeated item counts once, at its latest position
+    _, times = sequences_to_user_items([[3, 4, 3]], 8)
+    assert histories_from_times(times)[0].tolist() == [4, 3]
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
+def test_neural_models_learn_the_cycle(fitted, name):
+    model = fitted[name]
+    ids, _ = model.recommend_sequences([[2, 3, 4], [6, 7], [7, 0, 1]], k=1)
+    assert ids[:, 0].tolist() == [5, 0, 2]
+    assert model.training_history_[-1]["val_ndcg@10"] > 0.9
+
+
+def test_recommend_uses_stored_history_order(fitted, data):
+    ui, _ = data
+    model = fitted["sasrec"]
+    hist = [model.history(u) for u in range(3)]
+    ids, _ = model.recommend(np.arange(3), ui[:3], k=1)
+    assert ids[:, 0].tolist() == [int((h[-1] + 1) % N_ITEMS) for h in hist]
+
+
+def test_partial_fit_folds_in_grown_history(fitted):
+    model = GRU4Rec.__new__(GRU4Rec)  # a shallow copy; partial_fit replaces, never mutates, arrays
+    model.__dict__.update(fitted["gru4rec"].__dict__)
+    last = int(model.history(0)[-1])
+    nxt = (last + 1) % N_ITEMS
+    model.partial_fit(0, [nxt])
+    assert model.history(0)[-1] == nxt
+    import scipy.sparse as sp
+
+    row = sp.csr_matrix((np.ones(1), ([0], [0])), shape=(1, N_ITEMS))
+    ids, _ = model.recommend(0, row, k=1, filter_already_liked_items=False)
+    assert ids[0] == (nxt + 1) % N_ITEMS
+    with pytest.raises(ValueError, match="unseen in training"):
+        model.partial_fit(0, [N_ITEMS + 3])
+
+
+def test_lastitem_knn_scores_neighbours_of_last_item(fitted):
+    ids, scores = fitted["lastitem"].recommend_sequences([[0, 1, 2]], k=2)
+    assert ids[0, 0] == 3  # 2's most co-watched neighbours are 1 (seen, filtered) and 3
+    assert np.all(np.diff(scores[0]) <= 0)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec", "lastitem"])
+def test_save_load_round_trip(fitted, name, tmp_path):
+    model = fitted[name]
+    path = tmp_path / "m.npz"
+    model.save(path)
+    loaded = Recommender.load(path)
+    assert type(loaded) is type(model)
+    h = [[1, 2, 3], [5]]
+    np.testing.assert_allclose(loaded.recommend_sequences(h, k=3)[1],
+                               model.recommend_sequences(h, k=3)[1], rtol=1e-5)
+    np.testing.assert_array_equal(loaded.history(4), model.history(4))
+
+
+def test_deterministic_on_cpu(data):
+    ui, times = data
+    params = dict(TINY, epochs=3)
+    a = GRU4Rec(**params).fit(ui, interaction_times=times)
+    b = GRU4Rec(**params).fit(ui, interaction_times=times)
+    h = [[0, 1], [4, 5, 6]]
+    np.testing.assert_array_equal(a.recommend_sequences(h, k=8)[1], b.recommend_sequences(h, k=8)[1])
+
+
+def test_checkpoint_resume_matches_uninterrupted_run(data, tmp_path):
+    ui, times = data
+    params = dict(TINY, epochs=4, patience=10)
+    full = GRU4Rec(**params).fit(ui, interaction_times=times)
+    # "killed" after 2 epochs: a run with epochs=2 leaves its checkpoint; resume to 4
+    GRU4Rec(**dict(params, epochs=2), checkpoint_dir=str(tmp_path)).fit(ui, interaction_times=times)
+    resumed = GRU4Rec(**params, checkpoint_dir=str(tmp_path)).fit(ui, interaction_times=times)
+    assert [h["epoch"] for h in resumed.training_history_] == [1, 2, 3, 4]
+    h = [[0, 1], [4, 5, 6]]
+    np.testing.assert_allclose(resumed.recommend_sequences(h, k=8)[1],
+                               full.recommend_sequences(h, k=8)[1], rtol=1e-5)
+    with pytest.raises(ValueError, match="different model configuration"):
+        GRU4Rec(**dict(params, embed_dim=8), checkpoint_dir=str(tmp_path)).fit(ui, interaction_times=times)
+
+
+def test_resume_same_config(data, tmp_path):
+    ui, times = data
+    params = dict(TINY, epochs=3, patience=10, checkpoint_dir=str(tmp_path))
+    first = GRU4Rec(**params).fit(ui, interaction_times=times)
+    assert (tmp_path / "checkpoint.pt").exists()
+    again = GRU4Rec(**params).fit(ui, interaction_times=times)  # all epochs done: nothing to train
+    assert len(again.training_history_) == 3
+    h = [[0, 1, 2]]
+    np.testing.assert_allclose(again.recommend_sequences(h, k=8)[1],
+                               first.recommend_sequences(h, k=8)[1], rtol=1e-6)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(data, tmp_path):
+    ui, times = data
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="corrupt"):
+        GRU4Rec(**dict(TINY, epochs=1), checkpoint_dir=str(tmp_path)).fit(ui, interaction_times=times)
+    assert (tmp_path / "checkpoint.pt").read_bytes() == b"not a checkpoint"  # nothing lost
+
+
+def test_bad_inputs(data, fitted):
+    ui, times = data
+    with pytest.raises(ValueError, match="interaction_times"):
+        fit_model(LastItemKNN(), ui)
+    short_ui, short_t = sequences_to_user_items([[1], [2], [3]], N_ITEMS)
+    with pytest.raises(ValueError, match="at least 2 items"):
+        LastItemKNN().fit(short_ui, interaction_times=short_t)
+    with pytest.raises(ValueError, match="empty history"):
+        fitted["lastitem"].recommend_sequences([[]], k=2)
+    with pytest.raises(ValueError, match="unseen in training"):
+        fitted["sasrec"].recommend_sequences([[1, N_ITEMS]], k=2)
+    with pytest.raises(ValueError, match="loss"):
+        make_model("sasrec", loss="hinge").fit(ui, interaction_times=times)
+    with pytest.raises(ValueError, match="max_length"):
+        make_model("gru4rec", max_length=0).fit(ui, interaction_times=times)
+
+
+def test_cuda_never_silently_falls_back(data):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    ui, times = data
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        GRU4Rec(device="cuda").fit(ui, interaction_times=times)
+
+
+def test_max_length_truncates(fitted):
+    model = fitted["sasrec"]
+    long = list(range(N_ITEMS)) * 20 + [0, 1, 2]  # only the last max_length items are used
+    short = (long[-model.max_length:])
+    np.testing.assert_allclose(model.recommend_sequences([long], k=3, filter_already_liked_items=False)[1],
+                               model.recommend_sequences([short], k=3, filter_already_liked_items=False)[1],
+                               rtol=1e-5)
+
+
+def test_read_sequence_file(tmp_path):
+    p = tmp_path / "s.tsv"
+    p.write_text("u1\t10 20 30\nu2\t20 40\n")
+    df = read_sequence_file(p)
+    assert df["item_id"].tolist() == ["10", "20", "30", "20", "40"]
+    assert df["timestamp"].tolist() == [1, 2, 3, 1, 2]
+    (tmp_path / "bad.tsv").write_text("u1 10 20\n")
+    with pytest.raises(ValueError, match="bad.tsv:1"):
+        read_sequence_file(tmp_path / "bad.tsv")
+
+
+def test_cli_train_and_recommend_on_a_sequence_file(tmp_path, capsys):
+    from recsys.cli import main
+
+    lines = [f"u{u}\t" + " ".join(f"i{x}" for x in seq) for u, seq in enumerate(cycles(60, seed=1))]
+    p = tmp_path / "pairs.tsv"
+    p.write_text("\n".join(lines) + "\n")
+    assert main(["train", str(p), "--model", "lastitem", "--out", str(tmp_path / "m")]) == 0
+    out = tmp_path / "recs.tsv"
+    assert main(["recommend", str(tmp_path / "m"), "--all-users", "-k", "1", "--out", str(out)]) == 0
+    import pandas as pd
+
+    recs = pd.read_csv(out, sep="\t", dtype=str).set_index("user_id")["item_id"]
+    for u, seq in enumerate(cycles(60, seed=1)):  # next item of the cycle after the last one
+        assert recs[f"u{u}"] == f"i{(seq[-1] + 1) % N_ITEMS}"
