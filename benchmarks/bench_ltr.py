@@ -5,7 +5,7 @@ Protocol (Microsoft Recommenders' MovieLens benchmark, as ``bench_ranking.py``):
 training items removed; full ranking; MAP, NDCG@10, Precision@10, Recall@10.
 
 Stage 1: every source's hyperparameters are chosen on a validation split carved from the
-training split (:func:`recsys.tuning.tune`, same protocol). Stage 2:
+training split (:func:`recsys.ranking.tuning.tune`, same protocol). Stage 2:
 :class:`recsys.models.LTRRecommender` over those sources, trained on the same kind of
 validation split of the training data (the sources refitted on its fit part; labels: the
 held-out interaction; its rating with --label graded), early-stopped on NDCG@10 of 20% of those users; the test split is used
@@ -13,7 +13,7 @@ once, for the final numbers. Content similarity features use the 19 genre flags
 (``bench_ranking.genre_embeddings``).
 
 Peer in the same run: the best single stage-1 model (by test NDCG@10); the learned stage must
-beat it on all four metrics with a paired t-test (``recsys.significance.paired_test``) over
+beat it on all four metrics with a paired t-test (``recsys.evaluation.significance.paired_test``) over
 users and paired bootstrap 95% intervals of the difference. Target NDCG@10 >= 0.50.
 
 The correctness check recomputes the learned stage's four metrics with ``ranx`` from the same
@@ -40,12 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_ranking import A_METRICS, FIXED, genre_embeddings, machine, ranx_check  # noqa: E402
 
-from recsys.data import build_dataset, load_interactions  # noqa: E402
-from recsys.evaluation import evaluate  # noqa: E402
+from recsys.data.interactions import build_dataset, load_interactions  # noqa: E402
+from recsys.data.splits import stratified_split  # noqa: E402
+from recsys.evaluation.evaluator import evaluate  # noqa: E402
+from recsys.evaluation.significance import bootstrap_ci, paired_test  # noqa: E402
 from recsys.models import LTRRecommender, fit_model, make_model  # noqa: E402
-from recsys.significance import bootstrap_ci, paired_test  # noqa: E402
-from recsys.splits import stratified_split  # noqa: E402
-from recsys.tuning import DEFAULT_GRIDS, tune, validation_split  # noqa: E402
+from recsys.ranking.tuning import DEFAULT_GRIDS, tune, validation_split  # noqa: E402
 
 QUICK_GRIDS = {"ease": {"l2": [300.0, 500.0]}, "itemknn": {"neighbors": [200], "weighting": ["bm25"]},
                "popularity": {}}

@@ -1,6 +1,6 @@
 """Benchmark: every ranking metric over 1,000,000 users at K = 100, against ranx.
 
-Question: does :mod:`recsys.metrics` (+ :mod:`recsys.beyond_accuracy`) evaluate 10^6 users x
+Question: does :mod:`recsys.evaluation.metrics` (+ :mod:`recsys.evaluation.beyond_accuracy`) evaluate 10^6 users x
 K = 100 on all metrics in under 60 s on a 2-core machine, and does it agree with ranx?
 
 Run: ``python benchmarks/bench_metrics.py [--quick] [--out DIR]``.
@@ -31,12 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from embeddings._io import atomic_path, write_json  # noqa: E402
-from recsys.beyond_accuracy import (  # noqa: E402
+from recsys.evaluation.beyond_accuracy import (  # noqa: E402
     catalog_coverage,
     intra_list_diversity_at_k,
     novelty_at_k,
 )
-from recsys.metrics import METRICS, compute_metrics, lists_to_csr  # noqa: E402
+from recsys.evaluation.metrics import METRICS, compute_metrics, lists_to_csr  # noqa: E402
 
 RANX_PAIRS = {  # ours -> (ranx metric, graded qrels?)
     "precision": ("precision", False), "recall": ("recall", False), "ndcg": ("ndcg", False),

@@ -1,7 +1,7 @@
 """MovieLens 100K ranking quality of every model, against Microsoft Recommenders' published table.
 
 Protocol A (Microsoft Recommenders' MovieLens benchmark): ``python_stratified_split(ratio=0.75,
-filter_by="item", seed=42)`` reproduced by :func:`recsys.splits.stratified_split`; every test
+filter_by="item", seed=42)`` reproduced by :func:`recsys.data.splits.stratified_split`; every test
 rating is relevant; k = 10; training items removed; full ranking over all items; their metric
 definitions: MAP (AP divided by the number of relevant items, their ``map``), NDCG@10
 (binary), Precision@10, Recall@10. The peer is BiVAE, run **in the same run** on the same
@@ -23,7 +23,7 @@ Protocol C (cold items, full run only): 20% of the items lose all training inter
 are ranked over those items only; popularity / ALS / content / hybrid cold-start compared.
 
 Hyperparameters of every model are chosen on a validation split carved from the *training*
-split only (same protocol as the test split, :func:`recsys.tuning.tune`); the test split is
+split only (same protocol as the test split, :func:`recsys.ranking.tuning.tune`); the test split is
 used once, for the final numbers. Content and hybrid models use the 19 MovieLens genre flags
 (L2-normalised) as item embeddings: MovieLens has no video to embed with CLIP, so genres
 stand in for the content vectors the models take.
@@ -55,14 +55,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from _common import load_note  # noqa: E402
 
 from embeddings._platform import cpu_model  # noqa: E402
-from recsys.data import build_dataset, load_interactions  # noqa: E402
-from recsys.evaluation import evaluate  # noqa: E402
+from recsys.data.interactions import build_dataset, load_interactions  # noqa: E402
+from recsys.data.splits import leave_last_out, stratified_split  # noqa: E402
+from recsys.evaluation.evaluator import evaluate  # noqa: E402
+from recsys.evaluation.significance import bootstrap_ci, paired_test  # noqa: E402
 from recsys.models import fit_model, interaction_times_matrix, make_model  # noqa: E402
 from recsys.models.base import topk  # noqa: E402
-from recsys.significance import bootstrap_ci, paired_test  # noqa: E402
-from recsys.splits import leave_last_out, stratified_split  # noqa: E402
-from recsys.tuning import DEFAULT_GRIDS, tune  # noqa: E402
-from recsys.two_stage import TwoStageRecommender, tune_two_stage  # noqa: E402
+from recsys.ranking.tuning import DEFAULT_GRIDS, tune  # noqa: E402
+from recsys.ranking.two_stage import TwoStageRecommender, tune_two_stage  # noqa: E402
 
 #: Recommenders' published BiVAE row (reference only; the comparison is with the same-run BiVAE)
 BIVAE = {"map@10": 0.146126, "ndcg@10": 0.475077, "precision@10": 0.411771, "recall@10": 0.219145}
@@ -242,7 +242,7 @@ def cold_item_protocol(train, test, ds, emb, params_by_model, share=0.2, seed=42
     """Protocol C: a seeded ``share`` of the items lose every training interaction (new items,
     like synthetic clips); users are ranked over those cold items only (warm items filtered) and
     scored on their test interactions with them. Recall@10, NDCG@10."""
-    from recsys.metrics import ndcg_at_k, recall_at_k
+    from recsys.evaluation.metrics import ndcg_at_k, recall_at_k
 
     rng = np.random.default_rng(seed)
     cold = np.sort(rng.choice(ds.n_items, size=int(share * ds.n_items), replace=False))

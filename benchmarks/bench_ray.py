@@ -252,7 +252,7 @@ def make_vector_folder(out: Path, n: int, d: int, shard: int) -> np.ndarray:
 
 def bench_index(args, tmp: Path) -> dict:
     from embeddings.index.video_index import VideoIndex
-    from recsys import stages
+    from recsys.app import stages
 
     folder = tmp / "vectors"
     q = make_vector_folder(folder, args.vectors, args.dim, args.vector_shard)

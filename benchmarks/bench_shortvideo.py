@@ -16,7 +16,7 @@ Rows: popularity, EASE (Steck 2019), ItemKNN (cosine, implicit's recipe), Conten
 (collective EASE with visual + acoustic feature Grams, Jeunen et al. RecSys 2020, plus the
 dropout-emphasis ridge of Steck 2020 and a log-popularity prior), and the ablation: the chosen
 ContentEASE refitted without each feature matrix and without both (same other settings), with
-paired t-tests over users (:func:`recsys.significance.paired_test`).
+paired t-tests over users (:func:`recsys.evaluation.significance.paired_test`).
 
 ``popularity_weight`` acts only at scoring time, so it is swept on each fitted model with
 ``set_params`` instead of refitting.
@@ -25,8 +25,8 @@ The correctness check recomputes Recall@20/NDCG@20 of the best model from its de
 an independent rank computation (ties to the lower item index, as the models' ``topk``).
 
 Cold-start section (``--cold-start``): ``train.tsv`` only; 20% of the items held out whole
-(:func:`recsys.splits.cold_item_split`, seed 0) plus 20% of every user's other rows;
-:func:`recsys.coldstart.evaluate_cold_start` at k = 20 (cold = ranking over cold items, warm =
+(:func:`recsys.data.splits.cold_item_split`, seed 0) plus 20% of every user's other rows;
+:func:`recsys.evaluation.coldstart.evaluate_cold_start` at k = 20 (cold = ranking over cold items, warm =
 over warm items, all = over every item, training items removed; popularity-bucket table).
 Rows: popularity, EASE, ContentEASE (both / visual / acoustic / no features), ContentModel and
 HybridColdStart (both / visual / acoustic; hybrid also uncalibrated). EASE / ContentEASE
@@ -61,9 +61,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _common import load_note  # noqa: E402
 
-from recsys.coldstart import evaluate_cold_start, paired_cold_start  # noqa: E402
-from recsys.datasets import load_dataset  # noqa: E402
-from recsys.evaluation import evaluate  # noqa: E402
+from recsys.data.datasets import load_dataset  # noqa: E402
+from recsys.data.splits import cold_item_split  # noqa: E402
+from recsys.evaluation.coldstart import evaluate_cold_start, paired_cold_start  # noqa: E402
+from recsys.evaluation.evaluator import evaluate  # noqa: E402
+from recsys.evaluation.significance import paired_test  # noqa: E402
 from recsys.models import (  # noqa: E402
     EASE,
     ContentEASE,
@@ -72,8 +74,6 @@ from recsys.models import (  # noqa: E402
     ItemKNN,
     Popularity,
 )
-from recsys.significance import paired_test  # noqa: E402
-from recsys.splits import cold_item_split  # noqa: E402
 
 K = 20
 METRICS = [f"recall@{K}", f"ndcg@{K}"]

@@ -4,12 +4,12 @@ The single-process functions are the mappers, run unchanged inside Ray actors th
 model and the interaction matrices (sent once through the object store):
 
 * :func:`recommend_users_ray`: every block of users is recommended by
-  :func:`recsys.stages.recommend_users`; blocks are put back in user order, so the table equals
+  :func:`recsys.app.stages.recommend_users`; blocks are put back in user order, so the table equals
   the single-process one row for row.
 * :func:`evaluate_ray`: every block of evaluated users is scored by
-  :func:`recsys.evaluation.evaluate` itself (per-user metrics computed in the worker); the driver
+  :func:`recsys.evaluation.evaluator.evaluate` itself (per-user metrics computed in the worker); the driver
   concatenates the per-user rows in user order and aggregates them exactly as ``evaluate`` does,
-  so the result equals the single-process :class:`~recsys.evaluation.EvaluationResult`.
+  so the result equals the single-process :class:`~recsys.evaluation.evaluator.EvaluationResult`.
 
 Ray is imported only when a function runs; the library code of each stage knows nothing of Ray.
 """
@@ -37,7 +37,7 @@ class _RecommendActor:
         self.k, self.two_stage = k, two_stage
 
     def __call__(self, batch: dict) -> pd.DataFrame:
-        from recsys.stages import recommend_users
+        from recsys.app.stages import recommend_users
 
         parts = []
         for block, start, stop in zip(batch["block"], batch["start"], batch["stop"], strict=True):
@@ -54,8 +54,8 @@ def recommend_users_ray(tm, user_ids=None, *, k: int = 10, block_size: int = 409
 
     Parameters
     ----------
-    tm : recsys.artifacts.TrainedModel
-        A fitted model (as for :func:`recsys.stages.recommend_users`).
+    tm : recsys.ranking.artifacts.TrainedModel
+        A fitted model (as for :func:`recsys.app.stages.recommend_users`).
     user_ids : sequence of str or None
         External user ids (all training users when None).
     k : int
@@ -65,7 +65,7 @@ def recommend_users_ray(tm, user_ids=None, *, k: int = 10, block_size: int = 409
     num_actors : int
         Actors in the pool, each holding one copy of the model.
     two_stage : bool or None
-        As in :func:`recsys.stages.recommend_users`.
+        As in :func:`recsys.app.stages.recommend_users`.
     address, num_cpus :
         Ray cluster address (None: a local Ray for this call) and local CPUs.
 
@@ -73,7 +73,7 @@ def recommend_users_ray(tm, user_ids=None, *, k: int = 10, block_size: int = 409
     -------
     pandas.DataFrame
         ``user_id, rank, item_id, score`` (plus the two-stage columns when used): the same rows in
-        the same order as :func:`recsys.stages.recommend_users` gives for ``user_ids``.
+        the same order as :func:`recsys.app.stages.recommend_users` gives for ``user_ids``.
 
     Raises
     ------
@@ -133,7 +133,7 @@ class _EvaluateActor:
         self.kwargs = {**kwargs, "item_embeddings": emb}
 
     def __call__(self, batch: dict) -> dict:
-        from recsys.evaluation import evaluate
+        from recsys.evaluation.evaluator import evaluate
 
         parts = []
         for block, start, stop in zip(batch["block"], batch["start"], batch["stop"], strict=True):
@@ -162,7 +162,7 @@ def _block_states(train, test_pos, users, starts, n_negatives: int, seed):
     needs the generator as it stands after all earlier users; the driver replays the draws (with
     evaluate's own sampler) once, in order, and records the state at each block start.
     """
-    from recsys.evaluation import _sample_negatives
+    from recsys.evaluation.evaluator import _sample_negatives
 
     n_items = train.shape[1]
     rng = np.random.default_rng(seed)
@@ -188,10 +188,10 @@ def evaluate_ray(model, train_user_items, test_user_items, *, k: int = 10, metri
                  item_embeddings=None, keep_lists: bool = False, block_size: int = 8192,
                  num_actors: int = 2, address: str | None = None, num_cpus: int | None = None,
                  users: str = "all"):
-    """:func:`recsys.evaluation.evaluate` over blocks of users on a Ray cluster; the same result.
+    """:func:`recsys.evaluation.evaluator.evaluate` over blocks of users on a Ray cluster; the same result.
 
     The users with a test item are cut into blocks of ``block_size``; each block is evaluated in a
-    Ray actor by :func:`recsys.evaluation.evaluate` (the model ranks the block's users, the
+    Ray actor by :func:`recsys.evaluation.evaluator.evaluate` (the model ranks the block's users, the
     per-user metrics are computed there); the driver puts the per-user rows back in user order and
     computes the summary (means, ``coverage@k``) exactly as ``evaluate`` does. With sampled
     negatives the driver first replays the single random stream of ``evaluate`` to hand every
@@ -201,7 +201,7 @@ def evaluate_ray(model, train_user_items, test_user_items, *, k: int = 10, metri
     ----------
     model, train_user_items, test_user_items, k, metrics, batch_size, n_negatives, seed,
     item_embeddings, keep_lists, users :
-        As :func:`recsys.evaluation.evaluate` (``metrics`` None: its default list). ``model`` must
+        As :func:`recsys.evaluation.evaluator.evaluate` (``metrics`` None: its default list). ``model`` must
         be picklable by Ray (every :mod:`recsys.models` recommender is).
     block_size : int
         Evaluated users per block (one actor call). Each block also costs one pass over the
@@ -215,7 +215,7 @@ def evaluate_ray(model, train_user_items, test_user_items, *, k: int = 10, metri
 
     Returns
     -------
-    recsys.evaluation.EvaluationResult
+    recsys.evaluation.evaluator.EvaluationResult
         Equal to ``evaluate(model, train_user_items, test_user_items, ...)`` with the same
         arguments: same ``per_user`` rows (ascending ``user_index``) and values, same ``summary``,
         counts, ``ranking`` label, and ``lists``/``list_scores`` with ``keep_lists``.
@@ -223,7 +223,7 @@ def evaluate_ray(model, train_user_items, test_user_items, *, k: int = 10, metri
     Raises
     ------
     ValueError
-        Everything :func:`recsys.evaluation.evaluate` raises on its arguments (checked on the
+        Everything :func:`recsys.evaluation.evaluator.evaluate` raises on its arguments (checked on the
         driver before any Ray work); ``block_size`` or ``num_actors`` below 1; too few unseen items
         to sample ``n_negatives`` from. Errors of the model inside an actor arrive as Ray's
         ``RayTaskError`` wrapping the original exception.
@@ -231,9 +231,9 @@ def evaluate_ray(model, train_user_items, test_user_items, *, k: int = 10, metri
         Ray is not installed.
     """
     from embeddings.ray_engine.cluster import ray_session
-    from recsys.beyond_accuracy import catalog_coverage
-    from recsys.evaluation import DEFAULT_METRICS, EvaluationResult, evaluate
-    from recsys.metrics import lists_to_csr, parse_metric
+    from recsys.evaluation.beyond_accuracy import catalog_coverage
+    from recsys.evaluation.evaluator import DEFAULT_METRICS, EvaluationResult, evaluate
+    from recsys.evaluation.metrics import lists_to_csr, parse_metric
 
     for name, value in (("block_size", block_size), ("num_actors", num_actors)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:

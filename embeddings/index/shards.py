@@ -378,7 +378,7 @@ def build_from_embedding_folder(emb_dir, out, *, metadata: pd.DataFrame, factory
         Index folder (replaced atomically).
     metadata : pandas.DataFrame
         One row per embedded video in shard order with a ``video_id`` column
-        (``recsys.stages.index_metadata``).
+        (``recsys.app.stages.index_metadata``).
     factory_string : str
     **kwargs
         :func:`build_sharded` arguments (``metric``, ``max_memory_bytes``, ``on_disk``,

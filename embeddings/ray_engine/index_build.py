@@ -144,7 +144,7 @@ def build_ivf_index_ray(emb_dir, out, *, factory_string: str, metric: str = "ip"
     metric : {"ip", "l2"}
     metadata : pandas.DataFrame
         One row per embedded video in shard order with a ``video_id`` column (the index metadata
-        table; ``recsys.stages`` builds it the same way for both engines).
+        table; ``recsys.app.stages`` builds it the same way for both engines).
     train_sample, seed, device :
         As in :meth:`embeddings.index.video_index.VideoIndex.build` (same rows chosen, same training).
     rows_per_task : int

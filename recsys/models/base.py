@@ -714,7 +714,7 @@ class Recommender:
             return
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
-        # DEBUG: callers that stage files (recsys.artifacts.save_trained) pass a temporary name and
+        # DEBUG: callers that stage files (recsys.ranking.artifacts.save_trained) pass a temporary name and
         # log the final folder themselves; an INFO line here named the temporary path as if final
         logger.debug("wrote %s arrays to %s", type(self).__name__, path)
 

@@ -128,9 +128,9 @@ class ContentModel(_EmbeddingFit, Recommender):
     ``profile_u = normalise(mean_{j in row u, x_uj != 0} e_j)`` (unweighted mean of the
     watched items' unit embeddings), ``score_uj = profile_u . e_j`` (cosine). This is the exact
     inner-product search a FAISS ``IndexFlatIP`` does; candidate retrieval
-    (:mod:`recsys.candidates`) runs the same profiles through a
+    (:mod:`recsys.ranking.candidates`) runs the same profiles through a
     :class:`embeddings.index.video_index.VideoIndex`. A user with an empty row has a zero profile: every
-    item scores 0 (ties to the lower index); :mod:`recsys.two_stage` replaces such lists with
+    item scores 0 (ties to the lower index); :mod:`recsys.ranking.two_stage` replaces such lists with
     the popularity fallback and says so.
 
     Attributes
@@ -200,7 +200,7 @@ class HybridColdStart(_EmbeddingFit, ALS):
        larger ``z`` also hides new items the content does vouch for (on a two-group fixture
        with 10 of 40 items cold, ``z = 2`` pushed own-group cold items below the other group's
        warm items), so ``z`` is a hyperparameter to choose on a cold-start validation split
-       (:func:`recsys.coldstart.evaluate_cold_start`). The penalty is the same for every cold
+       (:func:`recsys.evaluation.coldstart.evaluate_cold_start`). The penalty is the same for every cold
        item of a user, so it moves cold items against warm ones, never among themselves. It
        is applied by ``score``/``recommend`` on ``cold_items_``; factors from
        :meth:`item_factors_from_embeddings` are the calibrated mean (step 4) only.

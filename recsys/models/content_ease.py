@@ -69,7 +69,7 @@ def check_item_features(item_features, n_items: int) -> list[np.ndarray]:
         if f.ndim != 2 or f.shape[0] != n_items:
             raise ValueError(f"item_features[{m}] has shape {f.shape}, expected ({n_items}, d): "
                              "one row per item column of user_items; fix: align the rows with "
-                             "the item index (recsys.side_data.load_item_features(item_ids=))")
+                             "the item index (recsys.data.side.load_item_features(item_ids=))")
         if not np.isfinite(f).all():
             r = int(np.flatnonzero(~np.isfinite(f).all(axis=1))[0])
             raise ValueError(f"item_features[{m}] row {r} holds NaN or inf; fix: re-extract "

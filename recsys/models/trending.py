@@ -21,7 +21,7 @@ def interaction_times_matrix(dataset, df: pd.DataFrame) -> sp.csr_matrix:
 
     Parameters
     ----------
-    dataset : recsys.data.Dataset
+    dataset : recsys.data.interactions.Dataset
         Id maps (the same as the training matrix's).
     df : pandas.DataFrame
         Columns ``user_id``, ``item_id``, ``timestamp`` (unix seconds, int).
@@ -30,7 +30,7 @@ def interaction_times_matrix(dataset, df: pd.DataFrame) -> sp.csr_matrix:
     -------
     scipy.sparse.csr_matrix, float64, shape (n_users, n_items)
         Duplicate pairs keep their **latest** timestamp (the rule of
-        :func:`recsys.data.drop_duplicate_interactions`); rows with unknown ids are dropped.
+        :func:`recsys.data.interactions.drop_duplicate_interactions`); rows with unknown ids are dropped.
         A timestamp of 0 is stored as 1e-9 so it stays a stored entry.
 
     Raises

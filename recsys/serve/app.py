@@ -259,7 +259,7 @@ def create_app(index_dir=None, ranker_dir=None, embeddings_dir=None, *, frames_d
 
     # ------------------------------------------------------------------ query
     def _run_query(body: QueryBody, seconds: dict) -> dict:
-        from recsys import stages
+        from recsys.app import stages
 
         t0 = time.perf_counter()
         text = svc.check_text(body.text)

@@ -23,7 +23,7 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-#: Columns of the feedback log: what :func:`recsys.data.load_interactions` reads by header name.
+#: Columns of the feedback log: what :func:`recsys.data.interactions.load_interactions` reads by header name.
 FEEDBACK_COLUMNS = ("user_id", "item_id", "rating", "timestamp")
 COLD_START_FALLBACK = "popularity: user_id unknown (no history)"
 
@@ -111,15 +111,15 @@ class Service:
     Raises
     ------
     FileNotFoundError, ValueError
-        As :meth:`embeddings.index.VideoIndex.load`, :func:`recsys.artifacts.load_trained` and
-        :func:`recsys.stages.open_encoder_for_index` raise for missing or incompatible folders.
+        As :meth:`embeddings.index.VideoIndex.load`, :func:`recsys.ranking.artifacts.load_trained` and
+        :func:`recsys.app.stages.open_encoder_for_index` raise for missing or incompatible folders.
     """
 
     def __init__(self, index_dir, *, ranker_dir=None, embeddings_dir=None, frames_dir=None,
                  feedback_log=None, device: str = "auto", limits: Limits | None = None,
                  encoder=None):
         from embeddings.index import VideoIndex
-        from recsys import stages
+        from recsys.app import stages
 
         self.index_dir = Path(index_dir)
         self.index = VideoIndex.load(self.index_dir, device=device)
@@ -132,7 +132,7 @@ class Service:
             self.frames = FrameIndex.load(frames_dir, expected_encoder=self.index.encoder)
         self.ranker = None
         if ranker_dir is not None:
-            from recsys.artifacts import load_trained
+            from recsys.ranking.artifacts import load_trained
 
             self.ranker = load_trained(ranker_dir)
             self._popular = np.argsort(-np.asarray(self.ranker.user_items.sum(axis=0)).ravel(),
@@ -496,7 +496,7 @@ class Service:
         known = _knows(tm, user_id)
         with self.step("rank", seconds):
             if tm.info.get("two_stage"):
-                from recsys.training import recommend_two_stage
+                from recsys.ranking.training import recommend_two_stage
 
                 df = recommend_two_stage(tm, [str(user_id)], k=k)
                 rows = []

@@ -22,7 +22,7 @@ from embeddings.ray_engine.index_build import build_ivf_index_ray  # noqa: E402
 from embeddings.store import EmbeddingFolder  # noqa: E402
 from embeddings.video.samples import make_sample_catalog  # noqa: E402
 from embeddings.video.sampling import FrameSampler  # noqa: E402
-from recsys import stages  # noqa: E402
+from recsys.app import stages  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 

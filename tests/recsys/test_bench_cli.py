@@ -59,7 +59,7 @@ def test_known_answer_through_the_command(tmp_path, capsys, monkeypatch):
     caps = pd.DataFrame({"video_id": ids * 2, "caption": [f"{v} first" for v in ids] + [f"{v} second" for v in ids],
                          "split": ["test"] * n + ["train"] * n})
     caps.to_csv(tmp_path / "caps.csv", index=False)
-    from recsys import stages
+    from recsys.app import stages
 
     monkeypatch.setattr(stages, "open_encoder_for_index",
                         lambda *a, **k: LookupEncoder(dict(zip(ids, videos, strict=True))))
@@ -98,7 +98,7 @@ def test_shuffled_captions_fall_to_chance(tmp_path, capsys, monkeypatch):
     perm = rng.permutation(n)
     caps = pd.DataFrame({"video_id": ids, "caption": [f"{ids[p]} text" for p in perm]})  # wrong videos
     caps.to_csv(tmp_path / "caps.csv", index=False)
-    from recsys import stages
+    from recsys.app import stages
 
     monkeypatch.setattr(stages, "open_encoder_for_index",
                         lambda *a, **k: LookupEncoder(dict(zip(ids, videos, strict=True))))
@@ -176,7 +176,7 @@ def test_captions_stored_in_the_embedding_folder_and_caption_lists(tmp_path, cap
     videos = unit(rng.standard_normal((n, d)))
     ids = [f"v{i:03d}" for i in range(n)]
     write_folder(tmp_path / "emb", videos, videos, 1, captions=[f"{v} stored" for v in ids[:-1]] + [None])
-    from recsys import stages
+    from recsys.app import stages
 
     monkeypatch.setattr(stages, "open_encoder_for_index",
                         lambda *a, **k: LookupEncoder(dict(zip(ids, videos, strict=True))))
@@ -184,7 +184,7 @@ def test_captions_stored_in_the_embedding_folder_and_caption_lists(tmp_path, cap
                  "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
     assert all(r["n_queries"] == n - 1 and r["recall_1"] == 1.0 for r in res["summary"])  # uncaptioned: no query
-    from recsys.bench import load_captions
+    from recsys.bench.retrieval import load_captions
 
     pd.DataFrame({"video_id": ["a", "b"], "captions": ['["a one", "a two"]', '["b one"]']}).to_csv(
         tmp_path / "lists.csv", index=False)

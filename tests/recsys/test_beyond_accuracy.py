@@ -7,7 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from recsys.beyond_accuracy import catalog_coverage, intra_list_diversity_at_k, novelty_at_k
+from recsys.evaluation.beyond_accuracy import (
+    catalog_coverage,
+    intra_list_diversity_at_k,
+    novelty_at_k,
+)
 
 
 def test_catalog_coverage_counts_distinct_items_within_k():
@@ -64,7 +68,7 @@ def test_diversity_matches_explicit_pairs_on_random_lists():
 
 
 def test_shared_lists_matrix_gives_the_same_numbers():
-    from recsys.metrics import METRICS, compute_metrics, lists_to_csr
+    from recsys.evaluation.metrics import METRICS, compute_metrics, lists_to_csr
 
     rng = np.random.default_rng(1)
     n_items = 50

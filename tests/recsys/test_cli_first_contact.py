@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.cli import MODEL_NAMES_HELP, main
+from recsys.cli import main
+from recsys.cli._common import MODEL_NAMES_HELP
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +50,9 @@ def test_index_info_says_default_search_parameters_not_none(tmp_path, capsys):
 
 
 def test_model_logs_name_the_final_folder_not_the_staging_one(tmp_path, log_file, caplog):
-    from recsys.artifacts import save_trained
-    from recsys.data import load_interactions
-    from recsys.stages import train_model
+    from recsys.app.stages import train_model
+    from recsys.data.interactions import load_interactions
+    from recsys.ranking.artifacts import save_trained
 
     tm = train_model(load_interactions(log_file), "ease", {"l2": 1.0})
     with caplog.at_level(logging.DEBUG, logger="recsys"):
@@ -126,7 +127,7 @@ def test_train_tune_prints_the_chosen_hyperparameters_and_the_time(log_file, tmp
 
 
 def test_evaluate_fits_content_models_on_item_embeddings(log_file, tmp_path, capsys):
-    from recsys.data import build_dataset, load_interactions
+    from recsys.data.interactions import build_dataset, load_interactions
 
     ds = build_dataset(load_interactions(log_file))
     groups = np.array([int(str(i)[1:]) // 8 for i in ds.item_ids])  # two taste groups of items

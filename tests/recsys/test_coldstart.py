@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from recsys.coldstart import evaluate_cold_start
-from recsys.data import build_dataset
+from recsys.data.interactions import build_dataset
+from recsys.data.splits import cold_item_split
+from recsys.evaluation.coldstart import evaluate_cold_start
 from recsys.models import EASE, ContentEASE, ContentModel, HybridColdStart, Popularity
-from recsys.splits import cold_item_split
 
 N_USERS, N_ITEMS = 40, 40
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from recsys.config import (
+from recsys.app.config import (
     SCHEMA,
     PipelineConfigError,
     load_pipeline,
@@ -49,7 +49,7 @@ def test_paths_resolved_relative_to_file_and_defaults_filled(tmp_path):
     assert cfg["interactions"]["path"] == "/abs/u.data"
     assert cfg["catalog"]["frames"] == SCHEMA["catalog"]["frames"]
     assert cfg["encoder"]["pretrained"] is None  # never random weights unless asked (None = the model's default)
-    from recsys.stages import resolve_pretrained
+    from recsys.app.stages import resolve_pretrained
 
     assert resolve_pretrained(cfg["encoder"]["model"], None) == "openai"
     assert resolve_pretrained("hf-hub:org/name", None) is None

@@ -1,4 +1,4 @@
-"""Tests for recsys.data: loading interaction logs, id maps, user_items."""
+"""Tests for recsys.data.interactions: loading interaction logs, id maps, user_items."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.data import (
+from recsys.data.interactions import (
     INTERACTION_COLUMNS,
     InteractionFileError,
     build_dataset,
@@ -133,7 +133,7 @@ def test_empty_and_headerless_unknown_files(tmp_path):
 def test_duplicates_keep_latest_timestamp_and_are_counted(tmp_path, caplog):
     p = _write(tmp_path, "d.csv", "user_id,item_id,rating,timestamp\n"
                                   "a,x,1,50\na,x,2,10\nb,y,3,5\na,x,4,50\nb,z,5,1\n")
-    with caplog.at_level(logging.WARNING, logger="recsys.data"):
+    with caplog.at_level(logging.WARNING, logger="recsys.data.interactions"):
         df = load_interactions(p)
     assert df.attrs["n_duplicates_dropped"] == 2
     assert "2 duplicate" in caplog.text
@@ -164,7 +164,7 @@ def test_dataset_sorted_ids_and_user_items(caplog):
     r = ds.to_user_items(df, binary=False)
     assert r.toarray().tolist() == [[3, 0, 0], [1, 0, 0], [0, 5, 0]]  # zero rating not stored
     other = pd.DataFrame({"user_id": ["2", "77", "2"], "item_id": ["a", "a", "zz"]})
-    with caplog.at_level(logging.WARNING, logger="recsys.data"):
+    with caplog.at_level(logging.WARNING, logger="recsys.data.interactions"):
         m2 = ds.to_user_items(other)
     assert m2.nnz == 1 and "2 of 3 rows dropped" in caplog.text
     dup = pd.DataFrame({"user_id": ["2", "2"], "item_id": ["a", "a"], "rating": [1.0, 2.0]})

@@ -9,9 +9,9 @@ import zipfile
 
 import pytest
 
-from recsys import datasets
 from recsys.cli import main
-from recsys.datasets import SOURCES, Source
+from recsys.data import datasets
+from recsys.data.datasets import SOURCES, Source
 
 
 def _zip(files: dict[str, str]) -> bytes:

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys import datasets
-from recsys.datasets import (
+from recsys.data import datasets
+from recsys.data.datasets import (
     SOURCES,
     Source,
     download,

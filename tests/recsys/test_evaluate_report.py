@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsys.app.evaluate import write_evaluation
 from recsys.cli import main
-from recsys.evaluate_report import write_evaluation
-from recsys.trec import read_trec_qrels, read_trec_run
+from recsys.evaluation.trec import read_trec_qrels, read_trec_run
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -96,8 +96,8 @@ def test_movielens_u1_base_u1_test_predefined(tmp_path):
     ml = DATA / "ml-100k"
     if not (ml / "u.data").is_file():
         pytest.skip(f"real data not found at {ml}")
-    from recsys.datasets import load_movielens
-    from recsys.splits import random_holdout
+    from recsys.data.datasets import load_movielens
+    from recsys.data.splits import random_holdout
 
     # MovieLens's own u1.base/u1.test are made by its mku.sh; the shared copy has only u.data,
     # so a predefined pair is written from it and read back as files

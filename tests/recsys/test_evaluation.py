@@ -1,4 +1,4 @@
-"""Tests for recsys.evaluation with tiny fake models (implicit's recommend convention)."""
+"""Tests for recsys.evaluation.evaluator with tiny fake models (implicit's recommend convention)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys.evaluation import EvaluationResult, evaluate
+from recsys.evaluation.evaluator import EvaluationResult, evaluate
 
 
 class OracleModel:
@@ -139,7 +139,7 @@ class ScoreModel:
 
 
 def test_rank_candidates_breaks_ties_by_item_index():
-    from recsys.evaluation import rank_candidates
+    from recsys.evaluation.evaluator import rank_candidates
 
     scores = np.array([[1.0, 2.0, 2.0, 1.0, -np.inf]])
     cand = np.array([[7, 9, 3, 2, -1]])
@@ -240,7 +240,7 @@ def test_predefined_test_only_items_are_stated_and_can_be_dropped():
     catalogue by default (stated in the protocol record) or are dropped on request."""
     import pandas as pd
 
-    from recsys.stages import evaluate_models
+    from recsys.app.stages import evaluate_models
 
     train = pd.DataFrame({"user_id": ["a", "a", "b", "b"], "item_id": ["x", "y", "y", "z"],
                           "rating": 1.0})

@@ -84,7 +84,7 @@ def test_save_load_round_trip_is_a_folder_without_pickle(fitted, tmp_path):
 
 
 def test_trained_model_folder_round_trip(fitted, tmp_path):
-    from recsys.artifacts import TrainedModel, load_trained, save_trained
+    from recsys.ranking.artifacts import TrainedModel, load_trained, save_trained
 
     model, x = fitted
     tm = TrainedModel(model=model, user_items=x, user_ids=np.array([str(i) for i in range(N)], object),

@@ -1,4 +1,4 @@
-"""Tests for recsys.metrics: hand-computed cases and agreement with ranx."""
+"""Tests for recsys.evaluation.metrics: hand-computed cases and agreement with ranx."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys.metrics import (
+from recsys.evaluation.metrics import (
     METRICS,
     compute_metrics,
     hit_rate_at_k,
@@ -204,7 +204,7 @@ def test_vectorised_on_large_input_is_fast():
 
 def _tied_case(seed, n_users=50, n_items=30, k=10):
     """Random graded qrels and scores drawn from 4 values, so most lists hold ties."""
-    from recsys.evaluation import rank_candidates
+    from recsys.evaluation.evaluator import rank_candidates
 
     rng = np.random.default_rng(seed)
     grades = rng.integers(1, 4, size=(n_users, n_items)) * (rng.random((n_users, n_items)) < 0.2)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from recsys.data import build_dataset
+from recsys.data.interactions import build_dataset
 from recsys.models import (
     ContentModel,
     HybridColdStart,

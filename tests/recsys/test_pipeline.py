@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from recsys.app.config import load_pipeline
 from recsys.cli import main
-from recsys.config import load_pipeline
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared" / "data"
@@ -33,8 +33,8 @@ def _check_run_folder(out: Path) -> None:
 
 def test_quickstart_inputs_resolve_from_a_relative_folder(tmp_path, monkeypatch):
     """A relative --out was joined twice (out/out/inputs/clips): the settings must name the generated files."""
-    from recsys.config import resolve_pipeline
-    from recsys.quickstart import make_quickstart_inputs
+    from recsys.app.config import resolve_pipeline
+    from recsys.app.quickstart import make_quickstart_inputs
 
     monkeypatch.chdir(tmp_path)
     raw = make_quickstart_inputs(Path("recsys-quickstart") / "inputs", n_clips=2, n_users=5)
@@ -131,9 +131,9 @@ def test_refused_rerun_changes_nothing_and_loads_no_model(tmp_path, monkeypatch)
     """A run into a folder embedded with another encoder is refused before the folder or a model is touched."""
     import embeddings.encoders
     from embeddings.store import EmbeddingFolderError
-    from recsys.config import resolve_pipeline
-    from recsys.pipeline import run_pipeline
-    from recsys.quickstart import make_quickstart_inputs
+    from recsys.app.config import resolve_pipeline
+    from recsys.app.pipeline import run_pipeline
+    from recsys.app.quickstart import make_quickstart_inputs
 
     raw = make_quickstart_inputs(tmp_path / "inputs", n_clips=2, n_users=5)
     cfg = resolve_pipeline(raw, tmp_path)  # tiny-clip / none
@@ -157,7 +157,7 @@ def test_refused_rerun_changes_nothing_and_loads_no_model(tmp_path, monkeypatch)
     assert (out / "settings.toml").read_text() == "old settings"
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before  # no run.json, run.log, plots/
     # the command line: bad usage (pass another --out), exit 2, the same nothing changed
-    from recsys.config import to_toml
+    from recsys.app.config import to_toml
 
     (tmp_path / "other.toml").write_text(to_toml(cfg))
     assert main(["run", str(tmp_path / "other.toml"), "--out", str(out), "-q"]) == 2

@@ -37,7 +37,7 @@ def _texts(fig) -> list[str]:
 
 
 def test_query_confidence_zero_values_visible_and_legend_only_shows_drawn(saved, tmp_path):
-    from recsys.report import plot_query_confidence
+    from recsys.app.report import plot_query_confidence
 
     oc = [NS(query="a red circle", confidence=0.0, triggered=False),
           NS(query="a boat", confidence=0.0, triggered=False)]
@@ -55,7 +55,7 @@ def test_query_confidence_zero_values_visible_and_legend_only_shows_drawn(saved,
 
 
 def test_novelty_gets_its_own_axis(saved, tmp_path):
-    from recsys.evaluate_report import plot_bars_with_ci
+    from recsys.evaluation.report import plot_bars_with_ci
 
     summary = pd.DataFrame([{"model": m, "precision@10": 0.2, "ndcg@10": 0.3, "novelty@10": 2.4}
                             for m in ("ease", "popularity")])
@@ -69,7 +69,7 @@ def test_novelty_gets_its_own_axis(saved, tmp_path):
 
 
 def test_retrieval_legend_outside_the_panels_and_random_note(saved, tmp_path):
-    from recsys.bench import _plot
+    from recsys.bench.retrieval import _plot
 
     df = pd.DataFrame([{"encoder": "tiny-clip:none", "level": lv, "direction": d, "recall_1": 0.1,
                         "recall_5": 0.3, "recall_10": 0.5, "random_weights": True}
@@ -87,7 +87,7 @@ def test_retrieval_legend_outside_the_panels_and_random_note(saved, tmp_path):
 
 
 def test_index_curve_tick_labels_do_not_overlap(saved, tmp_path):
-    from recsys.bench_index import _plot
+    from recsys.bench.index import _plot
 
     # 150 to 1900 QPS: matplotlib's default labelled 2x10^2, 3x10^2, ... on top of each other
     pts = [NS(factory_string=f, qps_batch=150 * (1900 / 150) ** (i / 3) * m,
@@ -116,7 +116,7 @@ def test_risk_coverage_says_random_weights(saved, tmp_path):
 
 
 def test_pipeline_metrics_plot_separates_novelty_too(saved, tmp_path):
-    from recsys.report import plot_metrics
+    from recsys.app.report import plot_metrics
 
     summary = pd.DataFrame([{"model": "ease", "recall@10": 0.4, "novelty@10": 2.2}])
     plot_metrics(summary, tmp_path / "m.png", k=10)

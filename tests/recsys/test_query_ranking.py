@@ -4,8 +4,8 @@ import json
 
 import pandas as pd
 
+from recsys.app.stages import rank_with_collab
 from recsys.cli import main
-from recsys.stages import rank_with_collab
 
 
 def test_rrf_of_retrieval_and_collab_orders():

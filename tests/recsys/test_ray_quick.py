@@ -29,10 +29,10 @@ from embeddings.store import EmbeddingFolder  # noqa: E402
 from embeddings.video.catalog import discover_inputs  # noqa: E402
 from embeddings.video.samples import make_sample_catalog, make_sample_interactions  # noqa: E402
 from embeddings.video.sampling import FrameSampler  # noqa: E402
-from recsys import stages  # noqa: E402
-from recsys.data import build_dataset  # noqa: E402
+from recsys.app import stages  # noqa: E402
+from recsys.data.interactions import build_dataset  # noqa: E402
 from recsys.distributed import evaluate_ray, recommend_users_ray  # noqa: E402
-from recsys.evaluation import evaluate  # noqa: E402
+from recsys.evaluation.evaluator import evaluate  # noqa: E402
 
 pytestmark = pytest.mark.ray
 

@@ -6,8 +6,8 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from embeddings.video.samples import make_sample_interactions  # noqa: E402
+from recsys.app.stages import recommend_users, train_model  # noqa: E402
 from recsys.distributed import recommend_users_ray  # noqa: E402
-from recsys.stages import recommend_users, train_model  # noqa: E402
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -36,9 +36,9 @@ def test_evaluate_ray_sampled_negatives_and_cli_reports_equal_local(tmp_path, ca
     import numpy as np
 
     from recsys.cli import main
-    from recsys.data import build_dataset
+    from recsys.data.interactions import build_dataset
     from recsys.distributed import evaluate_ray
-    from recsys.evaluation import evaluate
+    from recsys.evaluation.evaluator import evaluate
 
     items = [f"i{j}" for j in range(40)]
     df = make_sample_interactions(50, items, seed=2)

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.datasets import load_dataset
-from recsys.side_data import ItemDataError, load_item_features, load_item_text, read_sequences
+from recsys.data.datasets import load_dataset
+from recsys.data.side import ItemDataError, load_item_features, load_item_text, read_sequences
 
 _ROOT = Path(__file__).resolve().parents[2]
 # the project's own checkout sits beside shared/; a worktree one level deeper

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from recsys.significance import bootstrap_ci, paired_test
+from recsys.evaluation.significance import bootstrap_ci, paired_test
 
 
 def test_bootstrap_ci_is_seeded_and_covers_the_mean():

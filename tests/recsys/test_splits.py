@@ -1,4 +1,4 @@
-"""Tests for recsys.splits."""
+"""Tests for recsys.data.splits."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.splits import (
+from recsys.data.splits import (
     chrono_stratified_split,
     leave_last_out,
     random_holdout,
@@ -159,7 +159,7 @@ def test_stratified_split_movielens_sizes():
     path = DATA / "ml-100k" / "u.data"
     if not path.is_file():
         pytest.skip(f"real data not found at {path}")
-    from recsys.data import load_interactions
+    from recsys.data.interactions import load_interactions
 
     df = load_interactions(path)
     train, test = stratified_split(df, 0.75, seed=42)
@@ -178,7 +178,7 @@ def _user_log(n_users=12, seed=0):
 
 
 def test_k_fold_tests_every_row_once_and_balances_users():
-    from recsys.splits import k_fold
+    from recsys.data.splits import k_fold
 
     df = _user_log()
     folds = k_fold(df, 4, seed=3)
@@ -196,7 +196,7 @@ def test_k_fold_tests_every_row_once_and_balances_users():
 
 
 def test_validation_split_carves_from_train_only():
-    from recsys.splits import random_holdout, validation_split
+    from recsys.data.splits import random_holdout, validation_split
 
     df = _user_log()
     train, test = random_holdout(df, 0.2, seed=1)
@@ -215,10 +215,10 @@ def test_stratified_protocol_is_recommenders_benchmark_split():
     """Issue 19.3: ``--protocol stratified`` (CLI, stages, validation) must be the rows of
     ``python_stratified_split(df, ratio=0.75, filter_by="item", seed=42)``, hand-computed
     here from the seed-42 draws, not a per-user 80/20 split."""
+    from recsys.app.stages import split_interactions
     from recsys.cli import build_parser
-    from recsys.splits import recommenders_split
-    from recsys.splits import validation_split as val_split
-    from recsys.stages import split_interactions
+    from recsys.data.splits import recommenders_split
+    from recsys.data.splits import validation_split as val_split
 
     df = pd.DataFrame({"user_id": [f"u{i}" for i in range(8)],
                        "item_id": ["i"] * 4 + ["j"] * 4, "rating": 1.0})

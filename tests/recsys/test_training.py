@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.artifacts import load_trained, save_trained
+from recsys.app.stages import recommend_users, train_model
 from recsys.cli import main
-from recsys.stages import recommend_users, train_model
-from recsys.training import UNKNOWN_USER_FALLBACK, recommend_two_stage, train_ranker
-from recsys.two_stage import COLD_START_FALLBACK
+from recsys.ranking.artifacts import load_trained, save_trained
+from recsys.ranking.training import UNKNOWN_USER_FALLBACK, recommend_two_stage, train_ranker
+from recsys.ranking.two_stage import COLD_START_FALLBACK
 
 
 def two_group_log(n_users=24, n_items=12) -> pd.DataFrame:

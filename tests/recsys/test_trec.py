@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from recsys.metrics import ndcg_at_k, precision_at_k
-from recsys.trec import read_trec_qrels, read_trec_run, write_trec_qrels, write_trec_run
+from recsys.evaluation.metrics import ndcg_at_k, precision_at_k
+from recsys.evaluation.trec import read_trec_qrels, read_trec_run, write_trec_qrels, write_trec_run
 
 
 def test_run_and_qrels_format(tmp_path):

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.tuning import expand_grid, pick_best, tune, validation_split
+from recsys.ranking.tuning import expand_grid, pick_best, tune, validation_split
 
 
 def log(n_users=30, n_items=10) -> pd.DataFrame:

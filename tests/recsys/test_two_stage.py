@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from recsys.candidates import ContentSource, PopularitySource
-from recsys.evaluation import evaluate
-from recsys.fusion import reciprocal_rank_fusion, weighted_score_fusion
+from recsys.evaluation.evaluator import evaluate
 from recsys.models import EASE
-from recsys.two_stage import COLD_START_FALLBACK, TwoStageRecommender, long_term_interest
+from recsys.ranking.candidates import ContentSource, PopularitySource
+from recsys.ranking.fusion import reciprocal_rank_fusion, weighted_score_fusion
+from recsys.ranking.two_stage import COLD_START_FALLBACK, TwoStageRecommender, long_term_interest
 
 N = 20
 
@@ -147,7 +147,7 @@ def test_default_two_stage_keeps_the_collaborative_order(caplog):
     """Issue 19 item 4: the untuned default is never worse than its collaborative source."""
     x = random_log()
     ease = EASE(l2=5.0).fit(x)
-    with caplog.at_level("WARNING", logger="recsys.two_stage"):
+    with caplog.at_level("WARNING", logger="recsys.ranking.two_stage"):
         ts = TwoStageRecommender(ease, x, n_candidates=25)
     assert ts.fusion == "collaborative" and "not chosen on validation" not in caplog.text
     users = np.flatnonzero(np.diff(x.indptr) > 0)  # users with history (empty rows: popularity)
@@ -157,7 +157,7 @@ def test_default_two_stage_keeps_the_collaborative_order(caplog):
     # popularity still shows up in the provenance of the items it also proposed
     res = ts.explain(users, x[users], k=5)
     assert any("popularity" in r["sources"] for lst in res for r in lst)
-    with caplog.at_level("WARNING", logger="recsys.two_stage"):
+    with caplog.at_level("WARNING", logger="recsys.ranking.two_stage"):
         TwoStageRecommender(ease, x, fusion="rrf")
     assert "not chosen on validation" in caplog.text
 

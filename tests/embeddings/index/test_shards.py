@@ -184,7 +184,7 @@ def test_from_embedding_folder_and_cli(tmp_path, capsys):
     vi.set_search_params("nprobe=8")
     assert vi.search(x[:3], 1).ids[:, 0].tolist() == ["v0000", "v0001", "v0002"]
     assert vi.encoder["model"] == TINY_MODEL
-    from recsys import stages  # the pipeline's index stage takes the same budgeted/on-disk path
+    from recsys.app import stages  # the pipeline's index stage takes the same budgeted/on-disk path
 
     vi2 = stages.build_index(emb, tmp_path / "idx2", factory="IVF8,Flat", on_disk=True)
     assert vi2.build_info["path"] == "sharded on disk" and (tmp_path / "idx2" / "index.ivfdata").is_file()

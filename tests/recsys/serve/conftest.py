@@ -13,8 +13,8 @@ from embeddings.index import VideoIndex
 from embeddings.index.frames import FrameIndex
 from embeddings.video import sample_frames
 from embeddings.video.samples import make_sample_catalog
-from recsys import stages
-from recsys.artifacts import save_trained
+from recsys.app import stages
+from recsys.ranking.artifacts import save_trained
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from recsys.data import load_interactions
+from recsys.data.interactions import load_interactions
 from recsys.serve import Limits, create_app
 
 

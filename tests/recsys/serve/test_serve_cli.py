@@ -6,7 +6,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from recsys.cli import main
-from recsys.serve_cmd import is_loopback, resolve_folders
+from recsys.cli.serve import is_loopback, resolve_folders
 
 
 def test_loopback_detection():
@@ -37,7 +37,7 @@ def test_run_folder_resolves_index_embeddings_and_first_model(tmp_path):
 @pytest.mark.slow
 def test_query_backfill_runs_as_a_job_and_the_clip_is_served(tmp_path):
     from embeddings.video.samples import make_sample_catalog
-    from recsys import stages
+    from recsys.app import stages
     from recsys.serve import create_app
 
     cat = make_sample_catalog(tmp_path / "clips", n_clips=4, seed=0, size=(32, 32), n_frames=16, fps=8)

@@ -1,7 +1,7 @@
 """``recsys data list`` and ``recsys data download NAME [--root DIR]``.
 
 Registered in :mod:`recsys.cli` by :func:`add_parser`; the work is done by
-:func:`recsys.datasets.download` (verified, atomic) and this module only parses and prints.
+:func:`recsys.data.datasets.download` (verified, atomic) and this module only parses and prints.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def _json(args, payload) -> None:
 
 def dataset_rows() -> list[dict]:
     """One row per known dataset: ``name``, ``url``, ``checksum`` (how it is verified), ``folder``."""
-    from recsys.datasets import SOURCES
+    from recsys.data.datasets import SOURCES
 
     rows = []
     for name, src in sorted(SOURCES.items()):
@@ -53,11 +53,11 @@ def cmd_data_list(args) -> int:
 
 def cmd_data_download(args) -> int:
     from recsys.cli import UsageError
-    from recsys.datasets import SOURCES, download
+    from recsys.data.datasets import SOURCES, download
 
     if args.name in _LOCAL_ONLY:
         raise UsageError(f"{args.name} has no official download ({_LOCAL_ONLY[args.name]}); "
-                         f"load it with recsys.datasets.load_dataset({args.name!r}, FOLDER)")
+                         f"load it with recsys.data.datasets.load_dataset({args.name!r}, FOLDER)")
     if args.name not in SOURCES:
         raise UsageError(f"unknown dataset {args.name!r}; `recsys data list` shows the "
                          f"{len(SOURCES) + len(_LOCAL_ONLY)} known names")

@@ -50,15 +50,15 @@ def text_features(texts, *, n_components: int = 128, seed: int = 0) -> np.ndarra
 
 
 def side_options(args, dataset, *, sep=None) -> dict:
-    """``validation`` / ``item_features`` options for :func:`recsys.stages.train_model`.
+    """``validation`` / ``item_features`` options for :func:`recsys.app.stages.train_model`.
 
     Raises
     ------
-    recsys.side_data.ItemDataError
+    recsys.data.side.ItemDataError
         A feature or text file that does not cover ``dataset.item_ids`` or is malformed.
     """
-    from recsys.data import load_interactions
-    from recsys.side_data import load_item_features, load_item_text
+    from recsys.data.interactions import load_interactions
+    from recsys.data.side import load_item_features, load_item_text
 
     options = {}
     if getattr(args, "validation", None):

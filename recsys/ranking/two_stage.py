@@ -1,8 +1,8 @@
 """Two-stage recommendation: candidates from several sources, fused, ranked, cut to ``k``.
 
-Stage 1 (recall): :mod:`recsys.candidates` sources (collaborative top-N, content nearest
+Stage 1 (recall): :mod:`recsys.ranking.candidates` sources (collaborative top-N, content nearest
 neighbours of the user's history through a FAISS index, popularity) each propose up to
-``n_candidates`` unseen items. Their lists are fused (:mod:`recsys.fusion`): by default
+``n_candidates`` unseen items. Their lists are fused (:mod:`recsys.ranking.fusion`): by default
 ``"collaborative"`` (the collaborative source's order kept, the other sources' items after it),
 because untuned reciprocal rank fusion ranked a wrong-group item first for 36 of 50 users on a
 checkerboard where EASE alone is always right, and scored NDCG@10 0.379 against EASE's 0.481 on
@@ -35,9 +35,9 @@ import logging
 import numpy as np
 import scipy.sparse as sp
 
-from recsys.candidates import CollaborativeSource, ContentSource, PopularitySource
-from recsys.fusion import FUSIONS
 from recsys.models.base import check_user_items, topk
+from recsys.ranking.candidates import CollaborativeSource, ContentSource, PopularitySource
+from recsys.ranking.fusion import FUSIONS
 
 __all__ = ["TwoStageRecommender", "long_term_interest", "tune_two_stage", "COLD_START_FALLBACK"]
 
@@ -215,7 +215,7 @@ class TwoStageRecommender:
                   filter_already_liked_items: bool = True, filter_items=None):
         """Same results as :meth:`explain` as ``(ids, scores)`` arrays (n, k), -1 / -inf padded.
 
-        The implicit-style signature lets :func:`recsys.evaluation.evaluate` score the
+        The implicit-style signature lets :func:`recsys.evaluation.evaluator.evaluate` score the
         pipeline. Seen items are always removed.
 
         Raises
@@ -317,7 +317,7 @@ def tune_two_stage(train_df, dataset, collaborative: str, params: dict | None = 
     """Choose fusion and ranking settings on a validation split carved from ``train_df``.
 
     The collaborative model (``collaborative``, ``params``) is fitted on the fit part of
-    :func:`recsys.tuning.validation_split`; each grid point (default ``fusion`` in
+    :func:`recsys.ranking.tuning.validation_split`; each grid point (default ``fusion`` in
     {"collaborative", "rrf", "weighted"} x ``weights`` in {equal, collaborative 1 / others 0.1} x
     ``interest_weight`` in {0, 0.2}; only 0 without embeddings) is scored on the validation
     part.
@@ -327,9 +327,9 @@ def tune_two_stage(train_df, dataset, collaborative: str, params: dict | None = 
     dict
         ``{"best": {...settings}, "metric", "best_score", "table": [...], "validation": {...}}``.
     """
-    from recsys.evaluation import evaluate
+    from recsys.evaluation.evaluator import evaluate
     from recsys.models import fit_model, make_model
-    from recsys.tuning import expand_grid, validation_split
+    from recsys.ranking.tuning import expand_grid, validation_split
 
     if grid is None:
         grid = {"fusion": ["collaborative", "rrf", "weighted"],

@@ -37,7 +37,7 @@ class PipelineConfigError(ValueError):
 
 
 #: ``[index] on_disk`` / ``recsys index build --on-disk`` words -> the ``on_disk`` argument of
-#: :func:`recsys.stages.build_index` (None: decided by the memory budget).
+#: :func:`recsys.app.stages.build_index` (None: decided by the memory budget).
 ON_DISK = {"auto": None, "yes": True, "no": False}
 
 #: table -> key -> default.  ``REQUIRED`` marks keys without a default.

@@ -3,7 +3,7 @@
 * :func:`read_sequences`: one line per user, ``user_id<TAB>item item ...`` in chronological
   order (MicroLens ``*_pairs.tsv``). Without timestamps the order is kept as a per-user
   ``position`` column (0 = oldest), also copied to ``timestamp`` so that time-based splits and
-  the "latest wins" duplicate rule of :mod:`recsys.data` follow the sequence order.
+  the "latest wins" duplicate rule of :mod:`recsys.data.interactions` follow the sequence order.
 * :func:`load_item_features`: a float matrix with one row per item from ``.npy`` (row = item
   index, no ids), Parquet or CSV (an ``item_id`` column plus numeric vector columns, or one
   column holding lists).
@@ -60,7 +60,7 @@ def read_sequences(path: str | os.PathLike, *, repeats: str = "error") -> pd.Dat
         and skipped.
     repeats : {"error", "first", "last"}
         An item that occurs twice in one user's sequence: raise (default), keep its first
-        position, or keep its last position (the rule of :mod:`recsys.data`: latest wins).
+        position, or keep its last position (the rule of :mod:`recsys.data.interactions`: latest wins).
 
     Returns
     -------

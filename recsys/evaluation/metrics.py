@@ -39,11 +39,11 @@ qrels), ``map_cut_k`` = map, ``recip_rank`` on the top-k = mrr, ``success_k`` = 
 
 Tie-breaking is not done here: the lists arrive ranked. Everywhere in the project equal scores
 are ordered by item index, lower first (:func:`recsys.models.base.topk`,
-:func:`recsys.evaluation.rank_candidates`); trec_eval instead orders ties by docid descending
-and ranx by an unstable sort, so :mod:`recsys.trec` writes list positions as scores.
+:func:`recsys.evaluation.evaluator.rank_candidates`); trec_eval instead orders ties by docid descending
+and ranx by an unstable sort, so :mod:`recsys.evaluation.trec` writes list positions as scores.
 
 Beyond-accuracy metrics (coverage, novelty, intra-list diversity) live in
-:mod:`recsys.beyond_accuracy`.
+:mod:`recsys.evaluation.beyond_accuracy`.
 
 Speed: the lists are matched against the ground truth once (a per-row sort plus a sparse
 elementwise product), giving the hits as a sparse list; every metric is then a ``bincount``
@@ -189,7 +189,7 @@ def lists_to_csr(recommended, n_items: int, k: int) -> sp.csr_matrix:
     """Validated top-k lists as a sparse matrix, to share between metric calls.
 
     Building it costs one sort per row (most of the time of a metric call on 10^6 users);
-    :func:`compute_metrics` and the functions of :mod:`recsys.beyond_accuracy` accept it in
+    :func:`compute_metrics` and the functions of :mod:`recsys.evaluation.beyond_accuracy` accept it in
     place of ``recommended`` so the sort is done once.
 
     Parameters
@@ -434,8 +434,8 @@ METRICS: dict[str, Callable[..., np.ndarray]] = {
     "hit_rate": hit_rate_at_k,
 }
 
-#: Beyond-accuracy metrics (:mod:`recsys.beyond_accuracy`); they need training popularity or
-#: item embeddings, so :func:`recsys.evaluation.evaluate` computes them, not :func:`compute_metrics`.
+#: Beyond-accuracy metrics (:mod:`recsys.evaluation.beyond_accuracy`); they need training popularity or
+#: item embeddings, so :func:`recsys.evaluation.evaluator.evaluate` computes them, not :func:`compute_metrics`.
 BEYOND_METRIC_NAMES = ("coverage", "novelty", "diversity")
 
 _METRIC_RE = re.compile(r"^\s*([A-Za-z_]+)\s*(?:@\s*(\d+))?\s*$")
@@ -507,8 +507,8 @@ def compute_metrics(recommended, relevant, metrics, *, default_k: int | None = N
     ------
     ValueError
         As :func:`parse_metric` and the metric functions; a name of
-        :data:`recsys.beyond_accuracy.BEYOND_METRICS` (those need catalogue data: use
-        :func:`recsys.evaluation.evaluate`).
+        :data:`recsys.evaluation.beyond_accuracy.BEYOND_METRICS` (those need catalogue data: use
+        :func:`recsys.evaluation.evaluator.evaluate`).
     """
     if isinstance(metrics, str):
         metrics = (metrics,)

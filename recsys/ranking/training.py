@@ -1,8 +1,8 @@
 """Training with validation-chosen hyperparameters, content embeddings and two-stage serving.
 
 The library side of ``recsys train --tune --embeddings EMB_DIR --two-stage`` and
-``recsys recommend --two-stage``; :func:`recsys.stages.train_model` and
-:func:`recsys.stages.recommend_users` delegate here when those options are used.
+``recsys recommend --two-stage``; :func:`recsys.app.stages.train_model` and
+:func:`recsys.app.stages.recommend_users` delegate here when those options are used.
 
 Rules for bad input (stated, never silent):
 
@@ -63,14 +63,14 @@ def train_ranker(df: pd.DataFrame, name: str, params: dict | None = None, *, dat
         Registry name (:data:`recsys.models.MODELS`).
     params : dict, optional
         Fixed parameters (with ``tune``: applied to every grid point, overriding the grid).
-    dataset : recsys.data.Dataset, optional
+    dataset : recsys.data.interactions.Dataset, optional
     source : str, optional
         Recorded as ``trained_on``.
     tune : bool
         Choose hyperparameters on a validation split carved from ``df``
-        (:func:`recsys.tuning.tune`; stratified by item, ratio 0.75) and record the table.
+        (:func:`recsys.ranking.tuning.tune`; stratified by item, ratio 0.75) and record the table.
     grid : dict, optional
-        Grid for ``tune`` (default :data:`recsys.tuning.DEFAULT_GRIDS`).
+        Grid for ``tune`` (default :data:`recsys.ranking.tuning.DEFAULT_GRIDS`).
     item_embeddings : np.ndarray, float32, shape (n_items, d), optional
         For content/hybrid models and the two-stage content source.
     validation : pandas.DataFrame, optional
@@ -82,14 +82,14 @@ def train_ranker(df: pd.DataFrame, name: str, params: dict | None = None, *, dat
         tqdm bar over the ``tune`` grid points (on a terminal only).
     two_stage : bool
         Record a two-stage configuration (with ``tune``: chosen on the validation split by
-        :func:`recsys.two_stage.tune_two_stage`; else the collaborative order with the other
+        :func:`recsys.ranking.two_stage.tune_two_stage`; else the collaborative order with the other
         sources' items after it, 100 candidates, no interest weight).
     seed : int
         Seed of the validation split.
 
     Returns
     -------
-    recsys.artifacts.TrainedModel
+    recsys.ranking.artifacts.TrainedModel
         ``info`` holds ``params``, ``tuning`` (when tuned) and ``two_stage`` (when asked).
 
     Raises
@@ -97,11 +97,11 @@ def train_ranker(df: pd.DataFrame, name: str, params: dict | None = None, *, dat
     ValueError
         NaN ratings, unknown model or parameters, missing side inputs, or what fitting raises.
     """
-    from recsys.artifacts import TrainedModel
-    from recsys.data import build_dataset
+    from recsys.data.interactions import build_dataset
     from recsys.models import fit_model, interaction_times_matrix, make_model
-    from recsys.tuning import tune as run_tune
-    from recsys.two_stage import tune_two_stage
+    from recsys.ranking.artifacts import TrainedModel
+    from recsys.ranking.tuning import tune as run_tune
+    from recsys.ranking.two_stage import tune_two_stage
 
     if "rating" in df.columns and df["rating"].isna().any():
         raise ValueError(f"{int(df['rating'].isna().sum())} interactions have a NaN rating; fix: "
@@ -162,12 +162,12 @@ def recommend_two_stage(tm, user_ids=None, *, k: int = 10, config: dict | None =
 
     Parameters
     ----------
-    tm : recsys.artifacts.TrainedModel
+    tm : recsys.ranking.artifacts.TrainedModel
     user_ids : list of str, optional
         Unknown ids are served as cold-start users (popularity, stated in ``fallback``).
     k : int
     config : dict, optional
-        :class:`recsys.two_stage.TwoStageRecommender` settings; default ``tm.info["two_stage"]``
+        :class:`recsys.ranking.two_stage.TwoStageRecommender` settings; default ``tm.info["two_stage"]``
         or the collaborative order with 100 candidates.
 
     Returns
@@ -180,7 +180,7 @@ def recommend_two_stage(tm, user_ids=None, *, k: int = 10, config: dict | None =
 
     import scipy.sparse as sp
 
-    from recsys.two_stage import TwoStageRecommender
+    from recsys.ranking.two_stage import TwoStageRecommender
 
     cfg = dict(config or tm.info.get("two_stage") or {"n_candidates": 100, "fusion": "collaborative"})
     ts = TwoStageRecommender(tm.model, tm.user_items, getattr(tm, "item_embeddings", None), **cfg)

@@ -9,26 +9,11 @@ import numpy as np
 import pandas as pd
 
 from embeddings._io import atomic_path
+from recsys.evaluation.report import markdown_table  # re-exported: the pipeline report uses it
 
 log = logging.getLogger(__name__)
 
 __all__ = ["markdown_table", "plot_metrics", "plot_query_confidence", "write_report"]
-
-
-def markdown_table(df: pd.DataFrame, floatfmt: str = "{:.4f}") -> str:
-    """Render ``df`` as a GitHub Markdown table (floats with ``floatfmt``; no tabulate dependency)."""
-    if df is None or len(df) == 0:
-        return "_(none)_\n"
-
-    def cell(v):
-        if isinstance(v, (float, np.floating)):
-            return "" if np.isnan(v) else floatfmt.format(v)
-        return str(v).replace("|", "\\|").replace("\n", " ")
-
-    cols = [str(c) for c in df.columns]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in df.itertuples(index=False)]
-    return "\n".join(lines) + "\n"
 
 
 def _savefig(fig, path: Path) -> None:
@@ -39,10 +24,10 @@ def _savefig(fig, path: Path) -> None:
 def plot_metrics(summary: pd.DataFrame, path: str | Path, *, k: int, title: str = "") -> Path:
     """Grouped bar chart of metric@k per model (one group per metric); writes a PNG and returns its path.
 
-    The layout of :func:`recsys.evaluate_report.plot_bars_with_ci`: metrics in [0, 1] on one axis,
+    The layout of :func:`recsys.evaluation.report.plot_bars_with_ci`: metrics in [0, 1] on one axis,
     novelty (bits) on its own.
     """
-    from recsys.evaluate_report import plot_bars_with_ci
+    from recsys.evaluation.report import plot_bars_with_ci
 
     return plot_bars_with_ci(summary, path, k=k, title=title or f"Ranking quality at K={k}")
 

@@ -3,7 +3,7 @@
 It renders a dozen short clips of coloured shapes with captions that describe them (PyAV),
 adds one deliberately truncated file to show how bad input is reported and skipped, makes a
 synthetic interaction log with latent taste groups over those clips, and runs
-:func:`recsys.pipeline.run_pipeline` with a tiny random-weight open_clip model and the offline
+:func:`recsys.app.pipeline.run_pipeline` with a tiny random-weight open_clip model and the offline
 montage backfill backend. Nothing is downloaded.
 """
 
@@ -14,8 +14,8 @@ import os
 import shutil
 from pathlib import Path
 
-from recsys.config import resolve_pipeline
-from recsys.pipeline import RunResult, run_pipeline
+from recsys.app.config import resolve_pipeline
+from recsys.app.pipeline import RunResult, run_pipeline
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ def make_quickstart_inputs(folder: str | os.PathLike, *, n_clips: int = 12, n_us
     -------
     dict
         A raw pipeline table dict (``catalog``, ``encoder``, ``interactions``, ``rank``,
-        ``evaluate``, ``query``) ready for :func:`recsys.config.resolve_pipeline`; its paths are
+        ``evaluate``, ``query``) ready for :func:`recsys.app.config.resolve_pipeline`; its paths are
         absolute, so any ``base_dir`` resolves them to the generated files.
     """
     from embeddings.video.samples import make_sample_catalog, make_sample_interactions
@@ -79,7 +79,7 @@ def run_quickstart(out: str | os.PathLike = "recsys-quickstart", *, model: str =
 
     Returns
     -------
-    recsys.pipeline.RunResult
+    recsys.app.pipeline.RunResult
 
     Raises
     ------

@@ -1,7 +1,7 @@
 """Beyond-accuracy metrics of top-K lists: catalog coverage, novelty, intra-list diversity.
 
 Inputs: ``recommended`` int (n_users, m) item_index, best first, ``-1`` padding (first ``k``
-columns read). Unlike the relevance metrics of :mod:`recsys.metrics` these need no ground truth
+columns read). Unlike the relevance metrics of :mod:`recsys.evaluation.metrics` these need no ground truth
 but data about the catalogue: its size, the training popularity of each item, or item
 embeddings.
 
@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
-from .metrics import cut_lists, lists_to_csr
+from recsys.evaluation.metrics import cut_lists, lists_to_csr
 
 __all__ = ["catalog_coverage", "novelty_at_k", "intra_list_diversity_at_k"]
 
@@ -51,7 +51,7 @@ def _lists(recommended, k, n_items=None, name="recommended"):
 def _binary_lists(recommended, k, n_items, dtype=np.float64) -> sp.csr_matrix:
     """CSR (n_users, n_items) with 1 at each listed item of rank <= k (validated, no repeats).
 
-    ``recommended`` is an int array or the matrix of :func:`recsys.metrics.lists_to_csr`."""
+    ``recommended`` is an int array or the matrix of :func:`recsys.evaluation.metrics.lists_to_csr`."""
     if sp.issparse(recommended):
         if isinstance(k, bool) or int(k) != k or k < 1:
             raise ValueError(f"k={k!r} must be a positive integer, e.g. 10")
@@ -71,7 +71,7 @@ def catalog_coverage(recommended, n_catalog: int, k: int) -> float:
     Parameters
     ----------
     recommended : numpy.ndarray or scipy.sparse.csr_matrix
-        int (n_users, m) item_index, -1 padding; or :func:`recsys.metrics.lists_to_csr`'s
+        int (n_users, m) item_index, -1 padding; or :func:`recsys.evaluation.metrics.lists_to_csr`'s
         matrix (validated once, shared between metrics).
     n_catalog : int
         Number of items that could be recommended (e.g. ``n_items``), >= 1.
@@ -112,7 +112,7 @@ def novelty_at_k(recommended, item_counts, n_train_users: int, k: int) -> np.nda
     Parameters
     ----------
     recommended : numpy.ndarray or scipy.sparse.csr_matrix
-        int (n_users, m) item_index, -1 padding; or :func:`recsys.metrics.lists_to_csr`'s
+        int (n_users, m) item_index, -1 padding; or :func:`recsys.evaluation.metrics.lists_to_csr`'s
         matrix (validated once, shared between metrics).
     item_counts : array-like
         (n_items,) number of training users who interacted with each item, >= 0.
@@ -156,7 +156,7 @@ def intra_list_diversity_at_k(recommended, item_embeddings, k: int, *,
     Parameters
     ----------
     recommended : numpy.ndarray or scipy.sparse.csr_matrix
-        int (n_users, m) item_index, -1 padding; or :func:`recsys.metrics.lists_to_csr`'s
+        int (n_users, m) item_index, -1 padding; or :func:`recsys.evaluation.metrics.lists_to_csr`'s
         matrix (validated once, shared between metrics).
     item_embeddings : numpy.ndarray
         float (n_items, d); rows are L2-normalised here (a zero row raises).

@@ -3,7 +3,7 @@
 Orchestration only: embeds the catalog per encoder (cached in the output folder, resumable),
 encodes the captions, scores them with :mod:`embeddings.retrieval_eval` at video level (mean-pooled
 video embedding) and frame level (max over frames), and writes tables, a plot, per-query ranks
-and the exact settings. The index sweep (``recsys bench index``) lives in :mod:`recsys.bench_index`.
+and the exact settings. The index sweep (``recsys bench index``) lives in :mod:`recsys.bench.index`.
 
 Output folder layout::
 
@@ -47,7 +47,7 @@ def parse_encoder_spec(spec: str) -> tuple[str, str | None]:
 
     ``hf-hub:ORG/NAME`` keeps its prefix (``hf-hub:ORG/NAME:TAG`` gives the tag); ``PRETRAINED`` is
     an open_clip tag, a local checkpoint path or ``none`` (seeded random weights); absent means
-    the model's default (see :func:`recsys.stages.resolve_pretrained`).
+    the model's default (see :func:`recsys.app.stages.resolve_pretrained`).
 
     Raises
     ------
@@ -300,7 +300,7 @@ def bench_retrieval(out, encoders=None, *, videos=None, captions=None, embedding
     split : str, optional
         Evaluate only captions of this split; only videos with a caption in it are candidates.
     frames, device, precision, seed, batch_size, num_workers, max_side, progress
-        Embedding settings (:func:`recsys.stages.embed_catalog`); ``seed`` seeds random weights.
+        Embedding settings (:func:`recsys.app.stages.embed_catalog`); ``seed`` seeds random weights.
     ks : sequence of int
         R@K cut-offs (the tables show 1, 5 and 10).
     ties : {"pessimistic", "optimistic"}
@@ -320,7 +320,7 @@ def bench_retrieval(out, encoders=None, *, videos=None, captions=None, embedding
         cannot be loaded (what :func:`embeddings.encoders.open_clip.load_encoder` raises).
     """
     from embeddings.store import EmbeddingFolder
-    from recsys import stages
+    from recsys.app import stages
 
     if (videos is None) == (embeddings is None):
         raise ValueError("pass exactly one of videos (a catalog folder) and embeddings (a `recsys embed` folder)")

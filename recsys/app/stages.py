@@ -254,10 +254,10 @@ def split_interactions(df: pd.DataFrame, protocol: str, *, test_ratio: float | N
     (latest interaction per user), ``stratified`` (Microsoft Recommenders' benchmark split:
     ``python_stratified_split(df, ratio=1 - test_ratio, filter_by="item", seed=seed)``, by
     default ``ratio=0.75, seed=42``, the call of their MovieLens benchmark; the same meaning as
-    :func:`recsys.splits.recommenders_split`), ``temporal`` (global
+    :func:`recsys.data.splits.recommenders_split`), ``temporal`` (global
     cut at the ``1 - test_ratio`` time quantile), ``predefined`` (``df`` is the training file and
     ``test_df`` the test file, used as they are, e.g. MovieLens ``u1.base``/``u1.test``) and
-    ``kfold`` (:func:`recsys.splits.k_fold`; returns the list of ``n_folds`` pairs instead).
+    ``kfold`` (:func:`recsys.data.splits.k_fold`; returns the list of ``n_folds`` pairs instead).
     ``test_ratio=None`` takes :func:`default_test_ratio` of the protocol.
 
     Raises
@@ -266,7 +266,7 @@ def split_interactions(df: pd.DataFrame, protocol: str, *, test_ratio: float | N
         Unknown protocol (lists the valid ones), a time-based protocol on a log without
         timestamps, ``predefined`` without ``test_df`` or ``test_df`` with another protocol.
     """
-    from recsys import splits
+    from recsys.data import splits
 
     if protocol not in SPLIT_PROTOCOLS:
         raise ValueError(f"protocol={protocol!r}: expected one of {', '.join(SPLIT_PROTOCOLS)}")
@@ -294,24 +294,24 @@ def split_interactions(df: pd.DataFrame, protocol: str, *, test_ratio: float | N
 
 def train_model(df: pd.DataFrame, name: str, params: dict | None = None, *, dataset=None, source: str | None = None,
                 **options):
-    """Fit model ``name`` on the interactions ``df``; returns a :class:`recsys.artifacts.TrainedModel`.
+    """Fit model ``name`` on the interactions ``df``; returns a :class:`recsys.ranking.artifacts.TrainedModel`.
 
-    ``dataset`` (a :class:`recsys.data.Dataset`) fixes the id maps, so that a model trained on a
+    ``dataset`` (a :class:`recsys.data.interactions.Dataset`) fixes the id maps, so that a model trained on a
     split shares its indices with the test matrix; by default it is built from ``df``.
     ``options`` (``tune``, ``grid``, ``item_embeddings``, ``two_stage``, ``seed``) go to
-    :func:`recsys.training.train_ranker` (validation-chosen hyperparameters, content models,
+    :func:`recsys.ranking.training.train_ranker` (validation-chosen hyperparameters, content models,
     two-stage settings).
     """
-    from recsys.artifacts import TrainedModel
-    from recsys.data import build_dataset
+    from recsys.data.interactions import build_dataset
     from recsys.models import MODELS, make_model, side_inputs
+    from recsys.ranking.artifacts import TrainedModel
 
-    if name == "ltr":  # learned second stage over several stage-1 models (recsys.ltr_training)
-        from recsys.ltr_training import train_ltr
+    if name == "ltr":  # learned second stage over several stage-1 models (recsys.ranking.ltr_training)
+        from recsys.ranking.ltr_training import train_ltr
 
         return train_ltr(df, params, dataset=dataset, source=source, **options)
     if options or name in ("trending", "content", "hybrid") or side_inputs(MODELS.get(str(name).lower(), object)):
-        from recsys.training import train_ranker
+        from recsys.ranking.training import train_ranker
 
         return train_ranker(df, name, params, dataset=dataset, source=source, **options)
     dataset = dataset or build_dataset(df)
@@ -331,13 +331,13 @@ def recommend_users(tm, user_ids=None, *, k: int = 10, batch_size: int = 4096, t
     """Top-``k`` unseen items for ``user_ids`` (all users when None) as a long table.
 
     ``two_stage`` True (or None with a model trained ``--two-stage``) serves through
-    :func:`recsys.training.recommend_two_stage` instead: extra columns ``sources``,
+    :func:`recsys.ranking.training.recommend_two_stage` instead: extra columns ``sources``,
     ``long_term_interest``, ``fallback``, and unknown users get the stated popularity fallback.
 
     A user id not in the training data (a cold-start user) gets the popularity fallback: the
     ``k`` items with the most training users, score = that number of users; the table then has
     a ``fallback`` column, the rule that applied for those rows
-    (:data:`recsys.training.UNKNOWN_USER_FALLBACK`) and None for known users.
+    (:data:`recsys.ranking.training.UNKNOWN_USER_FALLBACK`) and None for known users.
 
     Returns
     -------
@@ -347,7 +347,7 @@ def recommend_users(tm, user_ids=None, *, k: int = 10, batch_size: int = 4096, t
         (padding dropped).
     """
     if two_stage or (two_stage is None and tm.info.get("two_stage")):
-        from recsys.training import recommend_two_stage
+        from recsys.ranking.training import recommend_two_stage
 
         return recommend_two_stage(tm, user_ids, k=k)
     if user_ids is not None:
@@ -371,7 +371,7 @@ def recommend_users(tm, user_ids=None, *, k: int = 10, batch_size: int = 4096, t
 
 def _with_popularity_fallback(tm, user_ids, lookup: dict, *, k: int, batch_size: int) -> pd.DataFrame:
     """:func:`recommend_users` when some users are unknown: popularity for them, marked in ``fallback``."""
-    from recsys.training import UNKNOWN_USER_FALLBACK
+    from recsys.ranking.training import UNKNOWN_USER_FALLBACK
 
     known = [u for u in user_ids if str(u) in lookup]
     recs = recommend_users(tm, known, k=k, batch_size=batch_size, two_stage=False) if known else None
@@ -406,7 +406,7 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
     Parameters
     ----------
     metrics : iterable of str, optional
-        Names or ``name@k`` (see :func:`recsys.evaluation.evaluate`); default precision, recall,
+        Names or ``name@k`` (see :func:`recsys.evaluation.evaluator.evaluate`); default precision, recall,
         ndcg, map, mrr, hit_rate, coverage and novelty (plus diversity when
         ``item_embeddings`` is given), each at ``k``.
     ks : iterable of int, optional
@@ -417,13 +417,13 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
     keep_lists : bool
         Keep each model's ranked lists (``lists`` entry) for TREC run files.
     evaluator : callable, optional
-        Called instead of :func:`recsys.evaluation.evaluate` with the same arguments and returning
+        Called instead of :func:`recsys.evaluation.evaluator.evaluate` with the same arguments and returning
         the same result type, e.g. ``functools.partial(recsys.distributed.evaluate_ray,
         address=...)`` to evaluate user blocks on a Ray cluster (``recsys evaluate --engine ray``).
     progress : bool
         tqdm bar over the (fold, model) fits and evaluations (on a terminal only).
     users : {"all", "common"}
-        Averaging convention (:func:`recsys.evaluation.evaluate`): ``"all"`` (every user with
+        Averaging convention (:func:`recsys.evaluation.evaluator.evaluate`): ``"all"`` (every user with
         test items, an empty list counts 0; implicit, ``trec_eval -c``) or ``"common"``
         (Microsoft Recommenders: nDCG over all, the rest over users in truth and predictions).
     drop_test_only_items : bool
@@ -444,10 +444,10 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
     ------
     ValueError
         What :func:`split_interactions`, :func:`train_model` and
-        :func:`recsys.evaluation.evaluate` raise.
+        :func:`recsys.evaluation.evaluator.evaluate` raise.
     """
-    from recsys.data import build_dataset
-    from recsys.evaluation import evaluate
+    from recsys.data.interactions import build_dataset
+    from recsys.evaluation.evaluator import evaluate
 
     if metrics is None:
         metrics = ["precision", "recall", "ndcg", "map", "mrr", "hit_rate", "coverage", "novelty"]
@@ -663,7 +663,7 @@ def run_queries(texts, index, encoder, *, k=5, backfill="none", threshold=None, 
         At most this many synthetic items per result list.
     exclude_synthetic : bool
         No synthetic items in result lists.
-    ranker : recsys.artifacts.TrainedModel or None
+    ranker : recsys.ranking.artifacts.TrainedModel or None
         A fitted model with ``item_factors_from_embeddings`` (``HybridColdStart``): every result
         gets ``collab_score`` = user factor . item factor (synthetic items through the cold-start
         mapping), the user being ``user_id`` or, without one, the mean user factor, and the list

@@ -1,6 +1,6 @@
 """Item cold-start evaluation: test items without any training interaction.
 
-Protocol (:func:`evaluate_cold_start`, split by :func:`recsys.splits.cold_item_split`):
+Protocol (:func:`evaluate_cold_start`, split by :func:`recsys.data.splits.cold_item_split`):
 
 * The model is fitted on a training matrix whose **cold** columns are empty (items held out
   whole); content models get the features of every item, cold ones included.
@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .metrics import compute_metrics
+from recsys.evaluation.metrics import compute_metrics
 
 __all__ = ["ColdStartResult", "evaluate_cold_start", "TABLES"]
 
@@ -102,7 +102,7 @@ def evaluate_cold_start(model, train_user_items, test_user_items, *, k: int = 20
     k : int
         Cut-off of every metric.
     metrics : iterable of str
-        Keys of :data:`recsys.metrics.METRICS` (each at ``k``).
+        Keys of :data:`recsys.evaluation.metrics.METRICS` (each at ``k``).
     n_buckets : int
         Popularity quantile buckets of the warm items (>= 1).
     batch_size : int
@@ -116,7 +116,7 @@ def evaluate_cold_start(model, train_user_items, test_user_items, *, k: int = 20
     ------
     ValueError
         Non-sparse or differently shaped matrices, ``k``/``n_buckets``/``batch_size`` < 1, no
-        cold item in ``train_user_items`` (use :func:`recsys.evaluation.evaluate` then), or a
+        cold item in ``train_user_items`` (use :func:`recsys.evaluation.evaluator.evaluate` then), or a
         model whose scores have the wrong shape.
     """
     for name, v in (("k", k), ("n_buckets", n_buckets), ("batch_size", batch_size)):
@@ -124,7 +124,7 @@ def evaluate_cold_start(model, train_user_items, test_user_items, *, k: int = 20
             raise ValueError(f"{name}={v!r} must be a positive integer")
     if not (sp.issparse(train_user_items) and sp.issparse(test_user_items)):
         raise ValueError("train_user_items and test_user_items must be scipy.sparse matrices; "
-                         "build them with recsys.data.Dataset.to_user_items")
+                         "build them with recsys.data.interactions.Dataset.to_user_items")
     train = sp.csr_matrix(train_user_items)
     test = sp.csr_matrix(test_user_items)
     if train.shape != test.shape:
@@ -135,7 +135,7 @@ def evaluate_cold_start(model, train_user_items, test_user_items, *, k: int = 20
     cold = counts == 0
     if not cold.any():
         raise ValueError("train_user_items has no item without interactions, so there is no "
-                         "cold item; fix: split with recsys.splits.cold_item_split")
+                         "cold item; fix: split with recsys.data.splits.cold_item_split")
     keys = [f"{m}@{int(k)}" for m in metrics]
     test_pos = test.copy()
     test_pos.data = (test_pos.data > 0).astype(np.float32)
@@ -217,7 +217,7 @@ def evaluate_cold_start(model, train_user_items, test_user_items, *, k: int = 20
 
 def _topk_ids(scores: np.ndarray, k: int) -> np.ndarray:
     """Top-k item indices per row, ties to the lower index, -inf entries as -1 padding."""
-    from .models.base import topk
+    from recsys.models.base import topk
 
     ids, vals = topk(scores, k)
     ids = np.asarray(ids, dtype=np.int64)
@@ -227,7 +227,7 @@ def _topk_ids(scores: np.ndarray, k: int) -> np.ndarray:
 
 def paired_cold_start(a: ColdStartResult, b: ColdStartResult, metric: str, *,
                       table: str = "cold", test: str = "t") -> dict:
-    """Paired test (:func:`recsys.significance.paired_test`) of two models on one table.
+    """Paired test (:func:`recsys.evaluation.significance.paired_test`) of two models on one table.
 
     Parameters
     ----------
@@ -238,7 +238,7 @@ def paired_cold_start(a: ColdStartResult, b: ColdStartResult, metric: str, *,
     table : str
         ``"all"``, ``"cold"`` or ``"warm"``.
     test : str
-        As for :func:`recsys.significance.paired_test`.
+        As for :func:`recsys.evaluation.significance.paired_test`.
 
     Returns
     -------
@@ -250,7 +250,7 @@ def paired_cold_start(a: ColdStartResult, b: ColdStartResult, metric: str, *,
     ValueError
         The two results hold different users (not the same split).
     """
-    from .significance import paired_test
+    from recsys.evaluation.significance import paired_test
 
     pa, pb = a.per_user[table], b.per_user[table]
     if not np.array_equal(pa["user_index"].to_numpy(), pb["user_index"].to_numpy()):
@@ -263,7 +263,7 @@ def write_cold_start(df: pd.DataFrame, models, out, *, item_fraction: float = 0.
                      warm_test_ratio: float = 0.2, seed: int = 42, k: int = 10,
                      metrics=("recall", "ndcg"), item_embeddings=None, source: str | None = None
                      ) -> dict:
-    """Split by :func:`recsys.splits.cold_item_split`, fit and evaluate models, write a report.
+    """Split by :func:`recsys.data.splits.cold_item_split`, fit and evaluate models, write a report.
 
     Every model is fitted on the training rows with ``item_embeddings`` given both as the
     content models' embeddings (``content``, ``hybrid``) and as ``ease-content``'s features.
@@ -279,7 +279,7 @@ def write_cold_start(df: pd.DataFrame, models, out, *, item_fraction: float = 0.
     out : path
         Report folder (created).
     item_fraction, warm_test_ratio, seed
-        See :func:`recsys.splits.cold_item_split`.
+        See :func:`recsys.data.splits.cold_item_split`.
     k : int
     metrics : iterable of str
     item_embeddings : numpy.ndarray, optional
@@ -302,11 +302,10 @@ def write_cold_start(df: pd.DataFrame, models, out, *, item_fraction: float = 0.
     from pathlib import Path
 
     from embeddings._io import atomic_path, write_json
-
-    from .data import build_dataset
-    from .models import fit_model, make_model
-    from .report import markdown_table
-    from .splits import cold_item_split
+    from recsys.data.interactions import build_dataset
+    from recsys.data.splits import cold_item_split
+    from recsys.evaluation.report import markdown_table
+    from recsys.models import fit_model, make_model
 
     ds = build_dataset(df)
     if item_embeddings is not None and np.shape(item_embeddings)[0] != ds.n_items:
@@ -369,7 +368,7 @@ def write_cold_start(df: pd.DataFrame, models, out, *, item_fraction: float = 0.
 
 def cold_start_cli(args, models, path, emit) -> int:
     """``recsys evaluate --protocol cold_items``: :func:`write_cold_start` from parsed args."""
-    from .data import load_interactions
+    from recsys.data.interactions import load_interactions
 
     df = load_interactions(path, sep=args.sep)
     emb = None

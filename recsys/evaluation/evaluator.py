@@ -8,7 +8,7 @@ Protocol of :func:`evaluate`:
    (``model.recommend(user_index_array, train_user_items[user_index_array], k=K,
    filter_already_liked_items=True)``, implicit's convention: the second argument holds the
    rows of the users asked for) with ``K`` the largest cut-off requested.
-3. Each metric of :mod:`recsys.metrics` is computed against the test rows; the summary is the
+3. Each metric of :mod:`recsys.evaluation.metrics` is computed against the test rows; the summary is the
    mean over evaluated users (``users="all"``, the default): every user with test items
    counts, and a user whose list is empty counts 0. implicit's ``ranking_metrics_at_k`` and
    ``trec_eval -c`` average the same way. ``users="common"`` follows Microsoft Recommenders'
@@ -30,7 +30,7 @@ Krichene & Rendle, "On Sampled Metrics for Item Recommendation", KDD 2020, show 
 rank models differently from full ranking, so every output carries the label in
 ``EvaluationResult.ranking``.
 
-Beyond-accuracy metrics (:mod:`recsys.beyond_accuracy`): ``novelty@k`` (popularity from the
+Beyond-accuracy metrics (:mod:`recsys.evaluation.beyond_accuracy`): ``novelty@k`` (popularity from the
 training matrix), ``diversity@k`` (needs ``item_embeddings``) per user, and ``coverage@k`` (one
 number, in ``summary`` only; catalogue = all ``n_items``).
 """
@@ -44,8 +44,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from .beyond_accuracy import catalog_coverage, intra_list_diversity_at_k, novelty_at_k
-from .metrics import METRICS, compute_metrics, lists_to_csr, parse_metric
+from recsys.evaluation.beyond_accuracy import (
+    catalog_coverage,
+    intra_list_diversity_at_k,
+    novelty_at_k,
+)
+from recsys.evaluation.metrics import METRICS, compute_metrics, lists_to_csr, parse_metric
 
 __all__ = ["DEFAULT_METRICS", "EvaluationResult", "evaluate", "rank_candidates", "FULL_RANKING"]
 
@@ -101,7 +105,7 @@ def _as_csr(name: str, matrix) -> sp.csr_matrix:
     if not sp.issparse(matrix):
         raise ValueError(
             f"{name} must be a scipy.sparse matrix (n_users, n_items); got {type(matrix)!r}; "
-            "build it with recsys.data.Dataset.to_user_items"
+            "build it with recsys.data.interactions.Dataset.to_user_items"
         )
     return sp.csr_matrix(matrix)
 
@@ -237,7 +241,7 @@ def evaluate(model, train_user_items, test_user_items, *, k: int = 10,
         Cut-off for metrics named without one.
     metrics : iterable of str
         Names (``"ndcg"``, cut-off ``k``) or ``"name@k"`` strings: keys of
-        :data:`recsys.metrics.METRICS` or ``coverage``, ``novelty``, ``diversity``.
+        :data:`recsys.evaluation.metrics.METRICS` or ``coverage``, ``novelty``, ``diversity``.
     batch_size : int
         Users per ``recommend`` call (memory: the model scores batch_size x n_items).
     n_negatives : int, optional

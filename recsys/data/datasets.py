@@ -1,6 +1,6 @@
 """Public recommendation datasets: verified download from the official source, or a local copy.
 
-Every loader returns the canonical interaction frame of :mod:`recsys.data` (``user_id``,
+Every loader returns the canonical interaction frame of :mod:`recsys.data.interactions` (``user_id``,
 ``item_id`` as the dataset's own external ids in str, ``rating`` float64, ``timestamp`` int64
 seconds) plus dataset-specific columns named below, and never renumbers ids.
 
@@ -48,8 +48,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .data import drop_duplicate_interactions, load_interactions
-from .side_data import ItemDataError, load_item_features, load_item_text, read_sequences
+from recsys.data.interactions import drop_duplicate_interactions, load_interactions
+from recsys.data.side import ItemDataError, load_item_features, load_item_text, read_sequences
 
 __all__ = ["SOURCES", "Source", "download", "load_movielens", "load_movielens_items",
            "load_kuairec", "load_kuairec_items", "load_kuairand", "load_microlens", "load_log",
@@ -332,7 +332,7 @@ def load_movielens(variant: str, root, *, download: bool = False) -> pd.DataFram
         Unknown variant; what :func:`download` raises.
     FileNotFoundError
         No local copy and ``download=False``.
-    recsys.data.InteractionFileError
+    recsys.data.interactions.InteractionFileError
         Malformed rating file.
     """
     name = _ml_name(variant)
@@ -560,7 +560,7 @@ def load_microlens(root, *, download: bool = False) -> tuple[pd.DataFrame, pd.Da
 
 
 def load_log(path, **kwargs) -> pd.DataFrame:
-    """Any CSV/TSV/Parquet interaction log: :func:`recsys.data.load_interactions`."""
+    """Any CSV/TSV/Parquet interaction log: :func:`recsys.data.interactions.load_interactions`."""
     return load_interactions(path, **kwargs)
 
 
@@ -596,7 +596,7 @@ def load_microlens_50k(root) -> ShortVideoData:
     copy, 18,975 of them in the sequences); ``title`` is ``""`` for an item without one.
 
     Reads ``*_pairs*.tsv`` (``user<TAB>item item ...``, chronological, via
-    :func:`recsys.side_data.read_sequences`: ``position`` = order) and ``*titles.csv``
+    :func:`recsys.data.side.read_sequences`: ``position`` = order) and ``*titles.csv``
     (``item,title``) from ``root`` or ``root/microlens-50k``. The copy in this project's shared
     data has each user's last item removed (the test); no validation split is published, so
     ``validation`` is None (hold out each user's last remaining item yourself).
@@ -605,7 +605,7 @@ def load_microlens_50k(root) -> ShortVideoData:
     ------
     FileNotFoundError
         No sequence file under ``root``.
-    recsys.side_data.ItemDataError
+    recsys.data.side.ItemDataError
         A malformed sequence or title file.
     """
     folder = _local(root, "microlens-50k")
@@ -639,7 +639,7 @@ def load_tiktok_mmssl(root) -> ShortVideoData:
     ------
     FileNotFoundError
         No ``train.tsv`` under ``root``.
-    recsys.side_data.ItemDataError
+    recsys.data.side.ItemDataError
         A feature matrix with another row count or NaN rows; an interaction naming an item
         index outside the matrices.
     """
@@ -698,7 +698,7 @@ def load_dataset(name: str, root) -> ShortVideoData:
     ------
     ValueError
         Unknown ``name``.
-    FileNotFoundError, recsys.side_data.ItemDataError
+    FileNotFoundError, recsys.data.side.ItemDataError
         See the dataset's loader.
     """
     if name not in DATASETS:

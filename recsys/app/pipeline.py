@@ -33,8 +33,8 @@ from pathlib import Path
 import pandas as pd
 
 from embeddings._io import write_json, write_parquet
-from recsys import report, stages
-from recsys.config import ON_DISK, to_toml
+from recsys.app import report, stages
+from recsys.app.config import ON_DISK, to_toml
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def run_pipeline(cfg: dict, out_dir: str | Path, *, strict: bool = False, progre
     Parameters
     ----------
     cfg : dict
-        Resolved settings from :func:`recsys.config.load_pipeline`.
+        Resolved settings from :func:`recsys.app.config.load_pipeline`.
     out_dir : path-like
         Output folder (created; an earlier unfinished run there is resumed stage by stage:
         finished embedding shards are kept).
@@ -147,7 +147,7 @@ def check_rerun(cfg: dict, out: str | Path) -> None:
     Parameters
     ----------
     cfg : dict
-        Resolved settings (:func:`recsys.config.load_pipeline`).
+        Resolved settings (:func:`recsys.app.config.load_pipeline`).
     out : path-like
         The run's output folder; nothing happens when it holds no embedding job.
 
@@ -264,7 +264,7 @@ def _run(cfg: dict, out: Path, result: RunResult, *, strict: bool, progress: boo
 
     inter = cfg["interactions"]
     if inter.get("path"):
-        from recsys.data import load_interactions
+        from recsys.data.interactions import load_interactions
 
         rank, ev = cfg["rank"], cfg["evaluate"]
         with _Timer(result, "rank+evaluate"):
@@ -277,7 +277,7 @@ def _run(cfg: dict, out: Path, result: RunResult, *, strict: bool, progress: boo
         k = ev["k"]
         best = summary_df.sort_values(f"ndcg@{k}" if f"ndcg@{k}" in summary_df else summary_df.columns[1],
                                       ascending=False)["model"].iloc[0]
-        from recsys.artifacts import save_trained
+        from recsys.ranking.artifacts import save_trained
 
         with _Timer(result, "recommend"):
             for name, tm in res["trained"].items():

@@ -5,7 +5,7 @@ Builds :class:`recsys.models.LTRRecommender` over stage-1 sources (default ``eas
 
 * ``tune=False``: sources with their default parameters; the ranker is trained on a seeded
   per-user holdout of the log (:func:`recsys.models.ltr.carve_holdout`).
-* ``tune=True``: every source's hyperparameters are chosen by :func:`recsys.tuning.tune` on a
+* ``tune=True``: every source's hyperparameters are chosen by :func:`recsys.ranking.tuning.tune` on a
   validation split carved from the log (stratified by item, 0.75, as ``recsys train --tune``);
   the ranker is trained on that same validation split (sources refitted on its fit part) and
   early-stopped on NDCG@10 of 20% of its users.
@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 def train_ltr(df: pd.DataFrame, params: dict | None = None, *, dataset=None, source: str | None = None,
               tune: bool = False, item_embeddings: np.ndarray | None = None, seed: int = 42, **_ignored):
-    """Fit an LTRRecommender on ``df``; returns a :class:`recsys.artifacts.TrainedModel`.
+    """Fit an LTRRecommender on ``df``; returns a :class:`recsys.ranking.artifacts.TrainedModel`.
 
     Parameters
     ----------
@@ -39,7 +39,7 @@ def train_ltr(df: pd.DataFrame, params: dict | None = None, *, dataset=None, sou
     params : dict, optional
         ``sources`` (comma-separated registry names or a list), ``label`` ("binary" or
         "graded"), and any :class:`LTRRecommender` argument (``n_candidates``, ``n_folds``...).
-    dataset : recsys.data.Dataset, optional
+    dataset : recsys.data.interactions.Dataset, optional
     source : str, optional
         Recorded as ``trained_on``.
     tune : bool
@@ -49,7 +49,7 @@ def train_ltr(df: pd.DataFrame, params: dict | None = None, *, dataset=None, sou
 
     Returns
     -------
-    recsys.artifacts.TrainedModel
+    recsys.ranking.artifacts.TrainedModel
         ``info`` holds the sources' parameters (and tuning tables), the ranker's report
         (recall of every source and of the union, feature importance, best iteration).
 
@@ -59,12 +59,12 @@ def train_ltr(df: pd.DataFrame, params: dict | None = None, *, dataset=None, sou
         Unknown source or label, ``label="graded"`` without a rating column, or what
         fitting raises.
     """
-    from recsys.artifacts import TrainedModel
-    from recsys.data import build_dataset
+    from recsys.data.interactions import build_dataset
     from recsys.models import LTRRecommender, interaction_times_matrix, make_model
     from recsys.models.ltr import DEFAULT_SOURCES
-    from recsys.tuning import tune as run_tune
-    from recsys.tuning import validation_split
+    from recsys.ranking.artifacts import TrainedModel
+    from recsys.ranking.tuning import tune as run_tune
+    from recsys.ranking.tuning import validation_split
 
     params = dict(params or {})
     names = params.pop("sources", None)
@@ -98,7 +98,7 @@ def train_ltr(df: pd.DataFrame, params: dict | None = None, *, dataset=None, sou
         validation = (dataset.to_user_items(fit_df), dataset.to_user_items(valid_df))
     relevance = None
     if label == "graded":
-        from recsys.data import drop_duplicate_interactions
+        from recsys.data.interactions import drop_duplicate_interactions
 
         relevance = dataset.to_user_items(drop_duplicate_interactions(df), binary=False)
     model = LTRRecommender(sources=sources, seed=seed, **params)

@@ -1,4 +1,4 @@
-"""Train/test splits of an interaction log (one row per interaction, see :mod:`recsys.data`).
+"""Train/test splits of an interaction log (one row per interaction, see :mod:`recsys.data.interactions`).
 
 Every function returns new frames that keep the input's index labels and columns, so a row
 can be traced back to the input. None mutates its input.
@@ -47,7 +47,7 @@ def _need(df: pd.DataFrame, cols, fn: str) -> None:
     if missing:
         raise ValueError(
             f"{fn}: df lacks column(s) {missing}; got {list(df.columns)}; "
-            "load it with recsys.data.load_interactions"
+            "load it with recsys.data.interactions.load_interactions"
         )
 
 
@@ -110,7 +110,7 @@ def cold_item_split(df: pd.DataFrame, item_fraction: float = 0.2, *, warm_test_r
        row of those items goes to test, so they have **no** training interaction.
     2. The remaining rows are split by :func:`random_holdout` (``warm_test_ratio``, same seed),
        so test also holds warm items and the cold/warm/all tables of
-       :func:`recsys.coldstart.evaluate_cold_start` can be compared on one fit.
+       :func:`recsys.evaluation.coldstart.evaluate_cold_start` can be compared on one fit.
 
     A user whose rows are all on cold items has no training row (a cold user as well); such users
     are kept, and the evaluation counts them.
@@ -208,7 +208,7 @@ def temporal_split(df: pd.DataFrame, *, quantile: float = 0.8, at=None):
     -------
     (train_df, test_df) : tuple of pandas.DataFrame
         Rows in input order. Test users/items absent from train are kept (cold start);
-        :meth:`recsys.data.Dataset.to_user_items` or the caller decides what to do with them.
+        :meth:`recsys.data.interactions.Dataset.to_user_items` or the caller decides what to do with them.
 
     Raises
     ------
@@ -354,7 +354,7 @@ def stratified_split(df: pd.DataFrame, ratio=0.75, *, filter_by: str = "user", s
 
 #: The split of Microsoft Recommenders' MovieLens benchmark
 #: (``examples/06_benchmarks/movielens.ipynb``): what the protocol name "stratified" means in
-#: ``recsys evaluate``, :func:`recsys.stages.split_interactions`, tuning and the benchmarks.
+#: ``recsys evaluate``, :func:`recsys.app.stages.split_interactions`, tuning and the benchmarks.
 RECOMMENDERS_SPLIT = {"ratio": 0.75, "filter_by": "item", "seed": 42}
 
 

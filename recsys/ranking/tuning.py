@@ -2,7 +2,7 @@
 
 :func:`validation_split` holds out part of the *training* interactions with the same protocol
 as the test split; :func:`tune` fits every point of a grid on the rest, scores it on the
-held-out part by full ranking (:func:`recsys.evaluation.evaluate`) and returns the best
+held-out part by full ranking (:func:`recsys.evaluation.evaluator.evaluate`) and returns the best
 parameters together with the whole table, so the choice can be recorded with the model.
 """
 
@@ -129,7 +129,7 @@ def validation_split(train_df: pd.DataFrame, *, protocol: str = "stratified", ra
     train_df : pandas.DataFrame
         The training split only (the test split must never be passed here).
     protocol : {"stratified", "leave_last_out", "random_holdout"}
-        ``stratified``: :func:`recsys.splits.stratified_split` (Recommenders'
+        ``stratified``: :func:`recsys.data.splits.stratified_split` (Recommenders'
         ``python_stratified_split``) with ``ratio``, ``filter_by``, ``seed``;
         ``leave_last_out``: the latest interaction per user; ``random_holdout``: a seeded
         ``1 - ratio`` share per user.
@@ -152,7 +152,7 @@ def validation_split(train_df: pd.DataFrame, *, protocol: str = "stratified", ra
     ValueError
         Unknown protocol, or what the splitter raises.
     """
-    from recsys import splits
+    from recsys.data import splits
 
     # one canonical row order first, so that the seeded draws (one per row, in row order) give
     # the same split for the same log however its rows were ordered (issue 19.2)
@@ -195,7 +195,7 @@ def tune(train_df: pd.DataFrame, name: str, grid: dict[str, list] | None = None,
         Registry name (:data:`recsys.models.MODELS`).
     grid : dict, optional
         ``{param: [values]}``; default :data:`DEFAULT_GRIDS` ``[name]``.
-    dataset : recsys.data.Dataset, optional
+    dataset : recsys.data.interactions.Dataset, optional
         Id maps (default: built from ``train_df``).
     metric : str
         Validation metric to maximise (``"ndcg@10"``, ``"map@10"``, ...).
@@ -229,8 +229,8 @@ def tune(train_df: pd.DataFrame, name: str, grid: dict[str, list] | None = None,
     ValueError
         Unknown model or parameter, an empty validation split, or what fitting raises.
     """
-    from recsys.data import build_dataset
-    from recsys.evaluation import evaluate
+    from recsys.data.interactions import build_dataset
+    from recsys.evaluation.evaluator import evaluate
     from recsys.models import fit_model, make_model
     from recsys.models.trending import interaction_times_matrix
 

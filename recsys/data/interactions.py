@@ -305,7 +305,7 @@ def _normalise(path, raw: pd.DataFrame, line_of_row, mapping) -> pd.DataFrame:
     if missing:
         raise InteractionFileError(
             path, None, f"no column recognised as {' or '.join(missing)} among "
-            f"{[str(c) for c in raw.columns]} (see recsys.data.COLUMN_ALIASES, or pass columns=)",
+            f"{[str(c) for c in raw.columns]} (see recsys.data.interactions.COLUMN_ALIASES, or pass columns=)",
         )
     out = pd.DataFrame({
         "user_id": _ids(path, raw[cols["user_id"]], line_of_row, "user_id"),

@@ -1,0 +1,124 @@
+"""`recsys train` and `recsys recommend`: rankers on an interaction log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from recsys.cli._common import (
+    MODEL_NAMES_HELP,
+    UsageError,
+    _emit,
+    _existing,
+    _model_names,
+    _params,
+    _positive_int,
+)
+
+
+def cmd_train(args) -> int:
+    from recsys.app import stages
+    from recsys.data.interactions import load_interactions
+    from recsys.models.sequential import is_sequence_file, read_sequence_file
+    from recsys.ranking.artifacts import save_trained
+
+    _model_names([args.model], "--model")
+    path = _existing(args.interactions, "interaction file", folder=False)
+    # one user per line (`user<TAB>item item ...`, MicroLens): positions become the timestamps
+    df = read_sequence_file(path) if is_sequence_file(path) else load_interactions(path, sep=args.sep)
+    options, dataset = {}, None
+    if args.embeddings:
+        from recsys.data.interactions import build_dataset
+        from recsys.ranking.training import load_item_embeddings
+
+        dataset = build_dataset(df)
+        options["item_embeddings"] = load_item_embeddings(
+            _existing(args.embeddings, "embedding folder", folder=True), dataset.item_ids)
+    if args.validation or args.item_features or args.item_text:
+        from recsys.cli.side import side_options
+        from recsys.data.interactions import build_dataset
+
+        dataset = dataset or build_dataset(df)
+        options.update(side_options(args, dataset, sep=args.sep))
+    if args.tune:
+        options["tune"] = True
+        options["progress"] = not args.quiet
+    if args.two_stage:
+        options["two_stage"] = True
+    tm = stages.train_model(df, args.model, _params(args.param), dataset=dataset, source=str(path), **options)
+    save_trained(args.out, tm)
+    tu = tm.info.get("tuning")
+    tuned = (f"Tuned on a validation split in {tu['seconds']:.2f} s ({len(tu['table'])} grid points, best "
+             f"{tu['metric']} {tu['best_score']:.4f}): chosen {tu['best_params']}\n" if tu else "")
+    _emit(args, {"out": str(args.out), **tm.info},
+          f"{tuned}Trained {args.model} on {tm.info['n_interactions']} interactions ({tm.info['n_users']} users x "
+          f"{tm.info['n_items']} items) in {tm.info['fit_seconds']:.2f} s: {args.out}")
+    return 0
+
+
+def cmd_recommend(args) -> int:
+    from embeddings._io import write_parquet
+    from recsys.app import stages
+    from recsys.ranking.artifacts import load_trained
+
+    tm = load_trained(_existing(args.model_dir, "model folder", folder=True))
+    users = None if args.all_users else [args.user]
+    try:
+        recs = stages.recommend_users(tm, users, k=args.k, two_stage=True if args.two_stage else None)
+    except KeyError as e:
+        raise UsageError(str(e.args[0])) from None
+    if args.out:
+        out = Path(args.out)
+        if out.suffix == ".parquet":
+            write_parquet(out, recs)
+        else:
+            from embeddings._io import atomic_path
+
+            with atomic_path(out) as tmp:
+                recs.to_csv(tmp, index=False, sep="\t" if out.suffix in (".tsv", ".txt") else ",")
+    payload = recs.to_dict("records") if not args.all_users or not args.out else {"out": str(args.out),
+                                                                                  "n_rows": len(recs)}
+    human = (f"Wrote {len(recs)} rows for {recs['user_id'].nunique()} users to {args.out}" if args.out else
+             recs.to_string(index=False))
+    if "fallback" in recs and recs["fallback"].notna().any() and not args.all_users:
+        human = (f"NOTE: user {args.user!r} is not in the model's training data: these are the popularity "
+                 f"fallback (the items most training users interacted with), marked in the fallback column.\n"
+                 + human)
+    _emit(args, payload, human)
+    return 0
+
+
+def add_commands(sub, add, common, fmt) -> None:
+    """Add this group's subcommands to ``sub`` (``add`` makes a subcommand with --json and an example)."""
+    s = add("train", "Train a ranker on an interaction log (CSV/TSV/Parquet/MovieLens u.data, or one "
+            "`user<TAB>item item ...` sequence per line).",
+            "recsys train ../shared/data/ml-100k/u.data --model ease --out models/ease --param l2=500")
+    s.add_argument("interactions", metavar="INTERACTIONS")
+    s.add_argument("--model", required=True, help=MODEL_NAMES_HELP)
+    s.add_argument("--out", required=True, metavar="MODEL_DIR")
+    s.add_argument("--param", action="append", metavar="KEY=VALUE", help="model parameter (repeatable)")
+    s.add_argument("--sep", help="column separator (default: sniffed)")
+    s.add_argument("--tune", action="store_true",
+                   help="choose hyperparameters on a validation split carved from the training data "
+                        "(recorded in MODEL_DIR/model.json); --param values stay fixed; with --model ltr: "
+                        "every source tuned, the ranker trained and early-stopped on that validation split")
+    s.add_argument("--embeddings", metavar="EMB_DIR",
+                   help="embedding folder of the items (video_id = item_id): needed by content and hybrid, "
+                        "enables the content source of --two-stage")
+    s.add_argument("--two-stage", action="store_true",
+                   help="serve through candidates (collaborative, content, popularity) -> fusion -> ranking")
+    from recsys.cli.side import add_side_arguments
+
+    add_side_arguments(s)
+    s.set_defaults(func=cmd_train)
+
+    s = add("recommend", "Top-k unseen items for one user or all users.",
+            "recsys recommend models/ease --user 196 -k 10")
+    s.add_argument("model_dir", metavar="MODEL_DIR")
+    who = s.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", metavar="USER_ID")
+    who.add_argument("--all-users", action="store_true")
+    s.add_argument("-k", type=_positive_int, default=10)
+    s.add_argument("--out", metavar="FILE", help="write .parquet, .csv or .tsv")
+    s.add_argument("--two-stage", action="store_true",
+                   help="two-stage results with their sources (default: as the model was trained)")
+    s.set_defaults(func=cmd_recommend)
