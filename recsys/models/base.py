@@ -16,7 +16,7 @@ Conventions (the same in every model, learned from ``implicit`` >= 0.5 and sciki
   ``recalculate_user``, ``filter_items`` in ``similar_items``, ``similar_users``,
   ``fit(show_progress=, callback=)``; other sparse formats converted in ``fit`` with
   :class:`ParameterWarning`), so ``implicit.evaluation`` drives every model; a model that cannot
-  honour one raises ``NotImplementedError`` (``tests/recsys/test_implicit_compat.py``).
+  honour one raises ``NotImplementedError`` (``tests/recsys/models/test_implicit_compat.py``).
 """
 
 from __future__ import annotations

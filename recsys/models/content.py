@@ -180,7 +180,7 @@ class HybridColdStart(_EmbeddingFit, ALS):
        ridge's conditional mean, which has seen no negative evidence. Uncalibrated, a brand-new
        item scores like the average liked item of its content group and crowds out the warm
        item a user is missing (checkerboard with two empty items: an empty item was top-1 for
-       46 of 50 users, see tests/recsys/test_models_side.py). ``cold_scale_`` is the
+       46 of 50 users, see tests/recsys/models/test_models_side.py). ``cold_scale_`` is the
        through-origin least-squares slope of the true score ``u . v_j`` on the score of the
        item's *out-of-fold* mapped factors ``u . v~_j`` (5-fold ``cross_val_predict`` on the
        warm items), over up to 200,000 sampled (user, warm item) pairs without an interaction:

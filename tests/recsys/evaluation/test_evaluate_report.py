@@ -13,7 +13,7 @@ from recsys.app.evaluate import write_evaluation
 from recsys.cli import main
 from recsys.evaluation.trec import read_trec_qrels, read_trec_run
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 
 def _log(n_users=40, n_items=30, seed=0):

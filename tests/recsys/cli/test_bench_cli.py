@@ -11,7 +11,7 @@ from embeddings._io import save_npy, write_parquet
 from embeddings.store import write_manifest
 from recsys.cli import main
 
-SHARED_VIDEOS = Path(__file__).resolve().parents[3] / "shared" / "data" / "videos"
+SHARED_VIDEOS = Path(__file__).resolve().parents[4] / "shared" / "data" / "videos"
 
 
 def write_folder(path: Path, video_emb, frame_emb, n_frames: int, captions=None) -> list[str]:

@@ -13,7 +13,7 @@ import scipy.sparse as sp
 
 from recsys.models import EASE
 
-BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_ranking.py"
+BENCH = Path(__file__).resolve().parents[3] / "benchmarks" / "bench_ranking.py"
 
 
 def _bench():

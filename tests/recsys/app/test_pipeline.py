@@ -9,7 +9,7 @@ import pytest
 from recsys.app.config import load_pipeline
 from recsys.cli import main
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 SHARED = REPO.parent / "shared" / "data"
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from recsys.cli import build_parser, main
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from recsys.data.datasets import (
     load_movielens,
 )
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 
 class _Resp(io.BytesIO):

@@ -17,7 +17,7 @@ from recsys.data.interactions import (
     load_interactions,
 )
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 
 def _write(tmp_path, name, text):

@@ -11,7 +11,7 @@ import pytest
 from recsys.data.datasets import load_dataset
 from recsys.data.side import ItemDataError, load_item_features, load_item_text, read_sequences
 
-_ROOT = Path(__file__).resolve().parents[2]
+_ROOT = Path(__file__).resolve().parents[3]
 # the project's own checkout sits beside shared/; a worktree one level deeper
 DATA = next((p for p in (_ROOT.parent / "shared" / "data", _ROOT.parents[1] / "shared" / "data")
              if p.is_dir()), _ROOT.parent / "shared" / "data")

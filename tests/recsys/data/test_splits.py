@@ -16,7 +16,7 @@ from recsys.data.splits import (
     temporal_split,
 )
 
-DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
 
 
 def _log(n_users=30, seed=0):
