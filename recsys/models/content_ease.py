@@ -27,7 +27,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
 
-from .base import Recommender, check_user_items
+from .base import Recommender, to_csr_for_fit
 from .ease import _GIB, ease_memory_bytes
 
 __all__ = ["ContentEASE", "check_item_features", "normalise_features"]
@@ -119,8 +119,12 @@ class ContentEASE(Recommender):
         self.dropout = dropout
         self.max_memory_bytes = max_memory_bytes
 
-    def fit(self, user_items: sp.csr_matrix, *, item_features=None) -> ContentEASE:
+    def fit(self, user_items: sp.csr_matrix, show_progress: bool = False, callback=None, *,
+            item_features=None) -> ContentEASE:
         """Fit on ``user_items`` (n_users, n_items) and optional ``item_features``.
+
+        ``show_progress`` and ``callback`` as in :meth:`Recommender.fit` (implicit's keywords;
+        a closed-form model has no per-iteration callback: NotImplementedError).
 
         Raises
         ------
@@ -128,10 +132,10 @@ class ContentEASE(Recommender):
             See :func:`check_item_features`, :meth:`Recommender.fit`; a ``feature_weight``
             list whose length differs from the number of matrices.
         """
-        ui = check_user_items(user_items)
+        ui = to_csr_for_fit(user_items)
         self._features = check_item_features(item_features, ui.shape[1])
         try:
-            return super().fit(ui)
+            return super().fit(ui, show_progress=show_progress, callback=callback)
         finally:
             del self._features
 

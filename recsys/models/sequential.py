@@ -44,7 +44,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from .base import Recommender, check_user_items
+from .base import Recommender, check_user_items, to_csr_for_fit
 
 __all__ = [
     "SequentialRecommender",
@@ -182,9 +182,12 @@ class SequentialRecommender(Recommender):
     side_inputs: ClassVar[tuple[str, ...]] = ("interaction_times",)
     _state_attrs: ClassVar[tuple[str, ...]] = ("hist_indptr_", "hist_items_")
 
-    def fit(self, user_items: sp.csr_matrix, interaction_times: sp.csr_matrix | None = None
-            ) -> SequentialRecommender:
+    def fit(self, user_items: sp.csr_matrix, interaction_times: sp.csr_matrix | None = None,
+            *, show_progress: bool | None = None, callback=None) -> SequentialRecommender:
         """Fit on chronological histories.
+
+        ``show_progress`` (implicit's keyword) overrides the ``progress`` parameter for this fit;
+        a per-iteration ``callback`` is not supported (NotImplementedError).
 
         Parameters
         ----------
@@ -203,7 +206,13 @@ class SequentialRecommender(Recommender):
             Missing or misshaped ``interaction_times``, entries of ``user_items`` without a
             time, no user with at least 2 items, or invalid parameters.
         """
-        user_items = check_user_items(user_items)
+        if callback is not None:
+            raise NotImplementedError(
+                f"{type(self).__name__} has no per-iteration callback; fix: drop callback= "
+                "(the epoch bar shows loss and validation NDCG@10)")
+        self._show_progress = (getattr(self, "progress", False) if show_progress is None
+                               else bool(show_progress))
+        user_items = to_csr_for_fit(user_items)
         if interaction_times is None:
             raise ValueError(
                 f"{type(self).__name__} needs interaction_times (a CSR matrix of times or "
@@ -559,7 +568,7 @@ class _NeuralSequential(SequentialRecommender):
         order_rng_seed = int(self.seed)
         stopped = False
         bar = (tqdm(total=int(self.epochs), initial=start_epoch, desc=type(self).__name__,
-                    unit="epoch", disable=not self.progress) if tqdm else None)
+                    unit="epoch", disable=not self._show_progress) if tqdm else None)
         for epoch in range(start_epoch, int(self.epochs)):
             if bad >= int(self.patience):
                 stopped = True

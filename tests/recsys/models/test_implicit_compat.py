@@ -37,9 +37,11 @@ from recsys.models import (
     ALS,
     BPR,
     EASE,
+    ContentEASE,
     ContentModel,
     HybridColdStart,
     ItemKNN,
+    LastItemKNN,
     NotFittedError,
     Popularity,
     Recommender,
@@ -111,6 +113,9 @@ CASES = [
          _no_side),
     Case("bpr", lambda: BPR(factors=3, regularization=0.0, random_state=42, num_threads=1),
          _no_side),
+    Case("ease-content", lambda: ContentEASE(l2=1.0),
+         lambda x: {"item_features": [parity_embeddings(x.shape[1])]}),
+    Case("lastitem", LastItemKNN, _times),
 ]
 IDS = [c.name for c in CASES]
 
