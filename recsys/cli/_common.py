@@ -202,7 +202,8 @@ def _hybrid_ranker(path: str) -> None:
 #: every name of recsys.models.MODELS (a test keeps them equal; importing the registry here would slow --help)
 MODEL_NAMES_HELP = ("popularity, trending (needs timestamps), ease, itemknn, als, bpr, content, hybrid "
                     "(content and hybrid need item embeddings), ease-content (EASE with item side "
-                    "information: --item-features/--item-text), or ltr: a learned second stage (LightGBM "
+                    "information: --item-features/--item-text), graph-filter (training-free LightGCN-style "
+                    "propagation over the interaction graph and kNN graphs of --item-features), or ltr: a learned second stage (LightGBM "
                     "LambdaRank) over the candidates of several models, saved as one folder with them "
                     "inside (--param sources=ease,itemknn,popularity, --param label=graded); sequential next-item models "
                     "sasrec, gru4rec (PyTorch) and lastitem (kNN of the last items), which read histories in time "

@@ -22,7 +22,7 @@ def add_side_arguments(parser) -> None:
                         help="item feature matrix: .npy (row = item index: ids 0..n-1), or "
                              ".parquet/.csv with item_id + vector columns (repeatable, one per "
                              "modality); only models that take item features accept it "
-                             "(ease-content)")
+                             "(ease-content, graph-filter)")
     parser.add_argument("--item-text", metavar="FILE",
                         help="item texts (CSV/Parquet: item_id + title/caption/text): TF-IDF "
                              "reduced by truncated SVD, used as one more feature matrix")

@@ -9,6 +9,7 @@ from .content import ContentModel, HybridColdStart, align_item_embeddings
 from .content_ease import ContentEASE
 from .ease import EASE
 from .factorization import ALS, BPR
+from .graph_filter import GraphFilter
 from .itemknn import ItemKNN
 from .ltr import LTRRecommender
 from .popularity import Popularity
@@ -29,6 +30,7 @@ __all__ = [
     "TrendingPopularity",
     "ContentModel",
     "ContentEASE",
+    "GraphFilter",
     "HybridColdStart",
     "align_item_embeddings",
     "interaction_times_matrix",
@@ -49,6 +51,7 @@ MODELS: dict[str, type[Recommender]] = {
     "content": ContentModel,
     "hybrid": HybridColdStart,
     "ease-content": ContentEASE,
+    "graph-filter": GraphFilter,
     "ltr": LTRRecommender,
     "sasrec": SASRec,
     "gru4rec": GRU4Rec,
@@ -62,7 +65,8 @@ def side_inputs(model: Recommender | type[Recommender]) -> tuple[str, ...]:
     ``()`` for the pure collaborative models, ``("item_embeddings",)`` for ContentModel and
     HybridColdStart, ``("interaction_times",)`` for TrendingPopularity and the sequential models
     (SASRec, GRU4Rec, LastItemKNN: times or positions order the histories), ``("item_features",)``
-    for ContentEASE (optional there: without features it is EASE plus a popularity prior).
+    for ContentEASE and GraphFilter (optional there: without features they use the interactions
+    alone).
     """
     return tuple(getattr(model, "side_inputs", ()))
 

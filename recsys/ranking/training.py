@@ -116,7 +116,8 @@ def train_ranker(df: pd.DataFrame, name: str, params: dict | None = None, *, dat
 
     if item_features is not None and "item_features" not in side_inputs(MODELS.get(name, object)):
         raise ValueError(f"model {name!r} cannot use item features; fix: drop --item-features/"
-                         "--item-text, or train 'ease-content' (takes any number of matrices)")
+                         "--item-text, or train 'ease-content' or 'graph-filter' (take any number of "
+                         "matrices)")
     if validation is not None and not tune:
         raise ValueError("a validation split is used only for tuning; fix: add tune=True "
                          "(--tune) or drop the validation file")

@@ -33,6 +33,7 @@ DEFAULT_GRIDS: dict[str, dict[str, list]] = {
     "content": {},
     "ease-content": {"l2": [20.0, 30.0, 50.0], "feature_weight": [0.0, 20.0, 80.0],
                      "popularity_weight": [0.0, 0.02]},
+    "graph-filter": {"layers": [2, 3, 4], "feature_weight": [0.0, 0.1, 0.2]},
     "lastitem": {"n_last": [1, 2, 3]},
     "sasrec": {"num_layers": [1, 2]},
     "gru4rec": {"embed_dim": [64]},
@@ -50,6 +51,7 @@ SIMPLER: dict[str, list[tuple[str, int]]] = {
     "hybrid": [("regularization", +1), ("ridge_alpha", +1), ("factors", -1)],
     "bpr": [("regularization", +1), ("factors", -1)],
     "trending": [("half_life_days", +1)],
+    "graph-filter": [("layers", -1), ("feature_weight", -1)],
 }
 
 #: Default tie tolerance (absolute, in units of the metric): below the user-bootstrap noise of

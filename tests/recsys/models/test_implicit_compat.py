@@ -39,6 +39,7 @@ from recsys.models import (
     EASE,
     ContentEASE,
     ContentModel,
+    GraphFilter,
     HybridColdStart,
     ItemKNN,
     LastItemKNN,
@@ -114,6 +115,8 @@ CASES = [
     Case("bpr", lambda: BPR(factors=3, regularization=0.0, random_state=42, num_threads=1),
          _no_side),
     Case("ease-content", lambda: ContentEASE(l2=1.0),
+         lambda x: {"item_features": [parity_embeddings(x.shape[1])]}),
+    Case("graph-filter", lambda: GraphFilter(layers=2, feature_weight=0.2, knn=3),
          lambda x: {"item_features": [parity_embeddings(x.shape[1])]}),
     Case("lastitem", LastItemKNN, _times),
 ]

@@ -1,0 +1,211 @@
+"""Training-free graph filtering over the item graph, with item-item graphs from content.
+
+Two published ideas, combined in closed form:
+
+* **Graph filtering** (Shen et al., "How Powerful is Graph Convolution for Recommendation?",
+  CIKM 2021, GF-CF): with the degree-normalised interaction matrix
+  ``R~ = D_U^-1/2 X D_I^-1/2`` the item-item matrix ``P = R~^T R~`` is a low-pass graph filter;
+  LightGCN's propagation without training is its powers. GF-CF scores ``x_u D_I^-1/2 P D_I^1/2``;
+  here ``P`` is applied ``layers`` times (``layers = 1`` is GF-CF's linear filter), the
+  training-free counterpart of LightGCN's L propagation layers (He et al., SIGIR 2020).
+* **Frozen modality kNN graphs** (Zhou and Shen, "A Tale of Two Graphs: Freezing and Denoising
+  Graph Structures for Multimodal Recommendation", ACM MM 2023, FREEDOM; LATTICE, Zhang et al.,
+  MM 2021, learns them): per feature matrix, each item keeps its ``knn`` nearest items by
+  cosine (positive similarities only), the graph is symmetrised (max) and normalised
+  ``S~ = D^-1/2 S D^-1/2``. FREEDOM uses ``knn = 10``.
+
+The propagation matrix mixes them, and the score is::
+
+    M = (1 - sum_m w_m) P + sum_m w_m S~_m
+    W = D_I^-1/2 M^layers D_I^1/2            (n_items, n_items), stored
+    score_u = x_u W
+
+Items without training interactions get degree 1 in ``D_I`` and reach users only through
+content edges, so a cold item can be recommended when its content neighbours are; without
+content graphs it scores 0 everywhere. On TikTok (MMSSL splits) this model with the visual
+graph is the project's best (``benchmarks/bench_shortvideo.py``).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from .base import Recommender, to_csr_for_fit
+from .content_ease import check_item_features, normalise_features
+from .ease import _GIB
+
+__all__ = ["GraphFilter", "knn_item_graph"]
+
+_BLOCK = 2048
+
+
+def knn_item_graph(features: np.ndarray, knn: int) -> sp.csr_matrix:
+    """Symmetric-normalised cosine kNN graph over items (FREEDOM's frozen modality graph).
+
+    Parameters
+    ----------
+    features : np.ndarray, (n_items, d)
+        One row per item; mean-centred and L2-normalised here
+        (:func:`recsys.models.content_ease.normalise_features`), so similarities are cosines.
+    knn : int
+        Neighbours kept per item (>= 1; capped at ``n_items - 1``); self-loops are excluded.
+
+    Returns
+    -------
+    scipy.sparse.csr_matrix, float32, (n_items, n_items)
+        ``D^-1/2 S D^-1/2`` with ``S = max(A, A^T)``, ``A`` the kNN cosines clipped at 0; rows of
+        items with no positive neighbour are empty.
+
+    Notes
+    -----
+    Computed in blocks of 2,048 rows, so memory is ``2048 * n_items`` floats, not ``n_items^2``.
+    """
+    f = normalise_features(features).astype(np.float32)
+    n = f.shape[0]
+    k = int(min(knn, n - 1))
+    if k < 1:
+        return sp.csr_matrix((n, n), dtype=np.float32)
+    rows, cols, vals = [], [], []
+    for start in range(0, n, _BLOCK):
+        block = f[start:start + _BLOCK] @ f.T
+        r = np.arange(block.shape[0])
+        block[r, start + r] = -np.inf
+        idx = np.argpartition(-block, k - 1, axis=1)[:, :k]
+        rows.append(np.repeat(start + r, k))
+        cols.append(idx.ravel())
+        vals.append(np.take_along_axis(block, idx, axis=1).ravel())
+    v = np.maximum(np.concatenate(vals), 0.0)
+    a = sp.csr_matrix((v, (np.concatenate(rows), np.concatenate(cols))), shape=(n, n),
+                      dtype=np.float32)
+    a.eliminate_zeros()
+    s = a.maximum(a.T).tocsr()
+    d = np.asarray(s.sum(axis=1)).ravel()
+    inv = np.divide(1.0, np.sqrt(d), out=np.zeros_like(d), where=d > 0).astype(np.float32)
+    return (sp.diags(inv) @ s @ sp.diags(inv)).tocsr().astype(np.float32)
+
+
+class GraphFilter(Recommender):
+    """LightGCN-style propagation without training, over the interaction and content graphs.
+
+    Parameters
+    ----------
+    layers : int
+        Propagation steps ``L`` (>= 1). 1 is GF-CF's linear filter; TikTok's validation split
+        chooses 3.
+    feature_weight : float or sequence of float
+        Mixing weight ``w_m`` of each content graph (one value for all matrices or one per
+        matrix; each >= 0, sum <= 1). 0 = interactions only.
+    knn : int
+        Neighbours per item in each content graph (>= 1; FREEDOM's 10).
+    max_memory_bytes : int
+        Refuse to fit when the dense item-item arrays (about four ``n_items^2`` float32) would
+        exceed this (default 4 GiB).
+
+    Attributes
+    ----------
+    W_ : np.ndarray, float32, (n_items, n_items)
+        ``D_I^-1/2 M^L D_I^1/2`` (module docstring); ``score = x_u W_``.
+    n_feature_matrices_ : int
+
+    Notes
+    -----
+    ``fit(user_items, item_features=...)`` takes one ``(n_items, d)`` array or a list (one per
+    modality), as :class:`recsys.models.ContentEASE`. Fit cost: ``L - 1`` dense
+    ``n_items^3`` products (TikTok, 6,710 items, L = 3: seconds on 2 cores).
+    """
+
+    side_inputs: ClassVar[tuple[str, ...]] = ("item_features",)
+    _state_attrs = ("W_",)
+
+    def __init__(self, layers: int = 3, feature_weight=0.2, knn: int = 10,
+                 max_memory_bytes: int = 4 * _GIB) -> None:
+        self.layers = layers
+        self.feature_weight = feature_weight
+        self.knn = knn
+        self.max_memory_bytes = max_memory_bytes
+
+    def fit(self, user_items: sp.csr_matrix, show_progress: bool = False, callback=None, *,
+            item_features=None) -> GraphFilter:
+        """Fit on ``user_items`` (n_users, n_items) and optional ``item_features``.
+
+        ``show_progress`` and ``callback`` as in :meth:`Recommender.fit` (implicit's keywords;
+        a closed-form model has no per-iteration callback: NotImplementedError).
+
+        Raises
+        ------
+        ValueError
+            See :func:`recsys.models.content_ease.check_item_features`,
+            :meth:`Recommender.fit`; a ``feature_weight`` list whose length differs from the
+            number of matrices; more memory needed than ``max_memory_bytes``.
+        """
+        ui = to_csr_for_fit(user_items)
+        self._features = check_item_features(item_features, ui.shape[1])
+        try:
+            return super().fit(ui, show_progress=show_progress, callback=callback)
+        finally:
+            del self._features
+
+    def _weights(self, n: int) -> list[float]:
+        w = self.feature_weight
+        ws = [w] * n if isinstance(w, (int, float)) and not isinstance(w, bool) else list(w)
+        if n == 0 and isinstance(w, (int, float)):
+            return []
+        if len(ws) != n:
+            raise ValueError(f"feature_weight has {len(ws)} values for {n} feature matrices; "
+                             "give one number or one per matrix")
+        for v in ws:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+                raise ValueError(f"feature_weight values must be numbers >= 0, got {w!r}")
+        if sum(ws) > 1.0 + 1e-9:
+            raise ValueError(f"feature_weight sums to {sum(ws)} > 1: the weights mix the "
+                             "interaction graph with the content graphs; fix: scale them down")
+        return [float(v) for v in ws]
+
+    def _validate_params(self) -> None:
+        for name in ("layers", "knn"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        w = self.feature_weight
+        vals = [w] if isinstance(w, (int, float)) else list(w)
+        for v in vals:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise ValueError(f"feature_weight values must be numbers in [0, 1], got {w!r}")
+
+    def _fit(self, user_items: sp.csr_matrix) -> None:
+        n_items = user_items.shape[1]
+        need = 4 * 4 * n_items * n_items
+        if need > self.max_memory_bytes:
+            raise ValueError(
+                f"GraphFilter on n_items={n_items} needs about {need} bytes, over "
+                f"max_memory_bytes={self.max_memory_bytes}; fix: raise it if the memory is there")
+        weights = self._weights(len(self._features))
+        x = user_items.astype(np.float64)
+        du = np.asarray(x.sum(axis=1)).ravel()
+        di = np.asarray(x.sum(axis=0)).ravel()
+        inv_u = np.divide(1.0, np.sqrt(du), out=np.zeros_like(du), where=du > 0)
+        di_safe = np.where(di > 0, di, 1.0)
+        rt = sp.diags(inv_u) @ x @ sp.diags(di_safe ** -0.5)
+        m = (rt.T @ rt).toarray().astype(np.float32)
+        m *= np.float32(1.0 - sum(weights))
+        for w, f in zip(weights, self._features, strict=True):
+            if w > 0:
+                g = knn_item_graph(f, int(self.knn))
+                m += np.float32(w) * g.toarray()
+        w_mat = m.copy()
+        for _ in range(int(self.layers) - 1):
+            w_mat = w_mat @ m
+        del m
+        w_mat *= (di_safe ** -0.5).astype(np.float32)[:, None]
+        w_mat *= (di_safe ** 0.5).astype(np.float32)[None, :]
+        self.W_ = w_mat
+        self.n_feature_matrices_ = len(self._features)
+
+    def _score(self, rows: sp.csr_matrix, user_index: np.ndarray | None) -> np.ndarray:
+        return np.asarray(rows.astype(np.float32) @ self.W_)
+
+    def _item_scores(self, items: np.ndarray) -> np.ndarray:
+        return self.W_[items]
