@@ -14,9 +14,12 @@ DiffMM 0.1129 / 0.0456, BM3 0.0957 / 0.0404, LATTICE 0.0843 / 0.0367, LightGCN 0
 
 Rows: popularity, EASE (Steck 2019), ItemKNN (cosine, implicit's recipe), ContentEASE
 (collective EASE with visual + acoustic feature Grams, Jeunen et al. RecSys 2020, plus the
-dropout-emphasis ridge of Steck 2020 and a log-popularity prior), and the ablation: the chosen
-ContentEASE refitted without each feature matrix and without both (same other settings), with
-paired t-tests over users (:func:`recsys.evaluation.significance.paired_test`).
+dropout-emphasis ridge of Steck 2020 and a log-popularity prior), GraphFilter (training-free
+LightGCN-style propagation of GF-CF's normalised item graph mixed with FREEDOM's frozen visual /
+acoustic kNN item graphs, :mod:`recsys.models.graph_filter`), and the ablations: the chosen
+ContentEASE and the chosen GraphFilter refitted without each feature matrix and without both
+(same other settings), with paired t-tests over users
+(:func:`recsys.evaluation.significance.paired_test`), and GraphFilter against ContentEASE.
 
 ``popularity_weight`` acts only at scoring time, so it is swept on each fitted model with
 ``set_params`` instead of refitting.
@@ -38,7 +41,7 @@ ContentEASE's cold Recall@20.
 
 Usage::
 
-    python benchmarks/bench_shortvideo.py --quick   # 1 EASE, 2 ContentEASE fits (~5 min, 2 cores)
+    python benchmarks/bench_shortvideo.py --quick   # 1 EASE, 2 ContentEASE, 4 GraphFilter fits
     python benchmarks/bench_shortvideo.py           # the grids below
     python benchmarks/bench_shortvideo.py --cold-start   # cold-start section only (~8 min)
 """
@@ -70,6 +73,7 @@ from recsys.models import (  # noqa: E402
     EASE,
     ContentEASE,
     ContentModel,
+    GraphFilter,
     HybridColdStart,
     ItemKNN,
     Popularity,
@@ -82,9 +86,14 @@ PEERS = {"DiffMM": (0.1129, 0.0456), "BM3": (0.0957, 0.0404), "LATTICE": (0.0843
 POP_WEIGHTS = [0.0, 0.01, 0.02, 0.05]
 FULL = {"ease_l2": [20.0, 30.0, 50.0], "knn": [20, 50, 200],
         "cease": {"l2": [20.0, 30.0], "feature_weight": [20.0, 80.0, 200.0],
-                  "dropout": [0.0, 0.25]}}
+                  "dropout": [0.0, 0.25]},
+        # graph-filter: layers x (visual, acoustic) mixing weights
+        "gf": {"layers": [2, 3, 4], "feature_weight": [[0.0, 0.0], [0.1, 0.0], [0.2, 0.0],
+                                                       [0.3, 0.0], [0.0, 0.2], [0.1, 0.1],
+                                                       [0.2, 0.1]]}}
 QUICK = {"ease_l2": [30.0], "knn": [50],
-         "cease": {"l2": [30.0], "feature_weight": [80.0], "dropout": [0.0]}}
+         "cease": {"l2": [30.0], "feature_weight": [80.0], "dropout": [0.0]},
+         "gf": {"layers": [3], "feature_weight": [[0.2, 0.0]]}}
 
 
 def matrices(data):
@@ -145,13 +154,15 @@ PLOT_TITLE = ("TikTok (MMSSL splits), validation, best setting per model (params
               "dashed: published test numbers")
 
 
-def plot_table(best_of, ablation) -> list[dict]:
-    """Bar rows: the best setting of each model, then the feature ablation of the chosen one."""
+def plot_table(best_of, ablation, g_ablation=None) -> list[dict]:
+    """Bar rows: the best setting of each model, then the feature ablations of the chosen ones."""
     table = [{"label": name, **{m: r[m] for m in METRICS}} for name, r in best_of.items()]
     names = {"visual only": "ease-content, visual only", "acoustic only":
              "ease-content, acoustic only", "no features": "ease-content, no features\n"
              "(EASE + popularity prior)"}
     table += [{"label": names[k], **{m: v[m] for m in METRICS}} for k, v in ablation.items()]
+    table += [{"label": f"graph-filter, {k}", **{m: v[m] for m in METRICS}}
+              for k, v in (g_ablation or {}).items()]
     return table
 
 
@@ -162,7 +173,8 @@ def replot(folder: Path) -> None:
     for r in res["rows"]:
         if r["model"] not in best_of or r["ndcg@20"] > best_of[r["model"]]["ndcg@20"]:
             best_of[r["model"]] = r
-    plot(plot_table(best_of, res["ablation"]), folder / "tiktok.png", PLOT_TITLE)
+    plot(plot_table(best_of, res["ablation"], res.get("graph_filter_ablation")),
+         folder / "tiktok.png", PLOT_TITLE)
 
 
 def plot(rows, path: Path, title: str) -> None:
@@ -215,13 +227,16 @@ def cold_start(data_root: str, out: Path, log) -> int:
     chosen = {"l2": QUICK["cease"]["l2"][0], "feature_weight": QUICK["cease"]["feature_weight"][0],
               "dropout": 0.0, "popularity_weight": 0.01}
     ease_l2 = QUICK["ease_l2"][0]
+    gf = {"layers": QUICK["gf"]["layers"][0], "feature_weight": QUICK["gf"]["feature_weight"][0]}
     prev = out / "tiktok.json"
     if prev.exists():
         res = json.loads(prev.read_text())
         chosen = res["chosen"]["params"]
         ease_rows = [r for r in res["rows"] if r["model"] == "ease"]
         ease_l2 = max(ease_rows, key=lambda r: r["ndcg@20"])["params"]["l2"]
-    log(f"settings chosen on val.tsv by the main run: ease l2={ease_l2}, ease-content {chosen}")
+        gf = res.get("chosen_graph_filter", {}).get("params", gf)
+    log(f"settings chosen on val.tsv by the main run: ease l2={ease_l2}, ease-content {chosen}, "
+        f"graph-filter {gf}")
     vis, aco = data.item_features["visual"], data.item_features["acoustic"]
 
     def unit(x):
@@ -239,6 +254,9 @@ def cold_start(data_root: str, out: Path, log) -> int:
         ("ease-content acoustic", lambda: ContentEASE(**{**chosen, "feature_weight": [0.0, w]})
          .fit(train, item_features=[vis, aco])),
         ("ease-content no features", lambda: ContentEASE(**{**chosen, "feature_weight": 0.0})
+         .fit(train, item_features=[vis, aco])),
+        ("graph-filter", lambda: GraphFilter(**gf).fit(train, item_features=[vis, aco])),
+        ("graph-filter no features", lambda: GraphFilter(**{**gf, "feature_weight": 0.0})
          .fit(train, item_features=[vis, aco])),
         ("content", lambda: ContentModel().fit(train, item_embeddings=both)),
         ("hybrid", lambda: HybridColdStart().fit(train, item_embeddings=both)),
@@ -273,7 +291,8 @@ def cold_start(data_root: str, out: Path, log) -> int:
              ("ease-content", "ease-content acoustic"), ("ease-content", "ease"),
              ("hybrid", "hybrid visual"), ("hybrid", "hybrid acoustic"),
              ("hybrid", "hybrid uncalibrated"), ("ease-content", "hybrid"),
-             ("ease-content", "content")]
+             ("ease-content", "content"), ("graph-filter", "graph-filter no features"),
+             ("graph-filter", "ease-content")]
     sig = []
     for a, b in pairs:
         for table in ("cold", "all"):
@@ -302,7 +321,7 @@ def cold_start(data_root: str, out: Path, log) -> int:
     plot_cold(summary, buckets, out / "cold_start.png", chance)
     result = {"dataset": "tiktok-mmssl train.tsv", "protocol": "cold_item_split(item_fraction=0.2, "
               "warm_test_ratio=0.2, seed=0); evaluate_cold_start k=20", "load": load_note(),
-              "settings": {"ease_l2": ease_l2, "ease_content": chosen},
+              "settings": {"ease_l2": ease_l2, "ease_content": chosen, "graph_filter": gf},
               "chance_cold_recall@20": chance, "spearman_item_id_vs_count": rho,
               "hybrid_cold_scale": float(models["hybrid"].cold_scale_[0]),
               "seconds": time.time() - t0, "summary": summary.to_dict("records"),
@@ -434,6 +453,37 @@ def main(argv=None) -> int:
             f"{summ['ndcg@20']:.4f}; both-features minus this: recall "
             f"{test['recall@20']['mean_diff']:+.4f} (p={test['recall@20']['p_value']:.3g}), ndcg "
             f"{test['ndcg@20']['mean_diff']:+.4f} (p={test['ndcg@20']['p_value']:.3g})")
+    gbest, gmodel = None, None
+    for layers, w in itertools.product(grids["gf"]["layers"], grids["gf"]["feature_weight"]):
+        params = {"layers": layers, "feature_weight": w}
+        t = time.time()
+        m = GraphFilter(**params).fit(train, item_features=mats)
+        fit_s = time.time() - t
+        summ, pu = run_eval(m, train, val)
+        rows.append({"model": "graph-filter", "params": params, **summ, "_per_user": pu,
+                     "fit_seconds": fit_s})
+        log(f"  graph-filter {params}: recall@20 {summ['recall@20']:.4f} ndcg@20 "
+            f"{summ['ndcg@20']:.4f} (fit {fit_s:.0f} s)")
+        if gbest is None or summ["ndcg@20"] > gbest["ndcg@20"]:
+            gbest, gmodel = rows[-1], m
+    log(f"chosen on val (NDCG@20): graph-filter {gbest['params']}")
+    g_ablation = {}
+    wv, wa = gbest["params"]["feature_weight"]
+    seen = [[wv, wa]]
+    for label, w in (("no acoustic", [wv, 0.0]), ("no visual", [0.0, wa]),
+                     ("no features", [0.0, 0.0])):
+        if w in seen:
+            continue  # the chosen setting (or an earlier row) already lacks it
+        seen.append(w)
+        m = GraphFilter(**{**gbest["params"], "feature_weight": w}).fit(train, item_features=mats)
+        summ, pu = run_eval(m, train, val)
+        test = {mt: paired_test(gbest["_per_user"][mt].to_numpy(), pu[mt].to_numpy())
+                for mt in METRICS}
+        g_ablation[label] = {**summ, "feature_weight": w, "paired_t_chosen_minus_this": test}
+        log(f"  graph-filter ablation {label} {w}: recall@20 {summ['recall@20']:.4f} ndcg@20 "
+            f"{summ['ndcg@20']:.4f}; chosen minus this: recall "
+            f"{test['recall@20']['mean_diff']:+.4f} (p={test['recall@20']['p_value']:.3g}), ndcg "
+            f"{test['ndcg@20']['mean_diff']:+.4f} (p={test['ndcg@20']['p_value']:.3g})")
     best_of = {}
     for r in rows:
         if r["model"] not in best_of or r["ndcg@20"] > best_of[r["model"]]["ndcg@20"]:
@@ -444,20 +494,33 @@ def main(argv=None) -> int:
     log(f"ease-content vs best EASE (paired t over {vs_ease['ndcg@20']['n']} users): recall "
         f"{vs_ease['recall@20']['mean_diff']:+.4f} (p={vs_ease['recall@20']['p_value']:.3g}), "
         f"ndcg {vs_ease['ndcg@20']['mean_diff']:+.4f} (p={vs_ease['ndcg@20']['p_value']:.3g})")
-    ok, got = check(best_model[0], train, val, best)
-    beats = {m: best[m] > PEERS["DiffMM"][i] for i, m in enumerate(METRICS)}
-    log(f"best: recall@20 {best['recall@20']:.4f} ndcg@20 {best['ndcg@20']:.4f}; beats DiffMM's "
-        f"published test numbers 0.1129/0.0456 on validation: {beats}")
+    gf_vs_cease = {mt: paired_test(gbest["_per_user"][mt].to_numpy(),
+                                   best["_per_user"][mt].to_numpy()) for mt in METRICS}
+    log(f"graph-filter vs ease-content (paired t): recall "
+        f"{gf_vs_cease['recall@20']['mean_diff']:+.4f} "
+        f"(p={gf_vs_cease['recall@20']['p_value']:.3g}), ndcg "
+        f"{gf_vs_cease['ndcg@20']['mean_diff']:+.4f} (p={gf_vs_cease['ndcg@20']['p_value']:.3g})")
+    overall, overall_model = max(((best, best_model[0]), (gbest, gmodel)),
+                                 key=lambda p: p[0]["ndcg@20"])
+    ok, got = check(overall_model, train, val, overall)
+    beats = {m: overall[m] > PEERS["DiffMM"][i] for i, m in enumerate(METRICS)}
+    log(f"best ({overall['model']} {overall['params']}): recall@20 {overall['recall@20']:.4f} "
+        f"ndcg@20 {overall['ndcg@20']:.4f}; beats DiffMM's published test numbers 0.1129/0.0456 "
+        f"on validation: {beats}")
     log(f"correctness check (independent ranks from dense scores): {got}: "
         f"{'OK' if ok else 'MISMATCH'}")
-    table = plot_table(best_of, ablation)
+    table = plot_table(best_of, ablation, g_ablation)
     plot(table, out / "tiktok.png", PLOT_TITLE)
     result = {"dataset": "tiktok-mmssl", "protocol": "val.tsv, full ranking over 6710 items, "
               "training items removed, per-user mean", "quick": args.quick, "load": load_note(),
               "seconds": time.time() - t0, "peers_published_test": PEERS,
               "rows": [{k: v for k, v in r.items() if k != "_per_user"} for r in rows],
               "chosen": {k: v for k, v in best.items() if k != "_per_user"},
-              "ablation": ablation, "vs_best_ease": vs_ease, "beats_diffmm": beats,
+              "ablation": ablation, "vs_best_ease": vs_ease,
+              "chosen_graph_filter": {k: v for k, v in gbest.items() if k != "_per_user"},
+              "graph_filter_ablation": g_ablation, "graph_filter_vs_ease_content": gf_vs_cease,
+              "best": {k: v for k, v in overall.items() if k != "_per_user"},
+              "beats_diffmm": beats,
               "check": {"ok": ok, "recomputed": got}, "log": lines}
     tmp = out / "tiktok.json.tmp"
     tmp.write_text(json.dumps(result, indent=2, default=float))

@@ -32,13 +32,17 @@ def _by_hand(x: np.ndarray, layers: int) -> np.ndarray:
     return p / np.sqrt(di)[:, None] * np.sqrt(di)[None, :]
 
 
+@pytest.mark.parametrize("dense", [True, False])
 @pytest.mark.parametrize("layers", [1, 2, 3])
-def test_without_features_it_is_the_propagated_gf_cf_filter(layers):
+def test_without_features_it_is_the_propagated_gf_cf_filter(layers, dense):
     x = _log()
-    m = GraphFilter(layers=layers, feature_weight=0.0).fit(x)
-    np.testing.assert_allclose(m.W_, _by_hand(x.toarray().astype(np.float64), layers),
-                               rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(m.score(x), x.toarray() @ m.W_, rtol=1e-6)
+    m = GraphFilter(layers=layers, feature_weight=0.0, dense=dense).fit(x)
+    assert (m.W_ is None) == (not dense)
+
+    w = _by_hand(x.toarray().astype(np.float64), layers)
+    np.testing.assert_allclose(m.score(x), x.toarray() @ w, rtol=1e-5, atol=1e-6)
+    # similar_items' scores are the rows of the same filter
+    np.testing.assert_allclose(m._item_scores(np.arange(4)), w, rtol=1e-5, atol=1e-6)
 
 
 def test_knn_graph_links_items_with_the_same_content_and_is_normalised():
@@ -76,7 +80,7 @@ def test_one_weight_per_matrix_and_bad_input():
     f = _features()
     a = GraphFilter(layers=1, feature_weight=[0.3, 0.0], knn=1).fit(x, item_features=[f, f[::-1]])
     b = GraphFilter(layers=1, feature_weight=0.3, knn=1).fit(x, item_features=f)
-    np.testing.assert_allclose(a.W_, b.W_, rtol=1e-6)
+    np.testing.assert_allclose(a.score(x), b.score(x), rtol=1e-6)
     with pytest.raises(ValueError, match="sums to 1.2 > 1"):
         GraphFilter(feature_weight=[0.6, 0.6]).fit(x, item_features=[f, f])
     with pytest.raises(ValueError, match="feature_weight has 2 values for 1 feature matrices"):
@@ -85,13 +89,29 @@ def test_one_weight_per_matrix_and_bad_input():
         GraphFilter(layers=0).fit(x)
     with pytest.raises(ValueError, match=r"item_features\[0\] has shape \(3, 3\)"):
         GraphFilter().fit(x, item_features=f[:3])
-    with pytest.raises(ValueError, match="max_memory_bytes"):
-        GraphFilter(max_memory_bytes=10).fit(x)
+    with pytest.raises(ValueError, match="dense must be 'auto', True or False"):
+        GraphFilter(dense="yes").fit(x)
 
 
-def test_registered_saved_and_loaded(tmp_path):
+def test_auto_mode_follows_the_budget():
+    # 20 items, 40 users with one item each: dense W needs 3 * 4 * 20^2 = 4,800 bytes, the
+    # sparse M at most 12 * 40 = 480
+    x = sp.csr_matrix((np.ones(40, np.float32), (np.arange(40), np.arange(40) % 20)),
+                      shape=(40, 20))
+    assert GraphFilter(feature_weight=0.0).fit(x).W_ is not None
+    sparse = GraphFilter(feature_weight=0.0, max_memory_bytes=1000).fit(x)
+    assert sparse.W_ is None
+    np.testing.assert_allclose(sparse.score(x), GraphFilter(feature_weight=0.0).fit(x).score(x))
+    with pytest.raises(ValueError, match="dense=True needs about 4800 bytes"):
+        GraphFilter(feature_weight=0.0, dense=True, max_memory_bytes=1000).fit(x)
+    with pytest.raises(ValueError, match="needs up to 480 bytes"):
+        GraphFilter(feature_weight=0.0, max_memory_bytes=100).fit(x)
+
+
+@pytest.mark.parametrize("dense", [True, False])
+def test_registered_saved_and_loaded(tmp_path, dense):
     x = _log()
-    m = make_model("graph-filter", layers=2, feature_weight=0.2, knn=1)
+    m = make_model("graph-filter", layers=2, feature_weight=0.2, knn=1, dense=dense)
     assert isinstance(m, GraphFilter)
     m.fit(x, item_features=_features())
     m.save(tmp_path / "gf")
