@@ -9,13 +9,18 @@ Questions (issue 18's targets):
 3. Large result counts: ``num_result_ids=10000`` with a page of 50 against a ``k=50`` call
    (target: at most a few times; clip back goes from 0.3 s to 20 s there, its issue #256).
 
-The server runs as a separate process (``python -m recsys serve``), loopback only; every phase is
+``--engine uvicorn|ray|both``: the same request mix against ``recsys serve`` (uvicorn, one process)
+and ``recsys serve --engine ray`` (Ray Serve: its HTTP proxy passes each request to one replica of
+the same FastAPI app), one server at a time, in the same run.
+
+Each server runs as a separate process (``python -m recsys serve``), loopback only; every phase is
 bounded by a request count. The encoder is ViT-B-32 with seeded random weights (no weights can be
 downloaded here): its cost is the real tower's cost; results are not meaningful, timings are.
 Ends with a correctness check: HTTP and in-process results agree, and page 0 of the 10000-id
 call equals the k=50 call.
 
-Run: ``python benchmarks/bench_serve.py [--quick] [--out DIR] [--n-items N] [--model ViT-B-32]``.
+Run: ``python benchmarks/bench_serve.py [--quick] [--engine both] [--out DIR] [--n-items N]
+[--model ViT-B-32] [--ray-replicas 1] [--ray-cpus-per-replica 2]``.
 """
 
 from __future__ import annotations
@@ -68,23 +73,37 @@ def build_index(folder: Path, n: int, model: str, seed: int = 0):
     return enc
 
 
-def start_server(index_dir: Path, port: int) -> subprocess.Popen:
+def start_server(index_dir: Path, port: int, engine: str = "uvicorn", ray_replicas: int = 1,
+                 ray_cpus: float = 2.0) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "recsys", "-q", "serve", str(index_dir), "--port",
-                             str(port), "--device", "cpu"], env=env, stdout=subprocess.DEVNULL)
+    cmd = [sys.executable, "-m", "recsys", "-q", "serve", str(index_dir), "--port", str(port),
+           "--device", "cpu", "--engine", engine]
+    if engine == "ray":
+        cmd += ["--replicas", str(ray_replicas), "--num-cpus-per-replica", str(ray_cpus)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL)
     import httpx
 
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"recsys serve exited with {proc.returncode}")
+            raise RuntimeError(f"recsys serve --engine {engine} exited with {proc.returncode}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
                 return proc
         except httpx.HTTPError:
             time.sleep(0.5)
     proc.kill()
-    raise RuntimeError("recsys serve did not answer /healthz in 180 s")
+    raise RuntimeError(f"recsys serve --engine {engine} did not answer /healthz in 240 s")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    """SIGTERM (Ray Serve shuts its local Ray instance down on it), then wait."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=90)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def run_clients(url: str, texts: list[str], n_clients: int, k: int) -> dict:
@@ -118,17 +137,93 @@ def run_clients(url: str, texts: list[str], n_clients: int, k: int) -> dict:
             "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "errors": errors[0]}
 
 
+def measure(url: str, svc, enc, n_lat: int, n_tput: int, n_big: int) -> dict:
+    """Latency (in process vs HTTP, interleaved), throughput at 1/4/16 clients, large result counts,
+    against the server at ``url``; with the correctness counts."""
+    import httpx
+
+    texts = queries(n_lat)
+    for t in texts[:3]:  # warm-up the server
+        httpx.get(f"{url}/search", params={"text": t, "k": 10}, timeout=120)
+    # 1. latency: in-process vs HTTP, interleaved so load drifts hit both alike
+    # The in-process call runs on a worker thread, as the server runs its routes (anyio's
+    # thread pool): measured on this machine under load, torch's 2-thread OpenMP team in
+    # the MAIN thread took 1.6 s per ViT-B-32 text encode against 41 ms on a worker thread.
+    worker = ThreadPoolExecutor(max_workers=1)
+
+    def call(t):
+        return svc.search(svc.encode_text(t, {}), k=10)
+
+    worker.submit(call, texts[0]).result()
+    inproc, http, checks = [], [], 0
+    with httpx.Client(base_url=url, timeout=60) as c:
+        for t in texts:
+            t0 = time.perf_counter()
+            a = worker.submit(call, t).result()
+            inproc.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            b = c.get("/search", params={"text": t, "k": 10}).json()
+            http.append(time.perf_counter() - t0)
+            checks += [r["video_id"] for r in a["results"]] == [r["video_id"] for r in b["results"]]
+    worker.shutdown()
+    lat = {"inprocess_p50_ms": pct(inproc, 50), "inprocess_p99_ms": pct(inproc, 99),
+           "http_p50_ms": pct(http, 50), "http_p99_ms": pct(http, 99)}
+    lat["http_overhead_p50"] = lat["http_p50_ms"] / lat["inprocess_p50_ms"] - 1
+    print(f"  text query, {n_lat} requests: in process p50 {lat['inprocess_p50_ms']:.1f} ms "
+          f"p99 {lat['inprocess_p99_ms']:.1f}; HTTP p50 {lat['http_p50_ms']:.1f} ms p99 "
+          f"{lat['http_p99_ms']:.1f}; overhead {100 * lat['http_overhead_p50']:.1f} %")
+    # 2. throughput
+    tput = []
+    for n_clients in (1, 4, 16):
+        r = run_clients(url, queries(n_tput), n_clients, 10)
+        tput.append(r)
+        print(f"  {n_clients:>2} clients x {n_tput} requests: {r['qps']:.1f} QPS, p50 "
+              f"{r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, errors {r['errors']}")
+    # 3. large result counts, by vector (the search, not the text tower, is what grows)
+    rng = np.random.default_rng(1)
+    vecs = rng.standard_normal((n_big, enc.embed_dim)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    small, big, page_ok = [], [], 0
+    with httpx.Client(base_url=url, timeout=60) as c:
+        for v in vecs:
+            body = {"embedding": v.tolist(), "k": 50}
+            t0 = time.perf_counter()
+            a = c.post("/search", json=body).json()
+            small.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            b = c.post("/search", json={**body, "num_result_ids": 10_000, "page": 0}).json()
+            big.append(time.perf_counter() - t0)
+            page_ok += [r["video_id"] for r in a["results"]] == [r["video_id"] for r in b["results"]]
+    large = {"k50_p50_ms": pct(small, 50), "ids10000_page50_p50_ms": pct(big, 50),
+             "k50_p99_ms": pct(small, 99), "ids10000_page50_p99_ms": pct(big, 99)}
+    large["ratio_p50"] = large["ids10000_page50_p50_ms"] / large["k50_p50_ms"]
+    print(f"  num_result_ids=10000 page of 50: p50 {large['ids10000_page50_p50_ms']:.1f} ms vs k=50 "
+          f"{large['k50_p50_ms']:.1f} ms: x{large['ratio_p50']:.2f}")
+    correct = {"http_equals_inprocess": f"{checks}/{n_lat}", "page0_equals_k50": f"{page_ok}/{n_big}",
+               "errors": sum(r["errors"] for r in tput)}
+    ok = checks == n_lat and page_ok == n_big and correct["errors"] == 0
+    return {"latency": lat, "throughput": tput, "large_result_counts": large,
+            "correctness": correct, "passed": ok}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="fewer items and requests (about 2 minutes)")
+    ap.add_argument("--quick", action="store_true", help="fewer items and requests (a few minutes)")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "serve"))
     ap.add_argument("--n-items", type=int, default=None, help="index size (default 100000; quick 20000)")
     ap.add_argument("--model", default="ViT-B-32")
+    ap.add_argument("--engine", choices=("uvicorn", "ray", "both"), default="both",
+                    help="server(s) to measure, one after the other (default %(default)s)")
+    ap.add_argument("--ray-replicas", type=int, default=1)
+    ap.add_argument("--ray-cpus-per-replica", type=float, default=float(os.cpu_count() or 1),
+                    help="Ray CPUs per replica (default: all cores, as uvicorn's one process has; "
+                         "Ray sets the replica's torch threads to this number)")
     args = ap.parse_args(argv)
     n_items = args.n_items or (20_000 if args.quick else 100_000)
     n_lat = 30 if args.quick else 200
     n_tput = 48 if args.quick else 400
     n_big = 10 if args.quick else 50
+    engines = ["uvicorn", "ray"] if args.engine == "both" else [args.engine]
 
     import faiss
     import fastapi
@@ -136,111 +231,64 @@ def main(argv=None) -> int:
     import torch
     import uvicorn
 
+    versions = {"fastapi": fastapi.__version__, "uvicorn": uvicorn.__version__,
+                "httpx": httpx.__version__, "torch": torch.__version__, "faiss": faiss.__version__}
+    for mod in ("uvloop", "httptools", "ray"):  # uvicorn's "auto" loop/http pick uvloop/httptools
+        try:
+            versions[mod] = __import__(mod).__version__
+        except ImportError:
+            versions[mod] = None
     settings = {"n_items": n_items, "model": args.model, "pretrained": "none (seeded random weights)",
                 "latency_requests": n_lat, "throughput_requests": n_tput, "big_page_requests": n_big,
-                "factory_string": "Flat", "k": 10, "quick": args.quick}
+                "factory_string": "Flat", "k": 10, "quick": args.quick, "engines": engines,
+                "ray_replicas": args.ray_replicas, "ray_cpus_per_replica": args.ray_cpus_per_replica}
     info = {"machine": {"cpu": next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
                                      if "model name" in ln), platform.processor()),
                         "cores": os.cpu_count(), "python": platform.python_version(),
                         "load_average_at_start": os.getloadavg(), "note": load_note()},
-            "versions": {"fastapi": fastapi.__version__, "uvicorn": uvicorn.__version__,
-                         "httpx": httpx.__version__, "torch": torch.__version__,
-                         "faiss": faiss.__version__},
-            "settings": settings}
+            "versions": versions, "settings": settings}
     print(json.dumps(info, indent=2))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    results = {}
     with tempfile.TemporaryDirectory() as tmp:
         index_dir = Path(tmp) / "index"
         t0 = time.perf_counter()
         enc = build_index(index_dir, n_items, args.model)
         print(f"index of {n_items} built in {time.perf_counter() - t0:.1f} s")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        url = f"http://127.0.0.1:{port}"
-        t0 = time.perf_counter()
-        proc = start_server(index_dir, port)
-        startup = time.perf_counter() - t0
-        print(f"server up in {startup:.1f} s (encoder + index loaded once)")
-        try:
-            from recsys.serve import Service
+        from recsys.serve import Service
 
-            svc = Service(index_dir, device="cpu", encoder=enc)
-            texts = queries(n_lat)
-            for t in texts[:3]:  # warm-up the server
-                httpx.get(f"{url}/search", params={"text": t, "k": 10})
-            # 1. latency: in-process vs HTTP, interleaved so load drifts hit both alike
-            # The in-process call runs on a worker thread, as the server runs its routes (anyio's
-            # thread pool): measured on this machine under load, torch's 2-thread OpenMP team in
-            # the MAIN thread took 1.6 s per ViT-B-32 text encode against 41 ms on a worker thread.
-            worker = ThreadPoolExecutor(max_workers=1)
-
-            def call(t):
-                return svc.search(svc.encode_text(t, {}), k=10)
-
-            worker.submit(call, texts[0]).result()
-            inproc, http, checks = [], [], 0
-            with httpx.Client(base_url=url, timeout=60) as c:
-                for t in texts:
-                    t0 = time.perf_counter()
-                    a = worker.submit(call, t).result()
-                    inproc.append(time.perf_counter() - t0)
-                    t0 = time.perf_counter()
-                    b = c.get("/search", params={"text": t, "k": 10}).json()
-                    http.append(time.perf_counter() - t0)
-                    checks += [r["video_id"] for r in a["results"]] == [r["video_id"] for r in b["results"]]
-            lat = {"inprocess_p50_ms": pct(inproc, 50), "inprocess_p99_ms": pct(inproc, 99),
-                   "http_p50_ms": pct(http, 50), "http_p99_ms": pct(http, 99)}
-            lat["http_overhead_p50"] = lat["http_p50_ms"] / lat["inprocess_p50_ms"] - 1
-            print(f"text query, {n_lat} requests: in process p50 {lat['inprocess_p50_ms']:.1f} ms "
-                  f"p99 {lat['inprocess_p99_ms']:.1f}; HTTP p50 {lat['http_p50_ms']:.1f} ms p99 "
-                  f"{lat['http_p99_ms']:.1f}; overhead {100 * lat['http_overhead_p50']:.1f} %")
-            # 2. throughput
-            tput = []
-            for n_clients in (1, 4, 16):
-                r = run_clients(url, queries(n_tput), n_clients, 10)
-                tput.append(r)
-                print(f"{n_clients:>2} clients x {n_tput} requests: {r['qps']:.1f} QPS, p50 "
-                      f"{r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, errors {r['errors']}")
-            # 3. large result counts, by vector (the search, not the text tower, is what grows)
-            rng = np.random.default_rng(1)
-            vecs = rng.standard_normal((n_big, enc.embed_dim)).astype(np.float32)
-            vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-            small, big, page_ok = [], [], 0
-            with httpx.Client(base_url=url, timeout=60) as c:
-                for v in vecs:
-                    body = {"embedding": v.tolist(), "k": 50}
-                    t0 = time.perf_counter()
-                    a = c.post("/search", json=body).json()
-                    small.append(time.perf_counter() - t0)
-                    t0 = time.perf_counter()
-                    b = c.post("/search", json={**body, "num_result_ids": 10_000, "page": 0}).json()
-                    big.append(time.perf_counter() - t0)
-                    page_ok += [r["video_id"] for r in a["results"]] == [r["video_id"] for r in b["results"]]
-            large = {"k50_p50_ms": pct(small, 50), "ids10000_page50_p50_ms": pct(big, 50),
-                     "k50_p99_ms": pct(small, 99), "ids10000_page50_p99_ms": pct(big, 99)}
-            large["ratio_p50"] = large["ids10000_page50_p50_ms"] / large["k50_p50_ms"]
-            print(f"num_result_ids=10000 page of 50: p50 {large['ids10000_page50_p50_ms']:.1f} ms vs k=50 "
-                  f"{large['k50_p50_ms']:.1f} ms: x{large['ratio_p50']:.2f}")
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+        svc = Service(index_dir, device="cpu", encoder=enc)
+        for engine in engines:
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            url = f"http://127.0.0.1:{port}"
+            t0 = time.perf_counter()
+            proc = start_server(index_dir, port, engine, args.ray_replicas, args.ray_cpus_per_replica)
+            startup = time.perf_counter() - t0
+            print(f"[{engine}] server up in {startup:.1f} s (encoder + index loaded once); "
+                  f"load average {os.getloadavg()[0]:.1f}")
+            try:
+                results[engine] = {"startup_seconds": startup, "load_average_before": os.getloadavg(),
+                                   **measure(url, svc, enc, n_lat, n_tput, n_big)}
+            finally:
+                stop_server(proc)
+            results[engine]["load_average_after"] = os.getloadavg()
     try:
         import clip_retrieval  # noqa: F401
 
         peer = "clip_retrieval imports but its back end was not run here (needs its own index format)"
     except ImportError:
         peer = "clip-retrieval is not installed here: no same-run comparison; its ~20 QPS is the issue's figure"
-    correct = {"http_equals_inprocess": f"{checks}/{n_lat}", "page0_equals_k50": f"{page_ok}/{n_big}",
-               "errors": sum(r["errors"] for r in tput)}
-    ok = checks == n_lat and page_ok == n_big and correct["errors"] == 0
-    result = {**info, "startup_seconds": startup, "latency": lat, "throughput": tput,
-              "large_result_counts": large, "peer": peer, "correctness": correct, "passed": ok}
+    ok = all(r["passed"] for r in results.values())
+    result = {**info, "engines": results, "peer": peer, "passed": ok}
     (out / "bench_serve.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(result, out / "bench_serve.png")
     print(f"peer: {peer}")
-    print(f"correctness: {correct} -> {'PASS' if ok else 'FAIL'}; wrote {out}/bench_serve.json and .png")
+    for engine, r in results.items():
+        print(f"correctness [{engine}]: {r['correctness']} -> {'PASS' if r['passed'] else 'FAIL'}")
+    print(f"{'PASS' if ok else 'FAIL'}; wrote {out}/bench_serve.json and .png")
     return 0 if ok else 1
 
 
@@ -250,28 +298,40 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(1, 3, figsize=(13, 4))
-    lat = result["latency"]
-    ax[0].bar(["in-process\np50", "HTTP\np50", "in-process\np99", "HTTP\np99"],
-              [lat["inprocess_p50_ms"], lat["http_p50_ms"], lat["inprocess_p99_ms"], lat["http_p99_ms"]],
-              color=["#888", "#2563eb", "#bbb", "#93c5fd"])
+    engines = list(result["engines"])
+    colors = {"uvicorn": "#2563eb", "ray": "#f59e0b"}
+    width = 0.8 / len(engines)
+    fig, ax = plt.subplots(1, 3, figsize=(14, 4))
+    for e, name in enumerate(engines):
+        r = result["engines"][name]
+        off = (e - (len(engines) - 1) / 2) * width
+        lat = r["latency"]
+        ax[0].bar(np.arange(4) + off, [lat["inprocess_p50_ms"], lat["http_p50_ms"],
+                                       lat["inprocess_p99_ms"], lat["http_p99_ms"]],
+                  width, color=colors.get(name), label=name)
+        t = r["throughput"]
+        ax[1].bar(np.arange(len(t)) + off, [x["qps"] for x in t], width, color=colors.get(name),
+                  label=name)
+        lg = r["large_result_counts"]
+        ax[2].bar(np.arange(2) + off, [lg["k50_p50_ms"], lg["ids10000_page50_p50_ms"]], width,
+                  color=colors.get(name), label=f"{name} (x{lg['ratio_p50']:.2f})")
+    ax[0].set_xticks(range(4), ["in-process\np50", "HTTP\np50", "in-process\np99", "HTTP\np99"])
     ax[0].axhline(50, color="r", ls="--", lw=1, label="target p50 50 ms")
     ax[0].set_ylabel("ms")
     ax[0].set_title("text query (ViT-B-32 text tower)")
     ax[0].legend()
-    t = result["throughput"]
-    ax[1].bar([str(r["clients"]) for r in t], [r["qps"] for r in t], color="#2563eb")
+    t = result["engines"][engines[0]]["throughput"]
+    ax[1].set_xticks(range(len(t)), [str(x["clients"]) for x in t])
     ax[1].axhline(20, color="r", ls="--", lw=1, label="clip back ~20 QPS (issue figure)")
     ax[1].set_xlabel("concurrent clients")
     ax[1].set_ylabel("queries / s")
     ax[1].legend()
     ax[1].set_title("throughput")
-    lg = result["large_result_counts"]
-    ax[2].bar(["k=50", "10000 ids, page 50"], [lg["k50_p50_ms"], lg["ids10000_page50_p50_ms"]],
-              color=["#888", "#2563eb"])
+    ax[2].set_xticks(range(2), ["k=50", "10000 ids, page 50"])
     ax[2].set_ylabel("p50 ms")
-    ax[2].set_title(f"large result counts (x{lg['ratio_p50']:.2f})")
-    fig.suptitle(f"recsys serve, {result['settings']['n_items']} items, load "
+    ax[2].set_title("large result counts")
+    ax[2].legend()
+    fig.suptitle(f"recsys serve ({' vs '.join(engines)}), {result['settings']['n_items']} items, load "
                  f"{result['machine']['load_average_at_start'][0]:.1f} on {result['machine']['cores']} cores")
     fig.tight_layout()
     fig.savefig(path, dpi=100)

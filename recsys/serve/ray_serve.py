@@ -200,6 +200,8 @@ def start_ray_serve(app_kwargs: dict, *, host: str = "127.0.0.1", port: int = 80
     import ray
 
     kwargs = {**app_kwargs, "device": replica_device(app_kwargs.get("device", "auto"), num_gpus)}
+    # Serve's driver-side logger says INFO whatever the caller chose: follow the root logger
+    logging.getLogger("ray.serve").setLevel(max(logging.INFO, logging.getLogger().getEffectiveLevel()))
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
                  log_to_driver=False)

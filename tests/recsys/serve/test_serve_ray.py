@@ -155,3 +155,19 @@ def test_ray_serve_answers_like_the_in_process_app(served, tmp_path):
     assert rc == 0, proc.stderr.read()[-3000:]
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{url}/healthz", timeout=2)
+
+
+@pytest.mark.slow
+@pytest.mark.ray
+def test_gpus_the_cluster_lacks_are_refused_not_served_on_cpu(served):
+    pytest.importorskip("ray.serve", reason="Ray Serve not installed: pip install -e .[serve-ray]")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU: the refusal needs a cluster without one")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    r = subprocess.run([sys.executable, "-m", "recsys", "-q", "serve", str(served["root"] / "index"),
+                        "--engine", "ray", "--port", str(_free_port()), "--num-gpus-per-replica", "1"],
+                       env=env, capture_output=True, text=True, timeout=180)
+    assert r.returncode == 2, r.stderr[-2000:]
+    assert "--num-gpus-per-replica 1 x --replicas 1 needs 1 GPUs but the Ray cluster has 0" in r.stderr
