@@ -4,8 +4,12 @@ Questions (issue 18's targets):
 1. A text query over HTTP with the ViT-B-32 text tower: p50 (target <= 50 ms) and the HTTP
    overhead against the in-process ``Service`` call (target <= 10 %), measured in the same run; p99.
 2. Throughput with 1, 4 and 16 concurrent clients for a fixed number of requests: QPS, p50, p99,
-   errors (target 0). clip-retrieval's back end (the peer) serves about 20 queries/s; it is compared
-   on the same index only where ``clip_retrieval`` imports (it is not installed here: reported so).
+   errors (target 0). clip-retrieval's back end (the peer, ``--peer clip-retrieval --peer-python
+   VENV/bin/python``: it pins numpy<2 and older pandas/pyarrow/open_clip, so it lives in its own
+   venv) serves about 20 queries/s; it runs on the same vectors (IndexFlatIP + Parquet metadata)
+   through benchmarks/_clip_back_peer.py, first as shipped, then, where its weights cannot be
+   fetched, with its model loader replaced by the same random-weight open_clip tower; where it
+   cannot run at all the JSON says why.
 3. Large result counts: ``num_result_ids=10000`` with a page of 50 against a ``k=50`` call
    (target: at most a few times; clip back goes from 0.3 s to 20 s there, its issue #256).
 
@@ -70,7 +74,7 @@ def build_index(folder: Path, n: int, model: str, seed: int = 0):
     ids = [f"v{i:07d}" for i in range(n)]
     meta = pd.DataFrame({"video_id": ids, "caption": [f"clip {i}" for i in range(n)]})
     VideoIndex.build(x, ids, metadata=meta, encoder=enc.describe(), device="cpu").save(folder)
-    return enc
+    return enc, x, meta
 
 
 def start_server(index_dir: Path, port: int, engine: str = "uvicorn", ray_replicas: int = 1,
@@ -106,10 +110,15 @@ def stop_server(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def run_clients(url: str, texts: list[str], n_clients: int, k: int) -> dict:
-    """``len(texts)`` GET /search requests shared by ``n_clients`` threads (one connection each)."""
+def run_clients(url: str, texts: list[str], n_clients: int, k: int, send=None) -> dict:
+    """``len(texts)`` text queries shared by ``n_clients`` threads (one connection each).
+
+    ``send(client, text, k) -> bool`` makes one request (default ``GET /search``)."""
     import httpx
 
+    if send is None:
+        def send(c, t, k):
+            return c.get("/search", params={"text": t, "k": k}).status_code == 200
     lat, errors, lock = [], [0], threading.Lock()
     chunks = [texts[i::n_clients] for i in range(n_clients)]
 
@@ -118,7 +127,7 @@ def run_clients(url: str, texts: list[str], n_clients: int, k: int) -> dict:
             for t in part:
                 t0 = time.perf_counter()
                 try:
-                    ok = c.get("/search", params={"text": t, "k": k}).status_code == 200
+                    ok = send(c, t, k)
                 except httpx.HTTPError:
                     ok = False
                 dt = time.perf_counter() - t0
@@ -135,6 +144,128 @@ def run_clients(url: str, texts: list[str], n_clients: int, k: int) -> dict:
     wall = time.perf_counter() - t0
     return {"clients": n_clients, "requests": len(texts), "seconds": wall, "qps": len(texts) / wall,
             "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "errors": errors[0]}
+
+
+def _tail(text: str, n: int = 6) -> str:
+    return " | ".join(ln.strip() for ln in text.strip().splitlines()[-n:])
+
+
+def start_clip_back(python: str, folder: Path, port: int, extra: list[str]):
+    """Start clip back (benchmarks/_clip_back_peer.py under ``python``); (process, None) once it
+    answers, or (None, why) with the tail of its stderr when it exits or stays silent."""
+    import httpx
+
+    log_path = folder / f"clip_back_{port}.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([python, str(ROOT / "benchmarks" / "_clip_back_peer.py"), str(folder),
+                                 str(port), *extra], stdout=log, stderr=subprocess.STDOUT,
+                                env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            return None, f"clip back exited with {proc.returncode}: {_tail(log_path.read_text())}"
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/indices-list", timeout=1).status_code == 200:
+                return proc, None
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    proc.kill()
+    return None, f"clip back did not answer in 300 s: {_tail(log_path.read_text())}"
+
+
+def run_peer(python: str | None, x: np.ndarray, meta, svc, model: str, n_lat: int, n_tput: int,
+             n_big: int, tmp: Path) -> dict:
+    """clip-retrieval's back end on the same vectors (an IndexFlatIP, metadata as Parquet), or
+    why it could not run. Tried first as shipped (its model loader fetches weights), then with
+    its loader replaced by open_clip ``model`` with random weights, like our server."""
+    import faiss
+    import httpx
+
+    if python is None:
+        return {"ran": False, "why": "no --peer-python given (clip-retrieval pins numpy<2 and older "
+                                     "pandas/pyarrow/open_clip: it lives in its own venv)"}
+    probe = subprocess.run([python, "-c", "import clip_retrieval, importlib.metadata as m; "
+                                          "print(m.version('clip_retrieval'))"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:
+        return {"ran": False, "why": f"clip_retrieval does not import under {python}: "
+                                     f"{_tail(probe.stderr, 3)}"}
+    version = probe.stdout.strip()
+    folder = tmp / "clip_back_index"
+    (folder / "metadata").mkdir(parents=True)
+    flat = faiss.IndexFlatIP(x.shape[1])
+    flat.add(x)
+    faiss.write_index(flat, str(folder / "image.index"))
+    meta.to_parquet(folder / "metadata" / "0.parquet", index=False)
+    out = {"ran": False, "clip_retrieval": version, "python": python}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc, why = start_clip_back(python, folder, port, [])
+    out["as_shipped"] = "started" if proc else why
+    print(f"[clip-retrieval {version}] as shipped: {out['as_shipped']}")
+    if proc is None:
+        proc, why = start_clip_back(python, folder, port, ["--random-weights", model])
+        if proc is None:
+            out["why"] = why
+            return out
+        out["model"] = f"open_clip {model}, random weights (clip back's loader replaced)"
+    url = f"http://127.0.0.1:{port}"
+
+    def knn(c, text=None, embedding=None, k=10, num_result_ids=None):
+        body = {"modality": "image", "indice_name": "bench", "num_images": k,
+                "num_result_ids": num_result_ids or k}
+        body.update({"text": text} if text is not None else {"embedding_input": embedding})
+        return c.post("/knn-service", json=body)
+
+    try:
+        texts = queries(n_lat)
+        with httpx.Client(base_url=url, timeout=120) as c:
+            for t in texts[:3]:
+                knn(c, t)
+            http = []
+            for t in texts:
+                t0 = time.perf_counter()
+                knn(c, t).raise_for_status()
+                http.append(time.perf_counter() - t0)
+        lat = {"http_p50_ms": pct(http, 50), "http_p99_ms": pct(http, 99)}
+        print(f"  text query, {n_lat} requests: HTTP p50 {lat['http_p50_ms']:.1f} ms p99 "
+              f"{lat['http_p99_ms']:.1f}")
+        tput = []
+        for n_clients in (1, 4, 16):
+            r = run_clients(url, queries(n_tput), n_clients, 10,
+                            send=lambda c, t, k: knn(c, t, k=k).status_code == 200)
+            tput.append(r)
+            print(f"  {n_clients:>2} clients x {n_tput} requests: {r['qps']:.1f} QPS, p50 "
+                  f"{r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, errors {r['errors']}")
+        rng = np.random.default_rng(1)
+        vecs = rng.standard_normal((n_big, x.shape[1])).astype(np.float32)
+        vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+        small, big, same = [], [], 0
+        with httpx.Client(base_url=url, timeout=300) as c:
+            for v in vecs:
+                t0 = time.perf_counter()
+                a = knn(c, embedding=v.tolist(), k=50).json()
+                small.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                knn(c, embedding=v.tolist(), k=50, num_result_ids=10_000).raise_for_status()
+                big.append(time.perf_counter() - t0)
+                ours = [r["video_id"] for r in svc.search(v, k=10)["results"]]
+                same += [r.get("video_id") for r in a[:10]] == ours
+        large = {"k50_p50_ms": pct(small, 50), "ids10000_page50_p50_ms": pct(big, 50)}
+        large["ratio_p50"] = large["ids10000_page50_p50_ms"] / large["k50_p50_ms"]
+        print(f"  num_result_ids=10000, 50 images: p50 {large['ids10000_page50_p50_ms']:.1f} ms vs 50 "
+              f"{large['k50_p50_ms']:.1f} ms: x{large['ratio_p50']:.2f}; top-10 by vector equal to "
+              f"ours {same}/{n_big}")
+        out.update({"ran": True, "latency": lat, "throughput": tput, "large_result_counts": large,
+                    "top10_by_vector_equal_ours": f"{same}/{n_big}"})
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    return out
 
 
 def measure(url: str, svc, enc, n_lat: int, n_tput: int, n_big: int) -> dict:
@@ -218,6 +349,10 @@ def main(argv=None) -> int:
     ap.add_argument("--ray-cpus-per-replica", type=float, default=float(os.cpu_count() or 1),
                     help="Ray CPUs per replica (default: all cores, as uvicorn's one process has; "
                          "Ray sets the replica's torch threads to this number)")
+    ap.add_argument("--peer", choices=("none", "clip-retrieval"), default="clip-retrieval",
+                    help="same-run peer (default %(default)s; skipped, with the reason, when it cannot run)")
+    ap.add_argument("--peer-python", default=None, help="Python of the venv where clip-retrieval is "
+                    "installed (e.g. ../venv-clipret/bin/python)")
     args = ap.parse_args(argv)
     n_items = args.n_items or (20_000 if args.quick else 100_000)
     n_lat = 30 if args.quick else 200
@@ -254,7 +389,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         index_dir = Path(tmp) / "index"
         t0 = time.perf_counter()
-        enc = build_index(index_dir, n_items, args.model)
+        enc, x, meta = build_index(index_dir, n_items, args.model)
         print(f"index of {n_items} built in {time.perf_counter() - t0:.1f} s")
         from recsys.serve import Service
 
@@ -275,17 +410,20 @@ def main(argv=None) -> int:
             finally:
                 stop_server(proc)
             results[engine]["load_average_after"] = os.getloadavg()
-    try:
-        import clip_retrieval  # noqa: F401
-
-        peer = "clip_retrieval imports but its back end was not run here (needs its own index format)"
-    except ImportError:
-        peer = "clip-retrieval is not installed here: no same-run comparison; its ~20 QPS is the issue's figure"
+        if args.peer == "clip-retrieval":
+            print("[peer] clip-retrieval back end (clip back) on the same vectors")
+            peer = run_peer(args.peer_python, x, meta, svc, args.model, n_lat, n_tput, n_big, Path(tmp))
+            if not peer["ran"]:
+                print(f"  not run: {peer['why']}")
+        else:
+            peer = {"ran": False, "why": "--peer none"}
     ok = all(r["passed"] for r in results.values())
+    if peer.get("ran"):  # exact search on both sides: the same top 10 for the same vector
+        same, n = map(int, peer["top10_by_vector_equal_ours"].split("/"))
+        ok = ok and same == n
     result = {**info, "engines": results, "peer": peer, "passed": ok}
     (out / "bench_serve.json").write_text(json.dumps(result, indent=2) + "\n")
     plot(result, out / "bench_serve.png")
-    print(f"peer: {peer}")
     for engine, r in results.items():
         print(f"correctness [{engine}]: {r['correctness']} -> {'PASS' if r['passed'] else 'FAIL'}")
     print(f"{'PASS' if ok else 'FAIL'}; wrote {out}/bench_serve.json and .png")
@@ -298,16 +436,17 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    engines = list(result["engines"])
-    colors = {"uvicorn": "#2563eb", "ray": "#f59e0b"}
-    width = 0.8 / len(engines)
+    series = dict(result["engines"])
+    if result.get("peer", {}).get("ran"):
+        series["clip back"] = result["peer"]
+    colors = {"uvicorn": "#2563eb", "ray": "#f59e0b", "clip back": "#6b7280"}
+    width = 0.8 / len(series)
     fig, ax = plt.subplots(1, 3, figsize=(14, 4))
-    for e, name in enumerate(engines):
-        r = result["engines"][name]
-        off = (e - (len(engines) - 1) / 2) * width
+    for e, (name, r) in enumerate(series.items()):
+        off = (e - (len(series) - 1) / 2) * width
         lat = r["latency"]
-        ax[0].bar(np.arange(4) + off, [lat["inprocess_p50_ms"], lat["http_p50_ms"],
-                                       lat["inprocess_p99_ms"], lat["http_p99_ms"]],
+        ax[0].bar(np.arange(4) + off, [lat.get("inprocess_p50_ms", np.nan), lat["http_p50_ms"],
+                                       lat.get("inprocess_p99_ms", np.nan), lat["http_p99_ms"]],
                   width, color=colors.get(name), label=name)
         t = r["throughput"]
         ax[1].bar(np.arange(len(t)) + off, [x["qps"] for x in t], width, color=colors.get(name),
@@ -320,18 +459,18 @@ def plot(result: dict, path: Path) -> None:
     ax[0].set_ylabel("ms")
     ax[0].set_title("text query (ViT-B-32 text tower)")
     ax[0].legend()
-    t = result["engines"][engines[0]]["throughput"]
+    t = next(iter(series.values()))["throughput"]
     ax[1].set_xticks(range(len(t)), [str(x["clients"]) for x in t])
     ax[1].axhline(20, color="r", ls="--", lw=1, label="clip back ~20 QPS (issue figure)")
     ax[1].set_xlabel("concurrent clients")
     ax[1].set_ylabel("queries / s")
     ax[1].legend()
-    ax[1].set_title("throughput")
+    ax[1].set_title("throughput (text queries)")
     ax[2].set_xticks(range(2), ["k=50", "10000 ids, page 50"])
     ax[2].set_ylabel("p50 ms")
-    ax[2].set_title("large result counts")
+    ax[2].set_title("large result counts (by vector)")
     ax[2].legend()
-    fig.suptitle(f"recsys serve ({' vs '.join(engines)}), {result['settings']['n_items']} items, load "
+    fig.suptitle(f"recsys serve ({' vs '.join(series)}), {result['settings']['n_items']} items, load "
                  f"{result['machine']['load_average_at_start'][0]:.1f} on {result['machine']['cores']} cores")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
