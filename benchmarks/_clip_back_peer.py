@@ -38,17 +38,22 @@ def main() -> int:
 
     flask.Flask.run = run_on_loopback
     if args.random_weights:
-        import clip_retrieval.clip_inference.load_clip as load_clip_module
+        # clip back (2.45) calls all_clip.load_clip(name, use_jit=, device=) at start-up and uses
+        # the (model, preprocess, tokenizer) it returns; all_clip's open_clip loader with
+        # pretrained=None instead of a downloaded checkpoint, and seeded weights
+        import all_clip
         import open_clip
         import torch
+        from all_clip.open_clip import OpenClipWrapper
 
         def load_random(clip_model, use_jit=True, device="cpu", **kwargs):
             torch.manual_seed(0)
             model, _, preprocess = open_clip.create_model_and_transforms(
                 args.random_weights, pretrained=None, device=device)
-            return model.eval(), preprocess
+            model = OpenClipWrapper(inner_model=model.eval(), device=device)
+            return model, preprocess, open_clip.get_tokenizer(args.random_weights)
 
-        load_clip_module.load_clip = load_random  # clip back imports it at call time
+        all_clip.load_clip = load_random  # clip back imports it from all_clip at call time
     from clip_retrieval.clip_back import clip_back
 
     paths = os.path.join(args.indice_folder, "indices_paths.json")

@@ -163,7 +163,7 @@ def start_clip_back(python: str, folder: Path, port: int, extra: list[str]):
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            return None, f"clip back exited with {proc.returncode}: {_tail(log_path.read_text())}"
+            return None, f"clip back exited with {proc.returncode}: {_tail(log_path.read_text(), 1)}"
         try:
             if httpx.get(f"http://127.0.0.1:{port}/indices-list", timeout=1).status_code == 200:
                 return proc, None
@@ -184,12 +184,14 @@ def run_peer(python: str | None, x: np.ndarray, meta, svc, model: str, n_lat: in
     if python is None:
         return {"ran": False, "why": "no --peer-python given (clip-retrieval pins numpy<2 and older "
                                      "pandas/pyarrow/open_clip: it lives in its own venv)"}
-    probe = subprocess.run([python, "-c", "import clip_retrieval, importlib.metadata as m; "
+    probe = subprocess.run([python, "-c", "import clip_retrieval.clip_back, importlib.metadata as m; "
                                           "print(m.version('clip_retrieval'))"],
                            capture_output=True, text=True)
     if probe.returncode != 0:
-        return {"ran": False, "why": f"clip_retrieval does not import under {python}: "
-                                     f"{_tail(probe.stderr, 3)}"}
+        # e.g. clip-retrieval 2.45 from pip today: clip-anytorch imports pkg_resources, which
+        # setuptools 81+ no longer has (fix in the peer venv: pip install 'setuptools<81')
+        return {"ran": False, "why": f"clip_retrieval.clip_back does not import under {python}: "
+                                     f"{_tail(probe.stderr, 1)}"}
     version = probe.stdout.strip()
     folder = tmp / "clip_back_index"
     (folder / "metadata").mkdir(parents=True)
@@ -412,7 +414,11 @@ def main(argv=None) -> int:
             results[engine]["load_average_after"] = os.getloadavg()
         if args.peer == "clip-retrieval":
             print("[peer] clip-retrieval back end (clip back) on the same vectors")
-            peer = run_peer(args.peer_python, x, meta, svc, args.model, n_lat, n_tput, n_big, Path(tmp))
+            try:
+                peer = run_peer(args.peer_python, x, meta, svc, args.model, n_lat, n_tput, n_big,
+                                Path(tmp))
+            except Exception as e:  # noqa: BLE001 - the peer's failure is a result, reported as such
+                peer = {"ran": False, "why": f"{type(e).__name__}: {e}"}
             if not peer["ran"]:
                 print(f"  not run: {peer['why']}")
         else:
