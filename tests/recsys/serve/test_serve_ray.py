@@ -62,6 +62,17 @@ def test_gpus_requested_where_none_exist_is_a_usage_error(served, capsys):
     assert "sit idle" in capsys.readouterr().err
 
 
+def _non_loopback_ip() -> str | None:
+    """This machine's address on its default route (no packet is sent), or None."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))
+            ip = s.getsockname()[0]
+        except OSError:
+            return None
+    return None if ip.startswith("127.") else ip
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -113,6 +124,10 @@ def test_ray_serve_answers_like_the_in_process_app(served, tmp_path):
                     break
             except httpx.HTTPError:
                 time.sleep(0.5)
+        ip = _non_loopback_ip()
+        if ip is not None:  # Serve's proxy bound 127.0.0.1 only (http_options host)
+            with pytest.raises(httpx.HTTPError):
+                httpx.get(f"http://{ip}:{port}/healthz", timeout=2)
         local = TestClient(create_app(root / "index", root / "ranker", frames_dir=root / "frames",
                                       device="cpu", feedback_log=tmp_path / "fb_local.csv"))
         vid = served["catalog"].video_id.iloc[5]
