@@ -64,26 +64,93 @@ def add_parser(sub, common: argparse.ArgumentParser, fmt) -> argparse.ArgumentPa
                    help="bind address (default %(default)s: this machine only); any other needs --token")
     s.add_argument("--port", type=int, default=8000)
     s.add_argument("--token", help="bearer token for the write endpoints (/feedback, generating /query)")
-    s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    s.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto; with "
+                   "--engine ray: cuda exactly when --num-gpus-per-replica > 0)")
+    r = s.add_argument_group("engine", "uvicorn (one process) or a Ray Serve deployment of the same app")
+    r.add_argument("--engine", choices=("uvicorn", "ray"), default="uvicorn",
+                   help="default %(default)s; ray needs `pip install -e .[serve-ray]`")
+    r.add_argument("--replicas", type=int, default=None,
+                   help="Ray Serve replicas, each loading the index and encoder once (default 1)")
+    r.add_argument("--num-cpus-per-replica", type=float, default=None, help="Ray CPUs per replica "
+                   "(default 1)")
+    r.add_argument("--num-gpus-per-replica", type=float, default=None, help="Ray GPUs per replica "
+                   "(default 0; refused when the cluster has fewer)")
+    r.add_argument("--address", help="running Ray cluster (HOST:6379 or auto); default: a local Ray "
+                   "instance for the server's lifetime")
     s.set_defaults(func=cmd_serve)
     return s
 
 
-def cmd_serve(args) -> int:
-    """Load everything, then run uvicorn until interrupted."""
-    import uvicorn
+RAY_FLAGS = ("replicas", "num_cpus_per_replica", "num_gpus_per_replica", "address")
 
+
+def cmd_serve(args) -> int:
+    """Load everything, then run uvicorn (or Ray Serve) until interrupted."""
     from recsys.cli import UsageError
-    from recsys.serve import create_app
 
     if not is_loopback(args.host) and not args.token:
         raise UsageError(f"--host {args.host} exposes the service beyond this machine: pass --token "
                          "SECRET so that /feedback and generating /query calls need it")
+    if args.engine == "uvicorn":
+        given = [f"--{f.replace('_', '-')}" for f in RAY_FLAGS if getattr(args, f) is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} need --engine ray")
     try:
         folders = resolve_folders(args.index_dir, args.ranker, args.embeddings, args.frames)
     except FileNotFoundError as e:
         raise UsageError(str(e)) from None
+    if args.engine == "ray":
+        return _serve_ray(args, folders)
+    import uvicorn
+
+    from recsys.serve import create_app
+
     app = create_app(**folders, feedback_log=args.feedback_log, device=args.device, token=args.token)
     log.info("serving %s on http://%s:%d/ (docs at /docs)", folders["index_dir"], args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def _serve_ray(args, folders: dict) -> int:
+    """Deploy on Ray Serve, then block until Ctrl-C or SIGTERM; shut Serve and Ray down after."""
+    import signal
+    import threading
+
+    from recsys.cli import UsageError
+    from recsys.serve.ray_serve import (
+        RayServeUnavailableError,
+        import_serve,
+        start_ray_serve,
+        stop_ray_serve,
+    )
+
+    app_kwargs = {**{k: (str(v) if v is not None else None) for k, v in folders.items()},
+                  "feedback_log": args.feedback_log, "device": args.device, "token": args.token}
+    stop = threading.Event()
+
+    def on_term(signum, frame):  # SIGTERM ends the local Ray processes too, like Ctrl-C
+        stop.set()
+
+    try:
+        import_serve()
+    except RayServeUnavailableError as e:
+        raise UsageError(str(e)) from None
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        start_ray_serve(app_kwargs, host=args.host, port=args.port, replicas=args.replicas or 1,
+                        num_cpus=1.0 if args.num_cpus_per_replica is None else args.num_cpus_per_replica,
+                        num_gpus=args.num_gpus_per_replica or 0.0, address=args.address)
+        # after ray.init, which installs its own handler that ends the driver without cleaning up
+        signal.signal(signal.SIGTERM, on_term)
+        log.info("serving %s with Ray Serve on http://%s:%d/ (docs at /docs)", folders["index_dir"],
+                 args.host, args.port)
+        while not stop.wait(0.5):
+            pass
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop_ray_serve()
+        signal.signal(signal.SIGTERM, previous)
     return 0

@@ -84,7 +84,8 @@ def _parse_filters(items: list[str]) -> dict[str, str]:
 
 def create_app(index_dir=None, ranker_dir=None, embeddings_dir=None, *, frames_dir=None,
                feedback_log=None, device: str = "auto", token: str | None = None,
-               limits: Limits | None = None, encoder=None, service: Service | None = None) -> FastAPI:
+               limits: Limits | None = None, encoder=None, service: Service | None = None,
+               allow_backfill: bool = True) -> FastAPI:
     """The ``recsys serve`` application; everything is loaded here, once.
 
     Parameters
@@ -109,6 +110,9 @@ def create_app(index_dir=None, ranker_dir=None, embeddings_dir=None, *, frames_d
         A built encoder (tests); default the one the index records.
     service : Service, optional
         An already loaded service (then the folder arguments are ignored).
+    allow_backfill : bool
+        False refuses generating ``/query`` calls with 409 (several Ray Serve replicas: each one
+        would add clips to its own copy of the index, and a job is known only to its replica).
 
     Returns
     -------
@@ -297,6 +301,10 @@ def create_app(index_dir=None, ranker_dir=None, embeddings_dir=None, *, frames_d
         if body.backfill == "none":
             return _run_query(body, {})
         need_token(authorization)
+        if not allow_backfill:
+            raise HTTPException(409, "generating /query calls need a single replica (each replica would "
+                                     "add clips to its own copy of the index): serve backfill with "
+                                     "--replicas 1")
         if body.backfill == "montage" and svc.embeddings_dir is None:
             raise ValueError("backfill='montage' cuts shots from the catalog's frame embeddings: start "
                              "the server with --embeddings EMB_DIR")

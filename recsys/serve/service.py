@@ -530,7 +530,9 @@ class Service:
         """Append interactions to :attr:`feedback_log` atomically; ``recsys train`` reads the file.
 
         The file is copied to a temporary name, the rows appended, and the copy renamed over
-        the log, under a lock: a reader sees the old or the new file, never half a row.
+        the log, under a thread lock and a file lock (``<log>.lock``, so that several server
+        processes, e.g. Ray Serve replicas, lose no rows): a reader sees the old or the new file,
+        never half a row.
 
         Parameters
         ----------
@@ -573,7 +575,7 @@ class Service:
 
         from embeddings._io import atomic_path
 
-        with self._feedback_lock:
+        with self._feedback_lock, _file_lock(self.feedback_log):
             with atomic_path(self.feedback_log) as tmp:
                 if self.feedback_log.is_file():
                     shutil.copyfile(self.feedback_log, tmp)
@@ -598,6 +600,23 @@ class Service:
                              "n_users": len(self.ranker.user_ids), "n_items": len(self.ranker.item_ids),
                              "two_stage": bool(self.ranker.info.get("two_stage"))}
         return json_safe(out)
+
+
+@contextmanager
+def _file_lock(path: Path):
+    """Exclusive ``flock`` on ``path`` + ``.lock`` (POSIX; a no-op where ``fcntl`` is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: the thread lock alone
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _knows(tm, user_id) -> bool:

@@ -239,3 +239,37 @@ def test_search_confidence_is_top1_real_cosine_without_calibration(client, serve
     assert body["confidence"] == pytest.approx(min(1.0, max(0.0, top_real)), abs=1e-6)
     assert "confidence" in body["seconds"]
     assert "confidence" not in client.get("/search", params={"text": cap}).json()
+
+
+def test_feedback_from_several_processes_loses_no_rows(served, tmp_path):
+    """Ray Serve replicas are processes: the file lock, not the thread lock, keeps every row."""
+    import multiprocessing as mp
+
+    from recsys.serve import Service
+
+    svc = Service(served["root"] / "index", device="cpu", encoder=served["encoder"],
+                  feedback_log=tmp_path / "log.csv")
+    ctx = mp.get_context("fork")  # each child has its own copy of the thread lock
+
+    procs = [ctx.Process(target=_post_many, args=(svc, p)) for p in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    df = load_interactions(tmp_path / "log.csv")
+    assert len(df) == 3 * 150 and df.groupby("user_id").size().eq(150).all()
+
+
+def _post_many(svc, p):
+    for j in range(150):
+        svc.add_feedback([{"user_id": f"p{p}", "item_id": f"i{j}"}])
+
+
+def test_backfill_refused_where_the_app_may_not_generate(served, tmp_path):
+    app = create_app(served["root"] / "index", device="cpu", encoder=served["encoder"],
+                     feedback_log=tmp_path / "fb.csv", allow_backfill=False)
+    with TestClient(app) as c:
+        r = c.post("/query", json={"text": "a red circle", "backfill": "montage"})
+        assert r.status_code == 409 and "--replicas 1" in r.json()["detail"]
+        assert c.post("/query", json={"text": "a red circle", "k": 2}).status_code == 200
