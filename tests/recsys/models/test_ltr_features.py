@@ -171,3 +171,20 @@ def test_save_load_keeps_time_context(tmp_path):
     assert back.context_["kind"] == "global" and "item_age" in back.feature_names_
     users = np.arange(60)
     np.testing.assert_array_equal(model.recommend(users, train, k=5)[0], back.recommend(users, train, k=5)[0])
+
+
+@pytest.mark.slow
+def test_sasrec_is_a_source_with_score_and_rank():
+    from recsys.models import SASRec
+
+    seqs, n = cyclic_sequences(n_users=60)
+    train, times = to_matrices(seqs, n, 1)
+    sasrec = SASRec(embed_dim=8, num_layers=1, num_heads=1, max_length=8, epochs=2,
+                    validation_users=10, progress=False)
+    model = LTRRecommender(sources={"sasrec": sasrec, "popularity": Popularity()}, n_candidates=10,
+                           num_boost_round=20)
+    model.fit(train, interaction_times=times)
+    assert model.feature_names_[:2] == ["sasrec__score", "sasrec__rank"]
+    assert model.report_["recall_at_budget"]["sasrec"] > 0
+    expl = model.explain([0], train[[0]], k=3)[0]
+    assert expl and all(item["item_index"] not in set(seqs[0][:-1]) for item in expl)
