@@ -340,7 +340,7 @@ class LTRRecommender(Recommender):
     # ------------------------------------------------------------------ fitting
     def fit(self, user_items: sp.csr_matrix, *, relevance: sp.csr_matrix | None = None,
             item_embeddings: np.ndarray | None = None, interaction_times: Any = None,
-            validation: tuple | None = None) -> LTRRecommender:
+            item_features: Any = None, validation: tuple | None = None) -> LTRRecommender:
         """Train the ranker on a validation split carved from ``user_items``, then fit sources.
 
         Parameters
@@ -356,6 +356,10 @@ class LTRRecommender(Recommender):
             Time (unix seconds) or position of every interaction: passed to sources that need
             it (TrendingPopularity, SASRec, ...) masked like each fit part, and the source of
             the time and short-term features (``time_features``).
+        item_features : list of np.ndarray, optional
+            Item side-information matrices (one per modality, rows = items) passed to the
+            sources that take them (:class:`recsys.models.ContentEASE`); not features
+            themselves (use ``item_embeddings`` for the content-similarity features).
         validation : (fit_part, held_out) pair of CSR matrices, or a list of pairs, optional
             Use these splits instead of :func:`carve_holdout` (e.g. the evaluation protocol's
             own splitter applied to the training data); ``n_folds`` is then ignored.
@@ -409,7 +413,7 @@ class LTRRecommender(Recommender):
         n_held = 0
         step = max(1, (1 << 22) // n_items)
         for fit_ui, held in splits:
-            side = {"item_embeddings": emb}
+            side = {"item_embeddings": emb, "item_features": item_features}
             if interaction_times is not None:
                 t = sp.csr_matrix(interaction_times)
                 side["interaction_times"] = t.multiply(fit_ui != 0).tocsr()
@@ -490,7 +494,8 @@ class LTRRecommender(Recommender):
         fallback = best_src if guard and guard[best_src] >= guard["ltr"] else None
 
         # serving sources: the given ones when already fitted on this matrix, else fitted clones
-        side_full = {"item_embeddings": emb, "interaction_times": interaction_times}
+        side_full = {"item_embeddings": emb, "interaction_times": interaction_times,
+                     "item_features": item_features}
         self.sources_ = {n: (m if _is_fitted_on(m, ui) else fit_model(_clone(m), ui, **side_full))
                          for n, m in given.items()}
         self.booster_ = booster
