@@ -343,8 +343,10 @@ def main(argv=None) -> int:
                    help="ML-100K ranker label: held-out interaction (binary) or its rating (graded); "
                         "on a validation split of the training data binary gave NDCG@10 0.2678 and "
                         "graded 0.2625 (EASE alone 0.2696), so binary is the default")
-    p.add_argument("--folds", type=int, default=1,
-                   help="ML-100K validation splits (seeds 42, 43, ...) pooled as the ranker's data")
+    p.add_argument("--folds", type=int, default=3,
+                   help="ML-100K validation splits (seeds 42, 43, ...) pooled as the ranker's data; "
+                        "on the early-stopping users of the training split's validation, 3 folds "
+                        "gave NDCG@10 0.3018 vs 1 fold 0.2896 (EASE 0.2922 / 0.2872)")
     p.add_argument("--sasrec-epochs", type=int, default=0,
                    help="add SASRec (this many epochs, untuned) as a source (ml-100k, microlens)")
     p.add_argument("--ranker-users", type=int, default=20000,
