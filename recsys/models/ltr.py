@@ -242,8 +242,9 @@ class LTRRecommender(Recommender):
             if not isinstance(m, Recommender) or isinstance(m, LTRRecommender):
                 raise ValueError(f"sources[{name!r}] must be a Recommender (not an LTRRecommender), "
                                  f"got {type(m).__name__}")
-            if not isinstance(name, str) or not name.replace("_", "").isalnum():
-                raise ValueError(f"source name {name!r} must be letters, digits or '_'")
+            if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+                raise ValueError(f"source name {name!r} must be letters, digits, '_' or '-' (it "
+                                 "names LightGBM features); fix: rename the source")
         return out
 
     def _validate_params(self) -> None:

@@ -35,7 +35,8 @@ def group_embeddings(item_ids) -> np.ndarray:
 
 def test_tuned_two_stage_records_choice_and_serves_with_sources(tmp_path):
     df = two_group_log()
-    tm = train_ranker(df, "ease", tune=True, grid={"l2": [1.0, 10.0]}, two_stage=True)
+    tm = train_ranker(df, "ease", tune=True, grid={"l2": [1.0, 10.0]}, two_stage=True,
+                      two_stage_ranker="fusion")
     assert tm.info["tuning"]["best_params"]["l2"] in (1.0, 10.0)
     assert tm.info["tuning"]["validation"]["carved_from"].startswith("the training split")
     assert len(tm.info["tuning"]["table"]) == 2 and tm.info["two_stage"]["fusion"] in ("collaborative", "rrf", "weighted")
@@ -48,6 +49,34 @@ def test_tuned_two_stage_records_choice_and_serves_with_sources(tmp_path):
     assert u0.iloc[0]["item_id"] == "v0"  # the one unseen item of its (even) group
     assert "collaborative" in json.loads(u0.iloc[0]["sources"])
     assert set(recs[recs.user_id == "stranger"]["fallback"]) == {UNKNOWN_USER_FALLBACK}
+
+
+def test_learned_two_stage_with_validation_data(tmp_path):
+    """With validation data the learned stage is tried; when kept it serves with provenance,
+    and strangers still get the stated popularity fallback."""
+    df = two_group_log()
+    tm = train_ranker(df, "ease", tune=True, grid={"l2": [1.0, 10.0]}, two_stage=True,
+                      two_stage_ranker="ltr")
+    from recsys.models import LTRRecommender
+
+    assert isinstance(tm.model, LTRRecommender) and tm.info["two_stage"]["ranker"] == "ltr"
+    assert tm.info["two_stage"]["sources"] == ["ease", "itemknn", "popularity"]
+    assert "guard_ndcg@10" in tm.info["two_stage_learned"]
+    assert tm.info["two_stage"]["fusion_choice"]["validated"] is True
+    save_trained(tmp_path / "m", tm)
+    back = load_trained(tmp_path / "m")
+    recs = recommend_users(back, ["u0", "u3", "stranger"], k=3)
+    for user, want in (("u0", "v0"), ("u3", "v1")):  # the one unseen item of each user's group
+        first = recs[recs.user_id == user].iloc[0]
+        assert first["item_id"] == want and pd.isna(first["fallback"])
+        assert "ease" in json.loads(first["sources"])
+    assert set(recs[recs.user_id == "stranger"]["fallback"]) == {UNKNOWN_USER_FALLBACK}
+    # "auto" keeps the learned stage only when its guard says it beats every source
+    auto = train_ranker(df, "ease", tune=True, grid={"l2": [1.0, 10.0]}, two_stage=True)
+    assert auto.info["two_stage"]["ranker"] == (
+        "ltr" if auto.info["two_stage_learned"]["beats_sources_on_validation"] else "fusion")
+    with pytest.raises(ValueError, match="two_stage_ranker='rank'"):
+        train_ranker(df, "ease", two_stage=True, two_stage_ranker="rank")
 
 
 def test_content_model_with_embeddings_round_trips(tmp_path):
