@@ -281,6 +281,9 @@ def run_microlens(args, rows, per_user, reports, settings):
     pos = df["timestamp"].to_numpy()
     last = pos == df.groupby("user_id")["timestamp"].transform("max").to_numpy()
     train_df, val_df = df[~last], df[last]
+    if args.eval_users:  # a seeded sample of users evaluated (every user still trains)
+        ev = np.random.default_rng(0).choice(pd.unique(val_df["user_id"]), args.eval_users, replace=False)
+        val_df = val_df[val_df["user_id"].isin(set(ev.tolist()))]
     ds = build_dataset(df)
     x, t = ds.to_user_items(train_df), ds.to_user_items(val_df)
     times = interaction_times_matrix(ds, train_df)
@@ -297,6 +300,7 @@ def run_microlens(args, rows, per_user, reports, settings):
     srcs = {k: dict(v) for k, v in MICROLENS_SOURCES.items()}
     settings.update({"data": "microlens-50k (last item in the file = validation)", "k": 10,
                      "stage1_params": srcs, "sasrec_epochs": args.sasrec_epochs,
+                     "evaluated_users": args.eval_users or "all",
                      "ranker_split": f"leave-last-out of the training part for {len(keep)} users "
                                      "(seeded sample)", "time_features": "order (positions)"})
     log(f"MicroLens-50K: {x.shape[0]} users, {x.shape[1]} items, {x.nnz} train / {t.nnz} "
@@ -355,6 +359,8 @@ def main(argv=None) -> int:
                    help="add SASRec (this many epochs, untuned) as a source (ml-100k, microlens)")
     p.add_argument("--ranker-users", type=int, default=20000,
                    help="microlens: users whose last training item labels the ranker's data")
+    p.add_argument("--eval-users", type=int, default=0,
+                   help="microlens: evaluate a seeded sample of this many users (0 = all 50,000)")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     if args.folds is None:
