@@ -161,11 +161,17 @@ def train_ranker(df: pd.DataFrame, name: str, params: dict | None = None, *, dat
                  "item_embeddings": None if item_embeddings is None else list(np.shape(item_embeddings)),
                  "item_features": None if item_features is None else [list(np.shape(f)) for f in item_features]})
     if two_stage:
+        # untuned: the collaborative order (never worse than that source; issue 19 item 4)
+        untuned = {"n_candidates": 100, "fusion": "collaborative", "interest_weight": 0.0}
         if tune:
-            tt = tune_two_stage(df, dataset, name, params, item_embeddings=item_embeddings,
-                                seed=seed)
-            info["two_stage"] = {**tt["best"], "ranker": "fusion"}
-            info["two_stage_tuning"] = tt
+            # fusion tuning refits the model without times: not for next-item models
+            fusion_tunable = "interaction_times" not in side_inputs(model)
+            tt = (tune_two_stage(df, dataset, name, params, item_embeddings=item_embeddings,
+                                 seed=seed) if fusion_tunable else None)
+            fusion_choice = tt["best"] if tt else {**untuned, "validated": False}
+            info["two_stage"] = {**fusion_choice, "ranker": "fusion"}
+            if tt:
+                info["two_stage_tuning"] = tt
             if two_stage_ranker != "fusion" and name != "ltr":
                 ltr = _learned_stage(df, dataset, name, model, ui, times, item_embeddings,
                                      item_features, validation, seed)
@@ -178,12 +184,10 @@ def train_ranker(df: pd.DataFrame, name: str, params: dict | None = None, *, dat
                     "beats_sources_on_validation": wins}
                 if wins or two_stage_ranker == "ltr":
                     info["two_stage"] = {"ranker": "ltr", "validated": True,
-                                         "sources": list(ltr.sources_), "fusion_choice": tt["best"]}
+                                         "sources": list(ltr.sources_), "fusion_choice": fusion_choice}
                     model = ltr
         else:
-            # untuned: the collaborative order (never worse than that source; issue 19 item 4)
-            info["two_stage"] = {"n_candidates": 100, "fusion": "collaborative",
-                                 "interest_weight": 0.0}
+            info["two_stage"] = untuned
     return TrainedModel(model=model, user_items=ui,
                         user_ids=np.asarray(dataset.user_ids, dtype=object),
                         item_ids=np.asarray(dataset.item_ids, dtype=object), info=info,
@@ -193,7 +197,8 @@ def train_ranker(df: pd.DataFrame, name: str, params: dict | None = None, *, dat
 def _learned_stage(df, dataset, name, model, ui, times, item_embeddings, item_features,
                    validation, seed):
     """LTRRecommender over the fitted ``model`` and default sources, trained on the tuning's
-    validation split (the predefined ``validation`` frame, else the carved one)."""
+    validation split (the predefined ``validation`` frame, else one carved as the tuning
+    carves it: leave-last-out for next-item models, stratified by item otherwise)."""
     from recsys.models import LTRRecommender, make_model
     from recsys.ranking.tuning import validation_split
 
@@ -203,8 +208,11 @@ def _learned_stage(df, dataset, name, model, ui, times, item_embeddings, item_fe
             sources[extra] = make_model(extra)
     if validation is not None:
         fit_ui, held = ui, dataset.to_user_items(validation)
-    else:
-        fit_df, valid_df = validation_split(df, ratio=0.75, filter_by="item", seed=seed)
+    else:  # next-item models: each user's latest item, as their tuning; else stratified
+        sequential = name.lower() in ("sasrec", "gru4rec", "lastitem") and times is not None
+        fit_df, valid_df = validation_split(df, protocol="leave_last_out" if sequential else
+                                            "stratified",
+                                            ratio=0.75, filter_by="item", seed=seed)
         fit_ui, held = dataset.to_user_items(fit_df), dataset.to_user_items(valid_df)
     ltr = LTRRecommender(sources=sources, seed=seed)
     return ltr.fit(ui, item_embeddings=item_embeddings, interaction_times=times,

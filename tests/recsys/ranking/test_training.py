@@ -116,3 +116,19 @@ def test_cli_train_tune_two_stage(tmp_path, capsys):
     assert main(["recommend", str(tmp_path / "m"), "--user", "u3", "-k", "2", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert len(out) == 2 and "sources" in out[0]
+
+
+def test_learned_two_stage_over_a_next_item_model_uses_leave_last_out():
+    """Every user of the log walks items in order; the learned stage over last-item kNN, trained on
+    each user's latest item, recommends the successor of the last item."""
+    rows = []
+    for u in range(30):
+        for p in range(6):
+            rows.append((f"u{u}", f"v{(u + p) % 12}", 1.0, 1000 + p))
+    df = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    tm = train_ranker(df, "lastitem", tune=True, grid={"neighbors": [20]}, two_stage=True,
+                      two_stage_ranker="ltr")
+    assert tm.info["two_stage"]["ranker"] == "ltr"
+    assert "st_trans_last1" in tm.model.feature_names_
+    recs = recommend_two_stage(tm, ["u0", "u5"], k=1)
+    assert list(recs["item_id"]) == ["v6", "v11"]  # u0 saw v0..v5, u5 saw v5..v10
