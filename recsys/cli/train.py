@@ -105,7 +105,10 @@ def add_commands(sub, add, common, fmt) -> None:
                    help="embedding folder of the items (video_id = item_id): needed by content and hybrid, "
                         "enables the content source of --two-stage")
     s.add_argument("--two-stage", action="store_true",
-                   help="serve through candidates (collaborative, content, popularity) -> fusion -> ranking")
+                   help="serve through candidates (collaborative, content, popularity) -> ranking; with "
+                        "--tune the second stage is learned (LambdaRank, as --model ltr) when it beats "
+                        "its sources on the validation split, else the fusion chosen there; without "
+                        "--tune the collaborative order")
     from recsys.cli.side import add_side_arguments
 
     add_side_arguments(s)

@@ -16,7 +16,13 @@ Stage 2 (precision): one row of features per (user, candidate):
 * ``item_popularity``: share of training users who interacted with the item;
 * ``user_history``: the user's number of training interactions;
 * ``content_mean``, ``content_max`` (only when ``item_embeddings`` are given): mean and max
-  cosine similarity of the candidate to the user's history items.
+  cosine similarity of the candidate to the user's history items;
+* with ``interaction_times``: item age, recent popularity over several windows, the user's
+  recency and popularity around the user's time (timestamps only), and short-term
+  similarity of the candidate to the user's last ``n_last`` items (co-occurrence cosine,
+  transition probability, content cosine); see :mod:`recsys.models.ltr_features`. They are
+  computed from the fit part of the ranker's validation split while training and from the
+  whole training matrix when serving: never from a label.
 
 The ranker is LightGBM's LambdaRank (``objective="lambdarank"``, Burges 2010, "From RankNet to
 LambdaRank to LambdaMART: An Overview") trained on a validation split carved from the
@@ -44,6 +50,7 @@ import scipy.sparse as sp
 from embeddings._io import atomic_dir
 
 from .base import FORMAT_VERSION, Recommender, check_user_items, topk
+from .ltr_features import build_context, context_feature_names, context_features, resolve_time_kind
 
 __all__ = ["LTRRecommender", "DEFAULT_SOURCES", "carve_holdout"]
 
@@ -148,6 +155,15 @@ class LTRRecommender(Recommender):
         non-increasing in every ``__rank`` feature).
     num_threads : int
         LightGBM threads.
+    time_features : {"auto", "global", "order", "none"}
+        Kind of the ``interaction_times`` given to ``fit`` (:func:`recsys.models.ltr_features.
+        resolve_time_kind`): "global" unix times (all time and short-term features), "order"
+        per-user positions (short-term features only), "auto" guesses (positions when every
+        value is below 1e6), "none" ignores the times for features (sources still get them).
+    time_windows : sequence of float
+        Recent-popularity windows as shares of the log's time span, each in (0, 1].
+    n_last : int
+        How many of the user's last items the short-term features look at.
     seed : int
         Seed of the holdout, the early-stopping users and LightGBM.
 
@@ -160,6 +176,9 @@ class LTRRecommender(Recommender):
         The source served alone when the guard (Notes) found the ranker not better.
     feature_names_ : list of str
     item_popularity_ : np.ndarray, float32, shape (n_items,)
+    context_ : dict or None
+        Time and sequence summaries of the training matrix
+        (:func:`recsys.models.ltr_features.build_context`); None without times.
     report_ : dict
         Validation recall@budget per source and of the union, pool size, best iteration,
         validation NDCG@10, feature importance (gain), numbers of users and rows.
@@ -184,7 +203,8 @@ class LTRRecommender(Recommender):
     def __init__(self, sources: Any = None, budgets: dict | None = None, n_candidates: int = 100,
                  holdout: float = 0.25, n_folds: int = 1, num_boost_round: int = 500,
                  early_stopping_rounds: int = 30, lgb_params: dict | None = None,
-                 num_threads: int = 1, seed: int = 42) -> None:
+                 num_threads: int = 1, time_features: str = "auto",
+                 time_windows: Any = (0.01, 0.05, 0.2), n_last: int = 3, seed: int = 42) -> None:
         self.sources = sources
         self.budgets = budgets
         self.n_candidates = n_candidates
@@ -194,6 +214,9 @@ class LTRRecommender(Recommender):
         self.early_stopping_rounds = early_stopping_rounds
         self.lgb_params = lgb_params
         self.num_threads = num_threads
+        self.time_features = time_features
+        self.time_windows = time_windows
+        self.n_last = n_last
         self.seed = seed
 
     # ------------------------------------------------------------------ validation
@@ -219,17 +242,24 @@ class LTRRecommender(Recommender):
             if not isinstance(m, Recommender) or isinstance(m, LTRRecommender):
                 raise ValueError(f"sources[{name!r}] must be a Recommender (not an LTRRecommender), "
                                  f"got {type(m).__name__}")
-            if not isinstance(name, str) or not name.replace("_", "").isalnum():
-                raise ValueError(f"source name {name!r} must be letters, digits or '_'")
+            if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+                raise ValueError(f"source name {name!r} must be letters, digits, '_' or '-' (it "
+                                 "names LightGBM features); fix: rename the source")
         return out
 
     def _validate_params(self) -> None:
-        for name in ("n_candidates", "n_folds", "num_boost_round", "early_stopping_rounds", "num_threads"):
+        for name in ("n_candidates", "n_folds", "num_boost_round", "early_stopping_rounds", "num_threads",
+                     "n_last"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {v!r}")
         if not (isinstance(self.holdout, (int, float)) and 0 < self.holdout < 1):
             raise ValueError(f"holdout must be a number in (0, 1), got {self.holdout!r}; fix: 0.25")
+        resolve_time_kind(self.time_features, None)
+        w = np.asarray(self.time_windows, dtype=np.float64).ravel()
+        if w.size == 0 or not np.all((w > 0) & (w <= 1)):
+            raise ValueError(f"time_windows must be shares of the log's span in (0, 1], got "
+                             f"{self.time_windows!r}; fix: e.g. (0.01, 0.05, 0.2)")
         names = self._source_dict()
         for name, b in (self.budgets or {}).items():
             if name not in names:
@@ -242,7 +272,7 @@ class LTRRecommender(Recommender):
 
     # ------------------------------------------------------------------ features
     def _pool(self, sources: dict, rows: sp.csr_matrix, users: np.ndarray | None,
-              pop: np.ndarray, emb: np.ndarray | None):
+              pop: np.ndarray, emb: np.ndarray | None, ctx: dict | None = None):
         """Candidates and features of a batch of users.
 
         Returns (r, c, X, proposed) with r, c int arrays (row in batch, item), X float32
@@ -291,22 +321,27 @@ class LTRRecommender(Recommender):
                 mean[a:b] = sims.mean(axis=1)
                 mx[a:b] = sims.max(axis=1)
             cols += [mean, mx]
+        if r.size:
+            cols += context_features(ctx, r, c, users, emb)
         X = np.column_stack(cols).astype(np.float32) if r.size else \
-            np.zeros((0, len(self._feature_names(list(sources), emb is not None))), np.float32)
+            np.zeros((0, len(self._feature_names(list(sources), emb is not None, ctx))), np.float32)
         return r, c, X, proposed
 
     @staticmethod
-    def _feature_names(names: list[str], content: bool) -> list[str]:
+    def _feature_names(names: list[str], content: bool, ctx: dict | None = None) -> list[str]:
         out = []
         for s in names:
             out += [f"{s}__score", f"{s}__rank"]
         out += ["n_sources", "item_popularity", "user_history"]
-        return out + (["content_mean", "content_max"] if content else [])
+        out += ["content_mean", "content_max"] if content else []
+        if ctx is None:
+            return out
+        return out + context_feature_names(ctx["kind"], ctx["windows"], content)
 
     # ------------------------------------------------------------------ fitting
     def fit(self, user_items: sp.csr_matrix, *, relevance: sp.csr_matrix | None = None,
             item_embeddings: np.ndarray | None = None, interaction_times: Any = None,
-            validation: tuple | None = None) -> LTRRecommender:
+            item_features: Any = None, validation: tuple | None = None) -> LTRRecommender:
         """Train the ranker on a validation split carved from ``user_items``, then fit sources.
 
         Parameters
@@ -319,7 +354,13 @@ class LTRRecommender(Recommender):
         item_embeddings : np.ndarray, float32, shape (n_items, d), optional
             Unit rows; adds the content features and is passed to sources that need it.
         interaction_times : scipy.sparse.csr_matrix, optional
-            Passed to sources that need it (TrendingPopularity); masked like ``user_items``.
+            Time (unix seconds) or position of every interaction: passed to sources that need
+            it (TrendingPopularity, SASRec, ...) masked like each fit part, and the source of
+            the time and short-term features (``time_features``).
+        item_features : list of np.ndarray, optional
+            Item side-information matrices (one per modality, rows = items) passed to the
+            sources that take them (:class:`recsys.models.ContentEASE`); not features
+            themselves (use ``item_embeddings`` for the content-similarity features).
         validation : (fit_part, held_out) pair of CSR matrices, or a list of pairs, optional
             Use these splits instead of :func:`carve_holdout` (e.g. the evaluation protocol's
             own splitter applied to the training data); ``n_folds`` is then ignored.
@@ -363,16 +404,24 @@ class LTRRecommender(Recommender):
                 splits.append((fit_ui, held))
         given = self._source_dict()
         names = list(given)
-        feature_names = self._feature_names(names, emb is not None)
+        times = None if interaction_times is None else sp.csr_matrix(interaction_times)
+        if times is not None and times.shape != ui.shape:
+            raise ValueError(f"interaction_times has shape {times.shape}, expected {ui.shape}")
+        kind = resolve_time_kind(self.time_features, times)
+        ctx_args = {"windows": tuple(float(w) for w in np.ravel(self.time_windows)),
+                    "n_last": int(self.n_last)}
         Xs, ys, groups, group_user, hits = [], [], [], [], np.zeros(len(names) + 1)
         n_held = 0
         step = max(1, (1 << 22) // n_items)
         for fit_ui, held in splits:
-            side = {"item_embeddings": emb}
+            side = {"item_embeddings": emb, "item_features": item_features}
             if interaction_times is not None:
                 t = sp.csr_matrix(interaction_times)
                 side["interaction_times"] = t.multiply(fit_ui != 0).tocsr()
             val_sources = {n: fit_model(_clone(m), fit_ui, **side) for n, m in given.items()}
+            # features see the fit part only: the held-out interactions are the labels
+            ctx = build_context(fit_ui, side.get("interaction_times"), kind, **ctx_args)
+            feature_names = self._feature_names(names, emb is not None, ctx)
             pop_fit = (np.bincount(fit_ui.indices, minlength=n_items)
                        / max(n_users, 1)).astype(np.float32)
             users = np.flatnonzero(np.diff(held.indptr) > 0)
@@ -382,7 +431,7 @@ class LTRRecommender(Recommender):
             relv.data = np.clip(np.rint(relv.data), 1, 30)
             for a in range(0, users.size, step):
                 ub = users[a:a + step]
-                r, c, X, proposed = self._pool(val_sources, fit_ui[ub], ub, pop_fit, emb)
+                r, c, X, proposed = self._pool(val_sources, fit_ui[ub], ub, pop_fit, emb, ctx)
                 lab = np.asarray(relv[ub[r], c]).ravel()
                 hits[:-1] += proposed[lab > 0].sum(axis=0)
                 hits[-1] += (lab > 0).sum()
@@ -446,7 +495,8 @@ class LTRRecommender(Recommender):
         fallback = best_src if guard and guard[best_src] >= guard["ltr"] else None
 
         # serving sources: the given ones when already fitted on this matrix, else fitted clones
-        side_full = {"item_embeddings": emb, "interaction_times": interaction_times}
+        side_full = {"item_embeddings": emb, "interaction_times": interaction_times,
+                     "item_features": item_features}
         self.sources_ = {n: (m if _is_fitted_on(m, ui) else fit_model(_clone(m), ui, **side_full))
                          for n, m in given.items()}
         self.booster_ = booster
@@ -457,6 +507,7 @@ class LTRRecommender(Recommender):
         self.item_popularity_ = (np.bincount(ui.indices, minlength=n_items)
                                  / max(n_users, 1)).astype(np.float32)
         self.item_embeddings_ = emb
+        self.context_ = build_context(ui, times, kind, **ctx_args)
         self.report_ = {
             "folds": len(splits), "held_out_items": n_held,
             "recall_at_budget": {n: float(hits[j] / n_held) for j, n in enumerate(names)},
@@ -480,7 +531,7 @@ class LTRRecommender(Recommender):
     # ------------------------------------------------------------------ scoring
     def _predict_pool(self, rows: sp.csr_matrix, user_index):
         r, c, X, proposed = self._pool(self.sources_, rows, user_index, self.item_popularity_,
-                                       self.item_embeddings_)
+                                       self.item_embeddings_, self.context_)
         pred = (self.booster_.predict(X, num_iteration=self.best_iteration_) if r.size
                 else np.zeros(0))
         return r, c, X, proposed, np.asarray(pred, dtype=np.float32)
@@ -571,14 +622,16 @@ class LTRRecommender(Recommender):
         Layout: ``meta.json`` (class, params without the sources, format version, counts,
         feature names, best iteration, report, source names), ``booster.txt``
         (``lightgbm.Booster.save_model``), ``state.npz`` (item popularity, optional item
-        embeddings) and ``sources/<name>`` (each source's own ``save``).
+        embeddings, the time context as ``ctx__<name>`` arrays) and ``sources/<name>`` (each
+        source's own ``save``).
         """
         self._check_fitted()
         params = {k: v for k, v in self.get_params().items() if k != "sources"}
         meta = {"class": type(self).__name__, "format_version": FORMAT_VERSION, "params": params,
                 "n_users": self.n_users_, "n_items": self.n_items_,
                 "sources": list(self.sources_), "feature_names": self.feature_names_,
-                "best_iteration": self.best_iteration_, "report": self.report_}
+                "best_iteration": self.best_iteration_, "report": self.report_,
+                "time_kind": (self.context_ or {}).get("kind")}
         with atomic_dir(path) as tmp:
             (tmp / "sources").mkdir()
             for name, model in self.sources_.items():
@@ -587,6 +640,9 @@ class LTRRecommender(Recommender):
             state = {"item_popularity": self.item_popularity_}
             if self.item_embeddings_ is not None:
                 state["item_embeddings"] = self.item_embeddings_
+            for key, value in (self.context_ or {}).items():
+                if key != "kind":
+                    state[f"ctx__{key}"] = value
             with open(tmp / "state.npz", "wb") as fh:
                 np.savez(fh, **state)
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -622,6 +678,8 @@ class LTRRecommender(Recommender):
         with np.load(folder / "state.npz", allow_pickle=False) as npz:
             model.item_popularity_ = npz["item_popularity"]
             model.item_embeddings_ = npz["item_embeddings"] if "item_embeddings" in npz.files else None
+            ctx = {k[5:]: npz[k] for k in npz.files if k.startswith("ctx__")}
+        model.context_ = {**ctx, "kind": meta["time_kind"]} if meta.get("time_kind") else None
         model.feature_names_ = meta["feature_names"]
         model.best_iteration_ = int(meta["best_iteration"])
         model.report_ = meta["report"]

@@ -10,6 +10,10 @@ Builds :class:`recsys.models.LTRRecommender` over stage-1 sources (default ``eas
   the ranker is trained on that same validation split (sources refitted on its fit part) and
   early-stopped on NDCG@10 of 20% of its users.
 
+With a timestamp column (or the positions of a sequence file) the interaction times feed the
+time and short-term features (:mod:`recsys.models.ltr_features`; ``--param time_features=none``
+turns them off) and the sources that need them (``sasrec``, ``lastitem``, ``trending``).
+
 Labels: the held-out interaction (binary) by default; ``label="graded"`` uses the rating
 column (on MovieLens 100K graded labels scored lower on validation, see
 ``benchmarks/bench_ltr.py --help``).

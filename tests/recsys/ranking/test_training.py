@@ -35,7 +35,8 @@ def group_embeddings(item_ids) -> np.ndarray:
 
 def test_tuned_two_stage_records_choice_and_serves_with_sources(tmp_path):
     df = two_group_log()
-    tm = train_ranker(df, "ease", tune=True, grid={"l2": [1.0, 10.0]}, two_stage=True)
+    tm = train_ranker(df, "ease", tune=True, grid={"l2": [1.0, 10.0]}, two_stage=True,
+                      two_stage_ranker="fusion")
     assert tm.info["tuning"]["best_params"]["l2"] in (1.0, 10.0)
     assert tm.info["tuning"]["validation"]["carved_from"].startswith("the training split")
     assert len(tm.info["tuning"]["table"]) == 2 and tm.info["two_stage"]["fusion"] in ("collaborative", "rrf", "weighted")
@@ -48,6 +49,34 @@ def test_tuned_two_stage_records_choice_and_serves_with_sources(tmp_path):
     assert u0.iloc[0]["item_id"] == "v0"  # the one unseen item of its (even) group
     assert "collaborative" in json.loads(u0.iloc[0]["sources"])
     assert set(recs[recs.user_id == "stranger"]["fallback"]) == {UNKNOWN_USER_FALLBACK}
+
+
+def test_learned_two_stage_with_validation_data(tmp_path):
+    """With validation data the learned stage is tried; when kept it serves with provenance,
+    and strangers still get the stated popularity fallback."""
+    df = two_group_log()
+    tm = train_ranker(df, "ease", tune=True, grid={"l2": [1.0, 10.0]}, two_stage=True,
+                      two_stage_ranker="ltr")
+    from recsys.models import LTRRecommender
+
+    assert isinstance(tm.model, LTRRecommender) and tm.info["two_stage"]["ranker"] == "ltr"
+    assert tm.info["two_stage"]["sources"] == ["ease", "itemknn", "popularity"]
+    assert "guard_ndcg@10" in tm.info["two_stage_learned"]
+    assert tm.info["two_stage"]["fusion_choice"]["validated"] is True
+    save_trained(tmp_path / "m", tm)
+    back = load_trained(tmp_path / "m")
+    recs = recommend_users(back, ["u0", "u3", "stranger"], k=3)
+    for user, want in (("u0", "v0"), ("u3", "v1")):  # the one unseen item of each user's group
+        first = recs[recs.user_id == user].iloc[0]
+        assert first["item_id"] == want and pd.isna(first["fallback"])
+        assert "ease" in json.loads(first["sources"])
+    assert set(recs[recs.user_id == "stranger"]["fallback"]) == {UNKNOWN_USER_FALLBACK}
+    # "auto" keeps the learned stage only when its guard says it beats every source
+    auto = train_ranker(df, "ease", tune=True, grid={"l2": [1.0, 10.0]}, two_stage=True)
+    assert auto.info["two_stage"]["ranker"] == (
+        "ltr" if auto.info["two_stage_learned"]["beats_sources_on_validation"] else "fusion")
+    with pytest.raises(ValueError, match="two_stage_ranker='rank'"):
+        train_ranker(df, "ease", two_stage=True, two_stage_ranker="rank")
 
 
 def test_content_model_with_embeddings_round_trips(tmp_path):
@@ -87,3 +116,19 @@ def test_cli_train_tune_two_stage(tmp_path, capsys):
     assert main(["recommend", str(tmp_path / "m"), "--user", "u3", "-k", "2", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert len(out) == 2 and "sources" in out[0]
+
+
+def test_learned_two_stage_over_a_next_item_model_uses_leave_last_out():
+    """Every user of the log walks items in order; the learned stage over last-item kNN, trained on
+    each user's latest item, recommends the successor of the last item."""
+    rows = []
+    for u in range(30):
+        for p in range(6):
+            rows.append((f"u{u}", f"v{(u + p) % 12}", 1.0, 1000 + p))
+    df = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    tm = train_ranker(df, "lastitem", tune=True, grid={"neighbors": [20]}, two_stage=True,
+                      two_stage_ranker="ltr")
+    assert tm.info["two_stage"]["ranker"] == "ltr"
+    assert "st_trans_last1" in tm.model.feature_names_
+    recs = recommend_two_stage(tm, ["u0", "u5"], k=1)
+    assert list(recs["item_id"]) == ["v6", "v11"]  # u0 saw v0..v5, u5 saw v5..v10
