@@ -287,12 +287,13 @@ def paired_cold_start(a: ColdStartResult, b: ColdStartResult, metric: str, *,
 
 def write_cold_start(df: pd.DataFrame, models, out, *, item_fraction: float = 0.2,
                      warm_test_ratio: float = 0.2, seed: int = 42, k: int = 10,
-                     metrics=("recall", "ndcg"), item_embeddings=None, source: str | None = None
-                     ) -> dict:
+                     metrics=("recall", "ndcg"), item_embeddings=None, source: str | None = None,
+                     item_features=None) -> dict:
     """Split by :func:`recsys.data.splits.cold_item_split`, fit and evaluate models, write a report.
 
     Every model is fitted on the training rows with ``item_embeddings`` given both as the
-    content models' embeddings (``content``, ``hybrid``) and as ``ease-content``'s features.
+    content models' embeddings (``content``, ``hybrid``) and as ``ease-content``'s features
+    (unless ``item_features`` are given for it).
     Writes ``out/cold_start.json`` (protocol, per model the summary and bucket tables, paired
     t-tests of every model against the first one on each table) and ``out/report.md``.
 
@@ -312,6 +313,9 @@ def write_cold_start(df: pd.DataFrame, models, out, *, item_fraction: float = 0.
         float (n_items, d) in the item index order of ``build_dataset(df)``.
     source : str, optional
         Name of the log, for the report.
+    item_features : list of numpy.ndarray, optional
+        Feature matrices (n_items, d_m) in the same item order, for the models that take them
+        (``ease-content``); instead of ``item_embeddings`` there.
 
     Returns
     -------
@@ -342,8 +346,10 @@ def write_cold_start(df: pd.DataFrame, models, out, *, item_fraction: float = 0.
     train, test = ds.to_user_items(train_df), ds.to_user_items(test_df)
     results, summaries, buckets = {}, [], []
     for name in models:
+        feats = item_features if item_features is not None else (
+            None if item_embeddings is None else [item_embeddings])
         model = fit_model(make_model(name), train, item_embeddings=item_embeddings,
-                          item_features=item_embeddings)
+                          item_features=feats)
         res = evaluate_cold_start(model, train, test, k=k, metrics=metrics)
         results[name] = res
         summaries.append(res.summary.assign(model=name))
@@ -394,17 +400,21 @@ def write_cold_start(df: pd.DataFrame, models, out, *, item_fraction: float = 0.
     return {"protocol": proto, "summary": summary, "buckets": bucket_tab, "significance": sig}
 
 
-def cold_start_cli(args, models, path, emit) -> int:
-    """``recsys evaluate --protocol cold_items``: :func:`write_cold_start` from parsed args."""
+def cold_start_cli(args, models, path, emit, *, df=None, item_features=None) -> int:
+    """``recsys evaluate --protocol cold_items``: :func:`write_cold_start` from parsed args;
+    ``df`` (default: ``path`` read as a table) and ``item_features`` (matrices in
+    ``build_dataset(df)`` item order) come from the command's module."""
     from recsys.data.interactions import load_interactions
 
-    df = load_interactions(path, sep=args.sep)
+    if df is None:
+        df = load_interactions(path, sep=args.sep)
     emb = None
     if args.item_embeddings:
         emb = np.load(args.item_embeddings, allow_pickle=False)
+    feats = item_features
     res = write_cold_start(df, models, args.out, item_fraction=args.test_ratio,
                            warm_test_ratio=args.test_ratio, seed=args.seed, k=args.k,
-                           item_embeddings=emb, source=str(path))
+                           item_embeddings=emb, source=str(path), item_features=feats)
     summary = res["summary"]
     emit(args, {"out": str(args.out), "protocol": res["protocol"],
                 "models": summary.to_dict("records")},
