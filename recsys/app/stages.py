@@ -434,8 +434,8 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
         from one log never has them; the count is in the protocol record either way.
     validation_df : pandas.DataFrame, optional
         A predefined validation split: every model's hyperparameters are chosen on it
-        (:func:`recsys.ranking.training.train_ranker` with ``tune=True``; ``params`` stay
-        fixed) before it is fitted on the train split. Validation rows of users or items unknown
+        (:func:`recsys.ranking.training.train_ranker` with ``tune=True``, maximising
+        ``ndcg@k``; ``params`` stay fixed) before it is fitted on the train split. Validation rows of users or items unknown
         to the evaluation's dataset are dropped (logged). ``ltr`` tunes on its own carved split
         and says so. Without it nothing is tuned.
     item_features : sequence of path-like or numpy.ndarray, optional
@@ -514,7 +514,8 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
             if feats is not None and name not in no_feats:
                 side["item_features"] = feats
             if validation_df is not None:  # hyperparameters chosen on the predefined validation split
-                side.update(tune=True, seed=seed, **({} if name.lower() == "ltr" else {"validation": validation_df}))
+                side.update(tune=True, seed=seed, **({} if name.lower() == "ltr" else
+                                                     {"validation": validation_df, "tune_metric": f"ndcg@{k}"}))
             tm = train_model(train_df, name, (params or {}).get(name), dataset=dataset, **side)
             t0 = time.perf_counter()
             res = (evaluator or evaluate)(tm.model, tm.user_items, test_ui, k=k, metrics=all_metrics,
@@ -572,6 +573,7 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
                      "n_users": len(dataset.user_ids), "n_items": len(dataset.item_ids),
                      "users_averaged": users, **test_only,
                      "tuned_on": "predefined validation split" if validation_df is not None else None,
+                     "tuning_metric": f"ndcg@{k}" if validation_df is not None else None,
                      "n_validation": None if validation_df is None else int(len(validation_df)),
                      "item_features": None if feats is None else [list(f.shape) for f in feats],
                      "item_features_not_used_by": no_feats or None,

@@ -85,6 +85,7 @@ def test_evaluate_tunes_on_the_given_validation_and_feeds_features(tiny, capsys,
     res = json.loads(capsys.readouterr().out)
     proto = json.loads((out / "protocol.json").read_text())
     assert proto["tuned_on"] == "predefined validation split" and proto["n_validation"] == 30
+    assert proto["tuning_metric"] == "ndcg@3"  # tuned at the evaluation's k
     assert proto["validation_source"].endswith("val.tsv")
     assert proto["item_features"][0] == [12, 3] and len(proto["item_features"]) == 2  # + titles
     assert proto["item_feature_sources"][0].endswith("feat.npy")
