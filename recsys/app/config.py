@@ -102,7 +102,7 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "n_users": 20,               # users whose top-k lists are written to the report (all go to Parquet)
     },
     "evaluate": {
-        "protocol": "random_holdout",  # random_holdout | leave_last_out | stratified | temporal
+        "protocol": "random_holdout",  # random_holdout | leave_last_out | stratified | temporal | predefined (with test)
         "test_ratio": 0.2,
         "seed": 42,
         "k": 10,

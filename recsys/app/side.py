@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["LOG_FORMATS", "read_log", "text_features", "item_side_matrices",
-           "models_without_item_features"]
+           "models_without_item_features", "with_feature_catalog"]
 
 logger = logging.getLogger(__name__)
 
@@ -143,6 +143,38 @@ def item_side_matrices(dataset, item_features=(), item_text=None) -> list[np.nda
         _, texts = load_item_text(item_text, dataset.item_ids)
         feats.append(text_features(texts))
     return feats or None
+
+
+def with_feature_catalog(dataset, item_features=()):
+    """``dataset`` with every row of the ``.npy`` item feature files in its catalogue.
+
+    An ``.npy`` has one row per item index ``0..n-1`` (MMSSL/DiffMM's TikTok features): those
+    items exist even when no log names them, and a full ranking ranks them too (as those papers
+    do: all 6,710 TikTok items, 272 of them without an interaction in train or validation).
+    Only when every item id of ``dataset`` is a decimal integer; otherwise, and without
+    ``.npy`` files, ``dataset`` is returned unchanged.
+
+    Parameters
+    ----------
+    dataset : recsys.data.interactions.Dataset
+    item_features : sequence of path-like or numpy.ndarray
+        Only the ``.npy`` paths are read (their shape, memory-mapped, never pickled).
+
+    Returns
+    -------
+    recsys.data.interactions.Dataset
+        Same users; items = the old ones plus ``"0".."n-1"``, in :func:`build_dataset` order.
+    """
+    from recsys.data.interactions import Dataset, _sorted_unique_ids
+
+    rows = [int(np.load(f, mmap_mode="r", allow_pickle=False).shape[0]) for f in item_features or ()
+            if not isinstance(f, np.ndarray) and str(f).endswith(".npy")]
+    if not rows or not all(str(i).isdigit() for i in dataset.item_ids):
+        return dataset
+    extra = [str(i) for i in range(max(rows))]
+    if len(set(extra) - set(map(str, dataset.item_ids))) == 0:
+        return dataset
+    return Dataset(dataset.user_ids, _sorted_unique_ids(list(dataset.item_ids) + extra))
 
 
 def models_without_item_features(models) -> list[str]:

@@ -442,7 +442,9 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
         Item feature matrices (:func:`recsys.app.side.item_side_matrices`; arrays in the
         dataset's item order, ``build_dataset`` of the train and test rows) for the models that
         take them (``ease-content``); every other model is evaluated without them and a
-        warning names it (also in the protocol record, ``item_features_not_used_by``).
+        warning names it (also in the protocol record, ``item_features_not_used_by``). The rows
+        of an ``.npy`` file are items ``0..n-1``: those without an interaction join the
+        catalogue and are ranked too (:func:`recsys.app.side.with_feature_catalog`).
     item_text : path-like, optional
         Item titles/captions, one more feature matrix (TF-IDF + SVD), same rule.
 
@@ -490,9 +492,17 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
     folds = split if protocol == "kfold" else [split]
     full = df if test_df is None else pd.concat([df, test_df], ignore_index=True)
     dataset = build_dataset(full)
-    from recsys.app.side import item_side_matrices, models_without_item_features
+    from recsys.app.side import (
+        item_side_matrices,
+        models_without_item_features,
+        with_feature_catalog,
+    )
 
-    feats = item_side_matrices(dataset, item_features or (), item_text) if (item_features or item_text) else None
+    n_logged_items = len(dataset.item_ids)
+    feats = None
+    if item_features or item_text:  # .npy rows are items too: ranked even when no log names them
+        dataset = with_feature_catalog(dataset, item_features or ())
+        feats = item_side_matrices(dataset, item_features or (), item_text)
     no_feats = models_without_item_features(models) if feats is not None else []
     for name in no_feats:
         log.warning("model %r cannot use item features (--item-features/--item-text, [interactions] "
@@ -577,6 +587,10 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
                      "n_validation": None if validation_df is None else int(len(validation_df)),
                      "item_features": None if feats is None else [list(f.shape) for f in feats],
                      "item_features_not_used_by": no_feats or None,
+                     "catalog": ("items of the train and test rows" if len(dataset.item_ids) == n_logged_items
+                                 else f"{n_logged_items} items of the train and test rows + "
+                                      f"{len(dataset.item_ids) - n_logged_items} rows of the .npy item "
+                                      "features without an interaction (ranked too)"),
                      "filters": "training items removed from every list; users without test items "
                                 "excluded and counted; ties broken by item index (lower first)"}
     return {"protocol": protocol_info, "summary": summary, "per_user": per_user_df,

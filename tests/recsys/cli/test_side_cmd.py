@@ -114,3 +114,19 @@ def test_evaluate_side_files_are_checked_and_cold_items_takes_features(tiny, cap
     summary = {(r["model"], r["items"]): r for r in json.loads(capsys.readouterr().out)["models"]}
     # the group feature lets ease-content place cold items; popularity scores them all alike
     assert summary[("ease-content", "cold")]["recall@3"] > summary[("popularity", "cold")]["recall@3"]
+
+
+def test_npy_rows_without_interactions_join_the_catalogue(tiny, capsys):
+    # two more feature rows (items 12, 13: group 0 content) than the log names: they are items,
+    # ranked in the full ranking; ease-content can recommend them, EASE cannot
+    f = np.load(tiny / "feat.npy")
+    np.save(tiny / "feat14.npy", np.vstack([f, f[:2]]))
+    test = _test_file(tiny)
+    out = tiny / "rep14"
+    assert main(["evaluate", str(tiny / "train.tsv"), "--protocol", "predefined", "--test", str(test),
+                 "--models", "ease-content,ease", "-k", "3", "--bootstrap", "5", "--item-features",
+                 str(tiny / "feat14.npy"), "--out", str(out), "-q"]) == 0
+    proto = json.loads((out / "protocol.json").read_text())
+    assert proto["n_items"] == 14 and proto["item_features"] == [[14, 3]]
+    assert proto["catalog"].startswith("12 items of the train and test rows + 2 rows")
+    assert "run.ease-content.trec" in {p.name for p in out.iterdir()}
