@@ -435,9 +435,9 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
     validation_df : pandas.DataFrame, optional
         A predefined validation split: every model's hyperparameters are chosen on it
         (:func:`recsys.ranking.training.train_ranker` with ``tune=True``, maximising
-        ``ndcg@k``; ``params`` stay fixed) before it is fitted on the train split. Validation rows of users or items unknown
-        to the evaluation's dataset are dropped (logged). ``ltr`` tunes on its own carved split
-        and says so. Without it nothing is tuned.
+        ``ndcg@k``; ``params`` stay fixed) before it is fitted on the train split. Validation
+        rows of users or items unknown to the evaluation's dataset are dropped (logged). ``ltr``
+        tunes on its own carved split and says so. Without it nothing is tuned.
     item_features : sequence of path-like or numpy.ndarray, optional
         Item feature matrices (:func:`recsys.app.side.item_side_matrices`; arrays in the
         dataset's item order, ``build_dataset`` of the train and test rows) for the models that
