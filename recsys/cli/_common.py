@@ -204,8 +204,7 @@ def _side_args(parser: argparse.ArgumentParser, *, tuning: str) -> None:
     ``tuning`` says in the help what the validation split tunes. Loaded by
     :mod:`recsys.app.side` (``read_log``, ``item_side_matrices``)."""
     parser.add_argument("--validation", metavar="FILE",
-                        help=f"predefined validation split (same format as the log) {tuning} "
-                             "instead of carving one from the training data")
+                        help=f"predefined validation split (same format as the log) {tuning}")
     parser.add_argument("--item-features", action="append", metavar="FILE",
                         help="item feature matrix: .npy (row = item index: ids 0..n-1), or "
                              ".parquet/.csv with item_id + vector columns (repeatable, one per "

@@ -130,8 +130,8 @@ def add_commands(sub, add, common, fmt) -> None:
                         "(default: keep them in the catalogue, counted as misses)")
     s.add_argument("--sep", help="column separator (default: sniffed)")
     s.add_argument("--out", required=True, metavar="REPORT_DIR")
-    _side_args(s, tuning="on which every model's hyperparameters are chosen (default grids) before "
-               "it is fitted on the training rows,")
+    _side_args(s, tuning="on which every model's hyperparameters are chosen (default grids, NDCG@k) "
+               "before it is fitted on the training rows; without it nothing is tuned")
     _engine_args(s)
     s.add_argument("--num-actors", type=_positive_int, default=None,
                    help="--engine ray: evaluation actors, each holding the model and matrices (default 2)")

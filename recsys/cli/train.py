@@ -107,7 +107,7 @@ def add_commands(sub, add, common, fmt) -> None:
                         "enables the content source of --two-stage")
     s.add_argument("--two-stage", action="store_true",
                    help="serve through candidates (collaborative, content, popularity) -> fusion -> ranking")
-    _side_args(s, tuning="used by --tune")
+    _side_args(s, tuning="used by --tune instead of carving one from the training data")
     s.set_defaults(func=cmd_train)
 
     s = add("recommend", "Top-k unseen items for one user or all users.",
