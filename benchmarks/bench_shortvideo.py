@@ -30,7 +30,8 @@ an independent rank computation (ties to the lower item index, as the models' ``
 Cold-start section (``--cold-start``): ``train.tsv`` only; 20% of the items held out whole
 (:func:`recsys.data.splits.cold_item_split`, seed 0) plus 20% of every user's other rows;
 :func:`recsys.evaluation.coldstart.evaluate_cold_start` at k = 20 (cold = ranking over cold items, warm =
-over warm items, all = over every item, training items removed; popularity-bucket table).
+over warm items, all = over every item, training items removed; popularity-bucket table; equal
+scores count pessimistically: a relevant item ranks below every item with the same score).
 Rows: popularity, EASE, ContentEASE (both / visual / acoustic / no features), ContentModel and
 HybridColdStart (both / visual / acoustic; hybrid also uncalibrated). EASE / ContentEASE
 settings are the ones chosen on ``val.tsv`` by the main run (read from ``tiktok.json``, QUICK's
@@ -282,16 +283,16 @@ def cold_start(data_root: str, out: Path, log) -> int:
             f"cold {sm.loc['cold', 'ndcg@20']:.4f} warm {sm.loc['warm', 'ndcg@20']:.4f} all "
             f"{sm.loc['all', 'ndcg@20']:.4f} | cold share of top-20 {cs:.3f} ({time.time() - t:.0f} s)")
     # what a content-blind cold ranking gets: uniform random order gives recall k / n_cold; ties
-    # in item-index order (the models' rule) are NOT random here, TikTok's item ids are ordered
-    # by popularity to some extent (Spearman of id vs interaction count below)
+    # count pessimistically (evaluate_cold_start's rule), because item-index order would NOT be
+    # random here: TikTok's item ids are ordered by popularity to some extent (Spearman below)
     from scipy.stats import spearmanr
 
     chance = K / n_cold
     rho = float(spearmanr(np.arange(n_items), np.bincount(
         df["item_id"].astype(np.int64), minlength=n_items)).statistic)
     log(f"  chance (random order) cold recall@20 = {K}/{n_cold} = {chance:.4f}; item id vs count "
-        f"Spearman {rho:.3f}, so index tie order (popularity, EASE on cold items) is better than "
-        f"chance; hybrid cold_scale_ {float(models['hybrid'].cold_scale_[0]):.3f}")
+        f"Spearman {rho:.3f}, so index tie order would beat chance (ties count pessimistically "
+        f"instead); hybrid cold_scale_ {float(models['hybrid'].cold_scale_[0]):.3f}")
     pairs = [("ease-content", "ease-content no features"), ("ease-content", "ease-content visual"),
              ("ease-content", "ease-content acoustic"), ("ease-content", "ease"),
              ("hybrid", "hybrid visual"), ("hybrid", "hybrid acoustic"),
@@ -313,7 +314,8 @@ def cold_start(data_root: str, out: Path, log) -> int:
     tc = test[:, np.flatnonzero(coldm)].tocsr()
     users_c = np.flatnonzero(np.diff(tc.indptr))
     s = m.score(train[users_c], users_c)[:, coldm]
-    order = np.argsort(-s, axis=1, kind="stable")[:, :K]
+    rel = np.asarray(tc[users_c].todense()) > 0  # pessimistic ties: relevant items after equal scores
+    order = np.lexsort((rel, -s), axis=-1)[:, :K]
     rec = [np.isin(order[r], tc.indices[tc.indptr[u]:tc.indptr[u + 1]]).sum()
            / (tc.indptr[u + 1] - tc.indptr[u]) for r, u in enumerate(users_c)]
     got = float(np.mean(rec))

@@ -15,6 +15,24 @@ A minimal file::
 
     [query]
     texts = ["a dog on a beach"]
+
+Without a ``[catalog]`` only the recommender stages run (interactions -> train/tune ->
+evaluate -> TREC run files and report), e.g. on a log with a predefined validation and test
+split and item feature matrices::
+
+    [interactions]
+    path = "train.tsv"
+    format = "auto"                   # "sequence" (user<TAB>item item ...), "table", or sniffed
+    item_features = ["image_feat.npy", "audio_feat.npy"]   # for models that take them
+    item_text = "titles.csv"          # optional: item_id,title -> TF-IDF + SVD, one more matrix
+
+    [rank]
+    models = ["ease-content", "ease", "popularity"]
+
+    [evaluate]
+    validation = "val.tsv"            # every model tuned on it (default grids)
+    test = "test.tsv"                 # predefined test split (protocol "predefined")
+    k = 20
 """
 
 from __future__ import annotations
@@ -29,7 +47,8 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["SCHEMA", "PipelineConfigError", "load_pipeline", "resolve_pipeline", "to_toml"]
+__all__ = ["SCHEMA", "PipelineConfigError", "load_pipeline", "resolve_pipeline", "check_input_files",
+           "to_toml"]
 
 
 class PipelineConfigError(ValueError):
@@ -72,6 +91,9 @@ SCHEMA: dict[str, dict[str, Any]] = {
     "interactions": {
         "path": None,                # interaction log; without it the rank/evaluate stages are skipped
         "sep": None,                 # column separator; None sniffs CSV/TSV/u.data
+        "format": "auto",            # "sequence" (user<TAB>item item ...), "table", or "auto" (sniffed)
+        "item_features": [],         # item feature files (.npy row = item index, Parquet/CSV item_id + vector)
+        "item_text": None,           # item titles/captions (CSV/Parquet item_id + text): TF-IDF + SVD features
     },
     "rank": {
         "models": ["ease", "popularity"],
@@ -80,11 +102,13 @@ SCHEMA: dict[str, dict[str, Any]] = {
         "n_users": 20,               # users whose top-k lists are written to the report (all go to Parquet)
     },
     "evaluate": {
-        "protocol": "random_holdout",  # random_holdout | leave_last_out | stratified | temporal
+        "protocol": "random_holdout",  # random_holdout | leave_last_out | stratified | temporal | predefined (with test)
         "test_ratio": 0.2,
         "seed": 42,
         "k": 10,
         "metrics": ["precision", "recall", "ndcg", "map", "mrr", "hit_rate"],
+        "validation": None,          # predefined validation split: every model is tuned on it
+        "test": None,                # predefined test split (protocol "predefined"; the log is the train split)
     },
     "query": {
         "texts": [],                 # text queries
@@ -100,8 +124,12 @@ SCHEMA: dict[str, dict[str, Any]] = {
     },
 }
 
-PATH_KEYS = {("catalog", "videos"), ("catalog", "captions"), ("interactions", "path")}
-PROTOCOLS = ("random_holdout", "leave_last_out", "stratified", "temporal")
+PATH_KEYS = {("catalog", "videos"), ("catalog", "captions"), ("interactions", "path"),
+             ("interactions", "item_text"), ("evaluate", "validation"), ("evaluate", "test")}
+#: files an evaluation reads (checked to exist by :func:`check_input_files`)
+INPUT_FILES = (("interactions", "path"), ("interactions", "item_text"), ("evaluate", "validation"),
+               ("evaluate", "test"))
+PROTOCOLS = ("random_holdout", "leave_last_out", "stratified", "temporal", "predefined")
 
 
 def _closest(name: str, valid) -> str:
@@ -164,14 +192,42 @@ def resolve_pipeline(raw: dict, base_dir: str | os.PathLike = ".") -> dict:
         out[table] = resolved
     if "catalog" not in raw and "interactions" not in raw:
         raise PipelineConfigError("the pipeline needs at least a [catalog] (videos) or an [interactions] table")
+    def absolute(v) -> str:
+        p = Path(os.path.expanduser(str(v)))
+        return str((Path(base_dir) / p).resolve() if not p.is_absolute() else p)
+
     for table, key in PATH_KEYS:
         v = out[table].get(key)
         if v is not None:
-            p = Path(os.path.expanduser(str(v)))
-            out[table][key] = str((Path(base_dir) / p).resolve() if not p.is_absolute() else p)
-    if out["evaluate"]["protocol"] not in PROTOCOLS:
+            if not isinstance(v, str):
+                raise PipelineConfigError(f"[{table}] {key} = {v!r}: expected a path (a string)")
+            out[table][key] = absolute(v)
+    feats = out["interactions"]["item_features"]
+    if not isinstance(feats, list) or not all(isinstance(f, str) for f in feats):
+        raise PipelineConfigError(f"[interactions] item_features = {feats!r}: expected a list of paths, "
+                                  "e.g. [\"image_feat.npy\", \"audio_feat.npy\"]")
+    out["interactions"]["item_features"] = [absolute(f) for f in feats]
+    from recsys.app.side import LOG_FORMATS
+
+    if out["interactions"]["format"] not in LOG_FORMATS:
+        raise PipelineConfigError(f"[interactions] format = {out['interactions']['format']!r}: expected one "
+                                  f"of {list(LOG_FORMATS)}")
+    ev = out["evaluate"]
+    if ev["test"] is not None and "protocol" not in raw.get("evaluate", {}):
+        ev["protocol"] = "predefined"  # a test file means the predefined split
+    if ev["protocol"] not in PROTOCOLS:
         raise PipelineConfigError(
-            f"[evaluate] protocol = {out['evaluate']['protocol']!r}: expected one of {list(PROTOCOLS)}")
+            f"[evaluate] protocol = {ev['protocol']!r}: expected one of {list(PROTOCOLS)}")
+    if (ev["protocol"] == "predefined") != (ev["test"] is not None):
+        raise PipelineConfigError(
+            f"[evaluate] protocol = {ev['protocol']!r} with{'' if ev['test'] else 'out'} a test file: "
+            "protocol \"predefined\" needs `test = \"FILE\"` and a test file needs protocol \"predefined\" "
+            "(leave protocol out to get it)")
+    side = [f"[evaluate] {k}" for k in ("validation", "test") if ev[k] is not None] + [
+        f"[interactions] {k}" for k in ("item_features", "item_text") if out["interactions"][k]]
+    if side and out["interactions"]["path"] is None:
+        raise PipelineConfigError(f"{', '.join(side)} need(s) an interaction log: add `[interactions] "
+                                  "path = \"FILE\"` (the training split)")
     if out["index"]["on_disk"] not in ON_DISK:
         raise PipelineConfigError(f"[index] on_disk = {out['index']['on_disk']!r}: expected \"auto\", \"yes\" or \"no\"")
     if out["index"]["workers"] < 1:
@@ -181,6 +237,29 @@ def resolve_pipeline(raw: dict, base_dir: str | os.PathLike = ".") -> dict:
     if not isinstance(out["query"]["texts"], list) or not all(isinstance(t, str) for t in out["query"]["texts"]):
         raise PipelineConfigError("[query] texts must be a list of strings")
     return out
+
+
+def check_input_files(cfg: dict) -> None:
+    """Check, before a run starts, that the files an evaluation reads exist.
+
+    Parameters
+    ----------
+    cfg : dict
+        Resolved settings (:func:`resolve_pipeline`; paths absolute).
+
+    Raises
+    ------
+    PipelineConfigError
+        Naming the table, the key and the resolved path of the first missing file, and that
+        relative paths are relative to the pipeline file.
+    """
+    named = [(t, k, cfg[t].get(k)) for t, k in INPUT_FILES] + [
+        ("interactions", "item_features", f) for f in cfg["interactions"].get("item_features") or []]
+    for table, key, path in named:
+        if path is not None and not Path(path).is_file():
+            raise PipelineConfigError(
+                f"[{table}] {key}: {path} is not a file; fix the path (relative paths are relative "
+                "to the pipeline file's folder)")
 
 
 def load_pipeline(path: str | os.PathLike) -> dict:

@@ -49,10 +49,14 @@ def write_evaluation(df: pd.DataFrame, models: list[str], out: str | os.PathLike
                      n_folds: int = 5, n_negatives: int | None = None, metrics=None, ks=None,
                      item_embeddings=None, n_resamples: int = 1000,
                      confidence: float = 0.95, evaluator=None, progress: bool = False,
-                     users: str = "all", drop_test_only_items: bool = False) -> dict:
+                     users: str = "all", drop_test_only_items: bool = False,
+                     validation_df: pd.DataFrame | None = None, validation_source: str | None = None,
+                     item_features=None, item_text=None) -> dict:
     """Run :func:`recsys.app.stages.evaluate_models` and write its report folder (layout above).
 
-    ``users`` and ``drop_test_only_items`` are passed to :func:`recsys.app.stages.evaluate_models`.
+    ``users``, ``drop_test_only_items``, ``validation_df`` (tune every model on it),
+    ``item_features`` and ``item_text`` are passed to :func:`recsys.app.stages.evaluate_models`;
+    ``validation_source`` is recorded.
 
     Parameters
     ----------
@@ -83,8 +87,13 @@ def write_evaluation(df: pd.DataFrame, models: list[str], out: str | os.PathLike
                                  n_negatives=n_negatives, metrics=metrics, ks=ks,
                                  item_embeddings=item_embeddings, keep_lists=True, evaluator=evaluator,
                                  progress=progress, users=users,
-                                 drop_test_only_items=drop_test_only_items)
+                                 drop_test_only_items=drop_test_only_items,
+                                 validation_df=validation_df, item_features=item_features,
+                                 item_text=item_text)
     proto = dict(res["protocol"], source=source, test_source=test_source,
+                 validation_source=validation_source,
+                 item_feature_sources=[str(f) for f in item_features or () if not isinstance(f, np.ndarray)]
+                 or None, item_text_source=str(item_text) if item_text else None,
                  bootstrap={"resamples": n_resamples, "confidence": confidence, "seed": 0,
                             "method": "percentile, users resampled"})
     ranking = proto["ranking"]

@@ -11,6 +11,9 @@ Output folder::
       models/NAME/            trained rankers (``recsys recommend`` reads them)
       recommendations.parquet top-k unseen items per user from the best model
       metrics.json            evaluation summary + protocol
+      evaluation/             the ``recsys evaluate`` report folder: run.<model>.trec (top-k per
+                              evaluated user, every model), qrels.trec, metrics with bootstrap CIs,
+                              paired significance, protocol.json, report.md
       per_user_metrics.parquet
       queries.json, queries.parquet   per-query confidence, backfill, results with provenance
       synthetic/              generated clips (mp4)
@@ -34,7 +37,7 @@ import pandas as pd
 
 from embeddings._io import write_json, write_parquet
 from recsys.app import report, stages
-from recsys.app.config import ON_DISK, to_toml
+from recsys.app.config import ON_DISK, check_input_files, to_toml
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +99,15 @@ def run_pipeline(cfg: dict, out_dir: str | Path, *, strict: bool = False, progre
     ------
     PipelineError
         When no clip could be embedded, or with ``strict`` when any input was skipped.
+    recsys.app.config.PipelineConfigError
+        Before anything is written, when a file named in ``[interactions]`` or ``[evaluate]``
+        does not exist.
     embeddings.store.EmbeddingFolderError
         Before anything in ``out_dir`` is touched or a model is loaded, when ``out_dir`` holds
         embeddings made with another encoder, catalog or sampling (see :func:`check_rerun`).
     """
     out = Path(out_dir)
+    check_input_files(cfg)  # a missing validation/test/feature file fails before anything runs
     check_rerun(cfg, out)  # a refused run must change nothing: check before touching the folder
     out.mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(exist_ok=True)
@@ -264,13 +271,23 @@ def _run(cfg: dict, out: Path, result: RunResult, *, strict: bool, progress: boo
 
     inter = cfg["interactions"]
     if inter.get("path"):
-        from recsys.data.interactions import load_interactions
+        from recsys.app.evaluate import write_evaluation
+        from recsys.app.side import read_log
 
         rank, ev = cfg["rank"], cfg["evaluate"]
         with _Timer(result, "rank+evaluate"):
-            df = load_interactions(inter["path"], sep=inter["sep"])
-            res = stages.evaluate_models(df, rank["models"], protocol=ev["protocol"], test_ratio=ev["test_ratio"],
-                                         seed=ev["seed"], k=ev["k"], metrics=ev["metrics"], params=rank["params"])
+            df = read_log(inter["path"], format=inter["format"], sep=inter["sep"])
+            test_df = read_log(ev["test"], format=inter["format"], sep=inter["sep"]) if ev["test"] else None
+            val_df = (read_log(ev["validation"], format=inter["format"], sep=inter["sep"])
+                      if ev["validation"] else None)
+            # the `recsys evaluate` folder: TREC run files of every model, CIs, significance
+            res = write_evaluation(df, rank["models"], out / "evaluation", protocol=ev["protocol"],
+                                   test_ratio=ev["test_ratio"], seed=ev["seed"], k=ev["k"],
+                                   metrics=ev["metrics"], params=rank["params"], source=inter["path"],
+                                   test_df=test_df, test_source=ev["test"], validation_df=val_df,
+                                   validation_source=ev["validation"],
+                                   item_features=inter["item_features"] or None,
+                                   item_text=inter["item_text"], progress=progress)
         summary_df = res["summary"]
         write_json(out / "metrics.json", {"protocol": res["protocol"], "models": summary_df.to_dict("records")})
         write_parquet(out / "per_user_metrics.parquet", res["per_user"])
@@ -293,11 +310,21 @@ def _run(cfg: dict, out: Path, result: RunResult, *, strict: bool, progress: boo
             lambda s: ", ".join(map(str, s))).reset_index(name=f"top-{rank['k']} items")
         result.counts.update({"users": proto["n_users"], "items": proto["n_items"],
                               "interactions": len(df)})
+        side = "".join(
+            [f" Test file: `{ev['test']}`." if ev["test"] else "",
+             f" Every model tuned on `{ev['validation']}` (chosen parameters in the `params` column)."
+             if ev["validation"] else "",
+             f" Item features: {proto['item_features']} (not usable by {proto['item_features_not_used_by']})."
+             if proto.get("item_features") else ""])
+        cols = ["model"] + [c for c in summary_df.columns if "@" in c and not c.endswith(("_ci_low", "_ci_high"))
+                            and c.endswith(f"@{k}")] + [c for c in ("n_users", "fit_seconds", "params")
+                                                          if c in summary_df]
         sections.append(("Ranking evaluation", (
             f"Log: `{inter['path']}` ({len(df)} interactions, {proto['n_users']} users, {proto['n_items']} items). "
             f"Protocol: `{proto['protocol']}` (test ratio {proto['test_ratio']}, seed {proto['seed']}); "
-            f"{proto['ranking']}; users without test items excluded.\n\n"
-            + report.markdown_table(summary_df.drop(columns=["ranking"], errors="ignore")) + "\n![metrics](plots/metrics.png)\n\n"
+            f"{proto['ranking']}; users without test items excluded.{side} TREC run files of every model, "
+            "confidence intervals and paired tests: `evaluation/` (its report.md).\n\n"
+            + report.markdown_table(summary_df[cols]) + "\n![metrics](plots/metrics.png)\n\n"
             f"### Recommendations ({best}, first users)\n\n" + report.markdown_table(sample))))
 
     q = cfg["query"]

@@ -395,7 +395,8 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
                     params: dict | None = None, test_df: pd.DataFrame | None = None,
                     n_folds: int = 5, n_negatives: int | None = None, item_embeddings=None,
                     ks=None, keep_lists: bool = False, evaluator=None, progress: bool = False,
-                    users: str = "all", drop_test_only_items: bool = False):
+                    users: str = "all", drop_test_only_items: bool = False,
+                    validation_df: pd.DataFrame | None = None, item_features=None, item_text=None):
     """Split ``df`` by ``protocol``, fit each model on the train split, evaluate on the test split.
 
     Full ranking over all items, training items removed, unless ``n_negatives`` asks for
@@ -431,6 +432,21 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
         the catalogue (no model can score them from interactions; they count as misses and are
         ranked like any unseen item). True drops their test rows instead, as a split made
         from one log never has them; the count is in the protocol record either way.
+    validation_df : pandas.DataFrame, optional
+        A predefined validation split: every model's hyperparameters are chosen on it
+        (:func:`recsys.ranking.training.train_ranker` with ``tune=True``, maximising
+        ``ndcg@k``; ``params`` stay fixed) before it is fitted on the train split. Validation
+        rows of users or items unknown to the evaluation's dataset are dropped (logged). ``ltr``
+        tunes on its own carved split and says so. Without it nothing is tuned.
+    item_features : sequence of path-like or numpy.ndarray, optional
+        Item feature matrices (:func:`recsys.app.side.item_side_matrices`; arrays in the
+        dataset's item order, ``build_dataset`` of the train and test rows) for the models that
+        take them (``ease-content``); every other model is evaluated without them and a
+        warning names it (also in the protocol record, ``item_features_not_used_by``). The rows
+        of an ``.npy`` file are items ``0..n-1``: those without an interaction join the
+        catalogue and are ranked too (:func:`recsys.app.side.with_feature_catalog`).
+    item_text : path-like, optional
+        Item titles/captions, one more feature matrix (TF-IDF + SVD), same rule.
 
     Returns
     -------
@@ -476,6 +492,24 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
     folds = split if protocol == "kfold" else [split]
     full = df if test_df is None else pd.concat([df, test_df], ignore_index=True)
     dataset = build_dataset(full)
+    from recsys.app.side import (
+        item_side_matrices,
+        models_without_item_features,
+        with_feature_catalog,
+    )
+
+    n_logged_items = len(dataset.item_ids)
+    feats = None
+    if item_features or item_text:  # .npy rows are items too: ranked even when no log names them
+        dataset = with_feature_catalog(dataset, item_features or ())
+        feats = item_side_matrices(dataset, item_features or (), item_text)
+    no_feats = models_without_item_features(models) if feats is not None else []
+    for name in no_feats:
+        log.warning("model %r cannot use item features (--item-features/--item-text, [interactions] "
+                    "item_features/item_text): it is evaluated without them; ease-content takes them", name)
+    if validation_df is not None and any(m.lower() == "ltr" for m in models):
+        log.warning("model 'ltr' tunes its sources on a split carved from the training rows, not on the "
+                    "predefined validation file")
     from embeddings.progress import progress_bar
 
     rows, per_user, trained, lists, tests = [], [], {}, {}, []
@@ -487,6 +521,11 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
             bar.set_postfix_str(name + (f" fold {fold + 1}/{len(folds)}" if len(folds) > 1 else ""))
             side = ({"item_embeddings": item_embeddings}  # content and hybrid fit on them
                     if item_embeddings is not None and name.lower() in ("content", "hybrid") else {})
+            if feats is not None and name not in no_feats:
+                side["item_features"] = feats
+            if validation_df is not None:  # hyperparameters chosen on the predefined validation split
+                side.update(tune=True, seed=seed, **({} if name.lower() == "ltr" else
+                                                     {"validation": validation_df, "tune_metric": f"ndcg@{k}"}))
             tm = train_model(train_df, name, (params or {}).get(name), dataset=dataset, **side)
             t0 = time.perf_counter()
             res = (evaluator or evaluate)(tm.model, tm.user_items, test_ui, k=k, metrics=all_metrics,
@@ -494,11 +533,14 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
                            keep_lists=keep_lists, **({"users": users} if users != "all" else {}))
             eval_s = time.perf_counter() - t0
             trained[name] = tm
+            tu = tm.info.get("tuning")
             rows.append({"model": name, "fold": fold, **res.summary,
                          "n_users": res.n_users_evaluated,
                          "n_users_without_test_items": res.n_users_skipped_no_test,
                          "fit_seconds": tm.info["fit_seconds"],
-                         "evaluate_seconds": round(eval_s, 4), "ranking": res.ranking})
+                         "evaluate_seconds": round(eval_s, 4), "ranking": res.ranking,
+                         **({"params": json.dumps(tm.info.get("params"), default=str, sort_keys=True)}
+                            if tu else {})})
             pu = res.per_user.copy()
             pu.insert(0, "model", name)
             pu.insert(1, "fold", fold)
@@ -540,6 +582,15 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
                      "n_test": int(sum(len(t) for _, t in folds)),
                      "n_users": len(dataset.user_ids), "n_items": len(dataset.item_ids),
                      "users_averaged": users, **test_only,
+                     "tuned_on": "predefined validation split" if validation_df is not None else None,
+                     "tuning_metric": f"ndcg@{k}" if validation_df is not None else None,
+                     "n_validation": None if validation_df is None else int(len(validation_df)),
+                     "item_features": None if feats is None else [list(f.shape) for f in feats],
+                     "item_features_not_used_by": no_feats or None,
+                     "catalog": ("items of the train and test rows" if len(dataset.item_ids) == n_logged_items
+                                 else f"{n_logged_items} items of the train and test rows + "
+                                      f"{len(dataset.item_ids) - n_logged_items} rows of the .npy item "
+                                      "features without an interaction (ranked too)"),
                      "filters": "training items removed from every list; users without test items "
                                 "excluded and counted; ties broken by item index (lower first)"}
     return {"protocol": protocol_info, "summary": summary, "per_user": per_user_df,

@@ -199,6 +199,32 @@ def _hybrid_ranker(path: str) -> None:
                          "--embeddings EMB_DIR`")
 
 
+def _side_args(parser: argparse.ArgumentParser, *, tuning: str) -> None:
+    """``--validation``, ``--item-features`` (repeatable) and ``--item-text`` (train, evaluate);
+    ``tuning`` says in the help what the validation split tunes. Loaded by
+    :mod:`recsys.app.side` (``read_log``, ``item_side_matrices``)."""
+    parser.add_argument("--validation", metavar="FILE",
+                        help=f"predefined validation split (same format as the log) {tuning}")
+    parser.add_argument("--item-features", action="append", metavar="FILE",
+                        help="item feature matrix: .npy (row = item index: ids 0..n-1), or "
+                             ".parquet/.csv with item_id + vector columns (repeatable, one per "
+                             "modality); used by models that take item features (ease-content, graph-filter), "
+                             "the others say that they cannot")
+    parser.add_argument("--item-text", metavar="FILE",
+                        help="item texts (CSV/Parquet: item_id + title/caption/text): TF-IDF "
+                             "reduced by truncated SVD, used as one more feature matrix")
+
+
+def _side_files(args) -> dict:
+    """The side-information files named on the command line, each checked to exist (exit 2)."""
+    return {"validation": _existing(args.validation, "validation file", folder=False)
+            if getattr(args, "validation", None) else None,
+            "item_features": [_existing(f, "item feature file", folder=False)
+                              for f in getattr(args, "item_features", None) or []],
+            "item_text": _existing(args.item_text, "item text file", folder=False)
+            if getattr(args, "item_text", None) else None}
+
+
 #: every name of recsys.models.MODELS (a test keeps them equal; importing the registry here would slow --help)
 MODEL_NAMES_HELP = ("popularity, trending (needs timestamps), ease, itemknn, als, bpr, content, hybrid "
                     "(content and hybrid need item embeddings), ease-content (EASE with item side "

@@ -14,6 +14,9 @@ from recsys.cli._common import (
     _fraction,
     _model_names,
     _positive_int,
+    _side_args,
+    _side_files,
+    log,
 )
 
 
@@ -21,20 +24,36 @@ def cmd_evaluate(args) -> int:
     import numpy as np
 
     from recsys.app.evaluate import write_evaluation
-    from recsys.data.interactions import load_interactions
+    from recsys.app.side import read_log
 
     models = _model_names([m.strip() for m in args.models.split(",") if m.strip()], "--models")
     path = _existing(args.interactions, "interaction file", folder=False)
+    side = _side_files(args)
     if args.protocol == "cold_items":  # items held out whole: recsys/evaluation/coldstart.py
+        if side["validation"]:
+            raise UsageError("--validation is not used by --protocol cold_items (nothing is tuned there); "
+                             "drop it, or use --protocol predefined --test TEST --validation FILE")
+        from recsys.app.side import item_side_matrices, models_without_item_features
+        from recsys.data.interactions import build_dataset
         from recsys.evaluation.coldstart import cold_start_cli
-        return cold_start_cli(args, models, path, _emit)
+
+        df, feats = read_log(path, sep=args.sep), None
+        if side["item_features"] or side["item_text"]:
+            feats = item_side_matrices(build_dataset(df), side["item_features"], side["item_text"])
+            for name in models_without_item_features(models):
+                log.warning("model %r cannot use item features (--item-features/--item-text): it is "
+                            "evaluated without them; ease-content takes them", name)
+        return cold_start_cli(args, models, path, _emit, df=df, item_features=feats)
     if (args.protocol == "predefined") != bool(args.test):
         raise UsageError("--protocol predefined needs --test TEST, and --test needs --protocol predefined")
-    df = load_interactions(path, sep=args.sep)
-    test_df = test_path = None
+    # any log format: a table, or one `user<TAB>item item ...` sequence per line
+    df = read_log(path, sep=args.sep)
+    test_df = test_path = validation_df = None
     if args.test:
         test_path = _existing(args.test, "test file", folder=False)
-        test_df = load_interactions(test_path, sep=args.sep)
+        test_df = read_log(test_path, sep=args.sep)
+    if side["validation"]:
+        validation_df = read_log(side["validation"], sep=args.sep)
     emb = None
     if args.item_embeddings:
         emb = np.load(_existing(args.item_embeddings, "item embedding file", folder=False), allow_pickle=False)
@@ -60,7 +79,10 @@ def cmd_evaluate(args) -> int:
                                test_source=str(test_path) if test_path else None, n_folds=args.folds,
                                n_negatives=args.negatives, metrics=metrics, ks=ks, item_embeddings=emb,
                                n_resamples=args.bootstrap, evaluator=evaluator, progress=not args.quiet,
-                               users=args.users, drop_test_only_items=args.drop_test_only_items)
+                               users=args.users, drop_test_only_items=args.drop_test_only_items,
+                               validation_df=validation_df,
+                               validation_source=str(side["validation"]) if side["validation"] else None,
+                               item_features=side["item_features"], item_text=side["item_text"])
     summary = res["summary"]
     cols = ["model"] + [c for c in summary.columns if c.endswith(f"@{args.k}")] + ["n_users"]
     _emit(args, {"out": str(args.out), "protocol": res["protocol"], "models": summary.to_dict("records")},
@@ -108,6 +130,8 @@ def add_commands(sub, add, common, fmt) -> None:
                         "(default: keep them in the catalogue, counted as misses)")
     s.add_argument("--sep", help="column separator (default: sniffed)")
     s.add_argument("--out", required=True, metavar="REPORT_DIR")
+    _side_args(s, tuning="on which every model's hyperparameters are chosen (default grids, NDCG@k) "
+               "before it is fitted on the training rows; without it nothing is tuned")
     _engine_args(s)
     s.add_argument("--num-actors", type=_positive_int, default=None,
                    help="--engine ray: evaluation actors, each holding the model and matrices (default 2)")

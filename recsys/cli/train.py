@@ -12,33 +12,34 @@ from recsys.cli._common import (
     _model_names,
     _params,
     _positive_int,
+    _side_args,
+    _side_files,
 )
 
 
 def cmd_train(args) -> int:
     from recsys.app import stages
-    from recsys.data.interactions import load_interactions
-    from recsys.models.sequential import is_sequence_file, read_sequence_file
+    from recsys.app.side import item_side_matrices, read_log
+    from recsys.data.interactions import build_dataset
     from recsys.ranking.artifacts import save_trained
 
     _model_names([args.model], "--model")
     path = _existing(args.interactions, "interaction file", folder=False)
+    side = _side_files(args)
     # one user per line (`user<TAB>item item ...`, MicroLens): positions become the timestamps
-    df = read_sequence_file(path) if is_sequence_file(path) else load_interactions(path, sep=args.sep)
+    df = read_log(path, sep=args.sep)
     options, dataset = {}, None
     if args.embeddings:
-        from recsys.data.interactions import build_dataset
         from recsys.ranking.training import load_item_embeddings
 
         dataset = build_dataset(df)
         options["item_embeddings"] = load_item_embeddings(
             _existing(args.embeddings, "embedding folder", folder=True), dataset.item_ids)
-    if args.validation or args.item_features or args.item_text:
-        from recsys.cli.side import side_options
-        from recsys.data.interactions import build_dataset
-
+    if side["validation"]:
+        options["validation"] = read_log(side["validation"], sep=args.sep)
+    if side["item_features"] or side["item_text"]:
         dataset = dataset or build_dataset(df)
-        options.update(side_options(args, dataset, sep=args.sep))
+        options["item_features"] = item_side_matrices(dataset, side["item_features"], side["item_text"])
     if args.tune:
         options["tune"] = True
         options["progress"] = not args.quiet
@@ -109,9 +110,7 @@ def add_commands(sub, add, common, fmt) -> None:
                         "--tune the second stage is learned (LambdaRank, as --model ltr) when it beats "
                         "its sources on the validation split, else the fusion chosen there; without "
                         "--tune the collaborative order")
-    from recsys.cli.side import add_side_arguments
-
-    add_side_arguments(s)
+    _side_args(s, tuning="used by --tune instead of carving one from the training data")
     s.set_defaults(func=cmd_train)
 
     s = add("recommend", "Top-k unseen items for one user or all users.",

@@ -393,13 +393,16 @@ def load_kuairec(root, *, matrix: str = "small", like_threshold: float = KUAIREC
     -------
     pandas.DataFrame
         ``user_id, item_id`` (video_id), ``rating`` (= watch_ratio), ``timestamp`` (floor of
-        the unix time; NaN times dropped, count logged), ``like`` (bool), ``play_duration`` and
-        ``video_duration`` (ms).
+        the unix time; NaN times dropped, count logged), ``like`` (bool), then every other
+        column of the file under its own name, so multi-behaviour labels stay available:
+        ``watch_ratio``, ``play_duration`` and ``video_duration`` (ms), ``time`` (text),
+        ``date`` (YYYYMMDD), and ``unix_time`` (the file's float ``timestamp``).
 
     Raises
     ------
     ValueError
-        Unknown ``matrix``.
+        Unknown ``matrix``, or a file without ``user_id``, ``video_id``, ``timestamp`` or
+        ``watch_ratio``.
     FileNotFoundError
         No local copy and ``download=False``.
     """
@@ -407,8 +410,12 @@ def load_kuairec(root, *, matrix: str = "small", like_threshold: float = KUAIREC
         raise ValueError(f"matrix={matrix!r}: expected 'small' or 'big'")
     folder = _folder("kuairec", root, download)
     path = _find(folder, f"{matrix}_matrix.csv")
-    raw = pd.read_csv(path, usecols=["user_id", "video_id", "play_duration", "video_duration",
-                                     "timestamp", "watch_ratio"])
+    raw = pd.read_csv(path)
+    missing = [c for c in ("user_id", "video_id", "timestamp", "watch_ratio") if c not in raw.columns]
+    if missing:
+        raise ValueError(f"{path}: column(s) {missing} missing (found {list(raw.columns)}); expected "
+                         "KuaiRec's user_id,video_id,play_duration,video_duration,time,date,timestamp,"
+                         "watch_ratio header; fix: pass the unmodified KuaiRec file")
     bad = raw["timestamp"].isna() | raw["watch_ratio"].isna()
     if bad.any():
         logger.warning("load_kuairec: %d of %d rows without timestamp or watch_ratio dropped",
@@ -418,9 +425,11 @@ def load_kuairec(root, *, matrix: str = "small", like_threshold: float = KUAIREC
                        "item_id": raw["video_id"].astype(str).to_numpy(dtype=object),
                        "rating": raw["watch_ratio"].to_numpy(dtype=np.float64),
                        "timestamp": np.floor(raw["timestamp"].to_numpy()).astype(np.int64),
-                       "like": raw["watch_ratio"].to_numpy() > float(like_threshold),
-                       "play_duration": raw["play_duration"].to_numpy(),
-                       "video_duration": raw["video_duration"].to_numpy()})
+                       "like": raw["watch_ratio"].to_numpy() > float(like_threshold)})
+    for c in raw.columns:  # every feedback column of the file, under its own name
+        if c not in ("user_id", "video_id", "timestamp"):
+            df[c] = raw[c].to_numpy()
+    df["unix_time"] = raw["timestamp"].to_numpy(dtype=np.float64)  # sub-second precision kept
     df.attrs["like_rule"] = f"watch_ratio > {float(like_threshold)}"
     return drop_duplicate_interactions(df, source=str(path))
 
@@ -470,14 +479,19 @@ def load_kuairand(root, *, variant: str = "pure", download: bool = False) -> pd.
     """KuaiRand standard logs (``data/log_standard_*.csv`` of KuaiRand-Pure/-1K).
 
     Returns ``user_id, item_id`` (video_id), ``rating`` (= ``is_click``), ``timestamp``
-    (``time_ms`` // 1000) and the feedback columns present (``is_click``, ``is_like``,
-    ``long_view``, ``play_time_ms``, ``duration_ms``). Random-exposure logs
-    (``log_random_*``) are left out: load them with :func:`load_log`.
+    (``time_ms`` // 1000) and every other column of the logs under its own name, so that
+    multi-behaviour labels stay available: ``time_ms``, ``date``, ``hourmin``, the feedback
+    signals ``is_click``, ``is_like``, ``is_follow``, ``is_comment``, ``is_forward``,
+    ``is_hate``, ``long_view``, ``play_time_ms``, ``duration_ms``, ``profile_stay_time``,
+    ``comment_stay_time``, ``is_profile_enter``, and ``is_rand``, ``tab`` (whichever the files
+    have; KuaiRand's README lists them). Random-exposure logs (``log_random_*``) are left out:
+    load them with :func:`load_log`.
 
     Raises
     ------
     ValueError
-        Unknown ``variant``.
+        Unknown ``variant``, or logs without ``user_id``, ``video_id``, ``time_ms`` or
+        ``is_click``.
     FileNotFoundError
         No standard log under ``root`` and ``download=False``.
     """
@@ -488,16 +502,22 @@ def load_kuairand(root, *, variant: str = "pure", download: bool = False) -> pd.
     files = sorted(folder.rglob("log_standard_*.csv"))
     if not files:
         raise FileNotFoundError(f"no log_standard_*.csv under {str(folder)!r}")
-    keep = ["user_id", "video_id", "time_ms", "is_click", "is_like", "long_view", "play_time_ms",
-            "duration_ms"]
-    raw = pd.concat([pd.read_csv(f, usecols=lambda c: c in keep) for f in files],
-                    ignore_index=True)
+    parts = []
+    for f in files:
+        part = pd.read_csv(f)
+        missing = [c for c in ("user_id", "video_id", "time_ms", "is_click") if c not in part.columns]
+        if missing:
+            raise ValueError(f"{f}: column(s) {missing} missing (found {list(part.columns)}); expected "
+                             "KuaiRand's log_standard header (user_id,video_id,date,hourmin,time_ms,"
+                             "is_click,...); fix: pass the unmodified KuaiRand files")
+        parts.append(part)
+    raw = pd.concat(parts, ignore_index=True)
     df = pd.DataFrame({"user_id": raw["user_id"].astype(str).to_numpy(dtype=object),
                        "item_id": raw["video_id"].astype(str).to_numpy(dtype=object),
                        "rating": raw["is_click"].to_numpy(dtype=np.float64),
                        "timestamp": (raw["time_ms"].to_numpy(dtype=np.int64) // 1000)})
-    for c in keep[3:]:
-        if c in raw.columns:
+    for c in raw.columns:  # every feedback column of the logs, under its own name
+        if c not in ("user_id", "video_id"):
             df[c] = raw[c].to_numpy()
     return drop_duplicate_interactions(df, source=str(folder))
 

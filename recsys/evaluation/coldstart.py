@@ -12,11 +12,15 @@ Protocol (:func:`evaluate_cold_start`, split by :func:`recsys.data.splits.cold_i
   - ``warm``: over the items with training interactions; relevant = the warm test items.
 
   Users without a relevant item in a table are left out of that table's means (counted in
-  ``n_users``). A collaborative-only model scores cold items 0 (EASE, popularity): its ``cold``
-  row is then tie order (lower item index first, the models' rule). That is chance only when
-  item indices carry no information; where ids were assigned by popularity (TikTok's MMSSL ids
-  are, in part) it is a popularity prior. Column ``random_recall@k`` is therefore given beside:
-  the expected recall of a uniformly random order, ``min(1, k / n_candidates)`` per user.
+  ``n_users``.
+* **Ties** in the scores are never broken by item index (where ids were assigned by
+  popularity, as TikTok's MMSSL ids in part are, index order is a popularity prior that a
+  collaborative model scoring every cold item 0 would get credit for). ``ties="pessimistic"``
+  (the default) ranks a relevant item below every item with an equal score, so a block of
+  ties earns nothing; ``ties="random"`` orders equal scores by a seeded random permutation of
+  the items (one per batch of users; the expected value of a random tie order). Column
+  ``random_recall@k`` gives the expected recall of a uniformly random order beside, ``min(1,
+  k / n_candidates)`` per user.
 * A per-popularity-bucket table (on the ``all`` ranking): items are bucketed by their training
   count (bucket ``cold`` = no training interaction; warm items in ``n_buckets`` quantile
   buckets of equal item count, least popular first). Per bucket: ``n_items``, ``n_test``
@@ -46,6 +50,9 @@ __all__ = ["ColdStartResult", "evaluate_cold_start", "TABLES"]
 logger = logging.getLogger(__name__)
 
 TABLES = ("all", "cold", "warm")
+
+#: tie rules of :func:`evaluate_cold_start` (item-index order is deliberately not one of them)
+TIE_RULES = ("pessimistic", "random")
 
 
 @dataclass
@@ -90,7 +97,8 @@ def _buckets(counts: np.ndarray, n_buckets: int) -> tuple[np.ndarray, list[str]]
 
 def evaluate_cold_start(model, train_user_items, test_user_items, *, k: int = 20,
                         metrics=("recall", "ndcg"), n_buckets: int = 4,
-                        batch_size: int = 1024) -> ColdStartResult:
+                        batch_size: int = 1024, ties: str = "pessimistic",
+                        seed: int = 0) -> ColdStartResult:
     """Cold / warm / all full-ranking metrics and a popularity-bucket table (module docstring).
 
     Parameters
@@ -107,6 +115,12 @@ def evaluate_cold_start(model, train_user_items, test_user_items, *, k: int = 20
         Popularity quantile buckets of the warm items (>= 1).
     batch_size : int
         Users scored per call (memory: batch_size x n_items float32).
+    ties : {"pessimistic", "random"}
+        Order of items with equal scores (module docstring): ``"pessimistic"`` puts the user's
+        relevant items below every item scored the same; ``"random"`` uses a permutation drawn
+        from ``seed``. Never the item index.
+    seed : int
+        Seed of the ``"random"`` tie order.
 
     Returns
     -------
@@ -115,13 +129,18 @@ def evaluate_cold_start(model, train_user_items, test_user_items, *, k: int = 20
     Raises
     ------
     ValueError
-        Non-sparse or differently shaped matrices, ``k``/``n_buckets``/``batch_size`` < 1, no
+        Non-sparse or differently shaped matrices, ``k``/``n_buckets``/``batch_size`` < 1, an
+        unknown ``ties``, no
         cold item in ``train_user_items`` (use :func:`recsys.evaluation.evaluator.evaluate` then), or a
         model whose scores have the wrong shape.
     """
     for name, v in (("k", k), ("n_buckets", n_buckets), ("batch_size", batch_size)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{name}={v!r} must be a positive integer")
+    if ties not in TIE_RULES:
+        raise ValueError(f"ties={ties!r}: expected one of {list(TIE_RULES)} (item-index order is "
+                         "not offered: it credits a model for how ids were assigned)")
+    rng = np.random.default_rng(seed)
     if not (sp.issparse(train_user_items) and sp.issparse(test_user_items)):
         raise ValueError("train_user_items and test_user_items must be scipy.sparse matrices; "
                          "build them with recsys.data.interactions.Dataset.to_user_items")
@@ -170,7 +189,11 @@ def evaluate_cold_start(model, train_user_items, test_user_items, *, k: int = 20
                 continue
             st = s[has].copy()
             st[:, ~masks[t]] = -np.inf
-            ids = _topk_ids(st, kk)
+            if ties == "pessimistic":  # relevant items last within a block of equal scores
+                second = rt[np.flatnonzero(has)].toarray() > 0
+            else:
+                second = np.broadcast_to(rng.permutation(n_items), st.shape)
+            ids = _topk_ids(st, kk, second)
             for key, v in compute_metrics(ids, rt[np.flatnonzero(has)], keys).items():
                 vals_out[t][key].append(v)
             rows_out[t].append(batch[has])
@@ -215,13 +238,16 @@ def evaluate_cold_start(model, train_user_items, test_user_items, *, k: int = 20
                            n_cold_items=int(cold.sum()), n_warm_items=int((~cold).sum()))
 
 
-def _topk_ids(scores: np.ndarray, k: int) -> np.ndarray:
-    """Top-k item indices per row, ties to the lower index, -inf entries as -1 padding."""
-    from recsys.models.base import topk
-
-    ids, vals = topk(scores, k)
-    ids = np.asarray(ids, dtype=np.int64)
-    ids[~np.isfinite(np.asarray(vals))] = -1
+def _topk_ids(scores: np.ndarray, k: int, tie_key: np.ndarray) -> np.ndarray:
+    """Top-k item indices per row by descending score, equal scores by ascending ``tie_key``
+    (same shape as ``scores``), -inf entries as -1 padding."""
+    k = min(int(k), scores.shape[1])
+    order = np.lexsort((tie_key, -scores), axis=-1)[:, :k]
+    vals = np.take_along_axis(scores, order, axis=1)
+    ids = order.astype(np.int64)
+    ids[~np.isfinite(vals)] = -1
+    if ids.shape[1] < k:
+        ids = np.pad(ids, ((0, 0), (0, k - ids.shape[1])), constant_values=-1)
     return ids
 
 
@@ -261,12 +287,13 @@ def paired_cold_start(a: ColdStartResult, b: ColdStartResult, metric: str, *,
 
 def write_cold_start(df: pd.DataFrame, models, out, *, item_fraction: float = 0.2,
                      warm_test_ratio: float = 0.2, seed: int = 42, k: int = 10,
-                     metrics=("recall", "ndcg"), item_embeddings=None, source: str | None = None
-                     ) -> dict:
+                     metrics=("recall", "ndcg"), item_embeddings=None, source: str | None = None,
+                     item_features=None) -> dict:
     """Split by :func:`recsys.data.splits.cold_item_split`, fit and evaluate models, write a report.
 
     Every model is fitted on the training rows with ``item_embeddings`` given both as the
-    content models' embeddings (``content``, ``hybrid``) and as ``ease-content``'s features.
+    content models' embeddings (``content``, ``hybrid``) and as ``ease-content``'s features
+    (unless ``item_features`` are given for it).
     Writes ``out/cold_start.json`` (protocol, per model the summary and bucket tables, paired
     t-tests of every model against the first one on each table) and ``out/report.md``.
 
@@ -286,6 +313,9 @@ def write_cold_start(df: pd.DataFrame, models, out, *, item_fraction: float = 0.
         float (n_items, d) in the item index order of ``build_dataset(df)``.
     source : str, optional
         Name of the log, for the report.
+    item_features : list of numpy.ndarray, optional
+        Feature matrices (n_items, d_m) in the same item order, for the models that take them
+        (``ease-content``); instead of ``item_embeddings`` there.
 
     Returns
     -------
@@ -316,8 +346,10 @@ def write_cold_start(df: pd.DataFrame, models, out, *, item_fraction: float = 0.
     train, test = ds.to_user_items(train_df), ds.to_user_items(test_df)
     results, summaries, buckets = {}, [], []
     for name in models:
+        feats = item_features if item_features is not None else (
+            None if item_embeddings is None else [item_embeddings])
         model = fit_model(make_model(name), train, item_embeddings=item_embeddings,
-                          item_features=item_embeddings)
+                          item_features=feats)
         res = evaluate_cold_start(model, train, test, k=k, metrics=metrics)
         results[name] = res
         summaries.append(res.summary.assign(model=name))
@@ -345,7 +377,9 @@ def write_cold_start(df: pd.DataFrame, models, out, *, item_fraction: float = 0.
              "n_users": int(ds.n_users), "n_train": int(len(train_df)),
              "n_test": int(len(test_df)), "source": source,
              "ranking": "full ranking, training items removed; cold = over cold items only, "
-                        "warm = over warm items only, all = over every item"}
+                        "warm = over warm items only, all = over every item",
+             "ties": "pessimistic: a relevant item ranks below every item with an equal score "
+                     "(never item-index order)"}
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "cold_start.json", {"protocol": proto,
@@ -354,7 +388,7 @@ def write_cold_start(df: pd.DataFrame, models, out, *, item_fraction: float = 0.
                                          "significance": sig.to_dict("records")})
     md = [f"# Item cold start: {source or 'interactions'}", "",
           f"{proto['n_cold_items']} of {proto['n_items']} items held out whole (seed {seed}), "
-          f"{proto['ranking']}.", "", "## Cold / warm / all", "",
+          f"{proto['ranking']}; ties {proto['ties']}.", "", "## Cold / warm / all", "",
           markdown_table(summary), "",
           "## Popularity buckets (training count; all-items ranking)", "",
           markdown_table(bucket_tab), ""]
@@ -366,17 +400,21 @@ def write_cold_start(df: pd.DataFrame, models, out, *, item_fraction: float = 0.
     return {"protocol": proto, "summary": summary, "buckets": bucket_tab, "significance": sig}
 
 
-def cold_start_cli(args, models, path, emit) -> int:
-    """``recsys evaluate --protocol cold_items``: :func:`write_cold_start` from parsed args."""
+def cold_start_cli(args, models, path, emit, *, df=None, item_features=None) -> int:
+    """``recsys evaluate --protocol cold_items``: :func:`write_cold_start` from parsed args;
+    ``df`` (default: ``path`` read as a table) and ``item_features`` (matrices in
+    ``build_dataset(df)`` item order) come from the command's module."""
     from recsys.data.interactions import load_interactions
 
-    df = load_interactions(path, sep=args.sep)
+    if df is None:
+        df = load_interactions(path, sep=args.sep)
     emb = None
     if args.item_embeddings:
         emb = np.load(args.item_embeddings, allow_pickle=False)
+    feats = item_features
     res = write_cold_start(df, models, args.out, item_fraction=args.test_ratio,
                            warm_test_ratio=args.test_ratio, seed=args.seed, k=args.k,
-                           item_embeddings=emb, source=str(path))
+                           item_embeddings=emb, source=str(path), item_features=feats)
     summary = res["summary"]
     emit(args, {"out": str(args.out), "protocol": res["protocol"],
                 "models": summary.to_dict("records")},

@@ -63,7 +63,8 @@ def train_ranker(df: pd.DataFrame, name: str, params: dict | None = None, *, dat
                  source: str | None = None, tune: bool = False, grid: dict | None = None,
                  item_embeddings: np.ndarray | None = None, two_stage: bool = False,
                  validation: pd.DataFrame | None = None, item_features: list | None = None,
-                 seed: int = 42, progress: bool = False, two_stage_ranker: str = "auto"):
+                 seed: int = 42, progress: bool = False, two_stage_ranker: str = "auto",
+                 tune_metric: str = "ndcg@10"):
     """Fit ``name`` on ``df``, optionally tuning it and configuring two-stage serving.
 
     Parameters
@@ -91,6 +92,9 @@ def train_ranker(df: pd.DataFrame, name: str, params: dict | None = None, *, dat
         declaring the ``item_features`` side input (``ease-content``); any other model raises.
     progress : bool
         tqdm bar over the ``tune`` grid points (on a terminal only).
+    tune_metric : str
+        Validation metric ``tune`` maximises, ``"name@k"`` (the other validation metrics are
+        reported at the same ``k``).
     two_stage : bool
         Record a two-stage configuration (with ``tune``: chosen on the validation split by
         :func:`recsys.ranking.two_stage.tune_two_stage`; else the collaborative order with the other
@@ -146,7 +150,8 @@ def train_ranker(df: pd.DataFrame, name: str, params: dict | None = None, *, dat
         t_tune = time.perf_counter()
         # next-item models are validated on each user's latest item (leave-last-out by time)
         sequential = name.lower() in ("sasrec", "gru4rec", "lastitem")
-        result = run_tune(df, name, grid, dataset=dataset, fixed=params,
+        result = run_tune(df, name, grid, dataset=dataset, fixed=params, metric=tune_metric,
+                          k=int(str(tune_metric).rsplit("@", 1)[-1]),
                           item_embeddings=item_embeddings, seed=seed, validation_df=validation,
                           item_features=item_features, progress=progress,
                           **({"protocol": "leave_last_out"} if sequential else {}))

@@ -81,3 +81,43 @@ def test_index_on_disk_and_workers_are_checked():
     with pytest.raises(PipelineConfigError, match="workers = 0"):
         resolve_pipeline({**base, "index": {"workers": 0}})
     assert resolve_pipeline({**base, "index": {"on_disk": "yes", "workers": 2}})["index"]["workers"] == 2
+
+
+def test_catalog_less_evaluation_keys_resolve_and_are_checked(tmp_path):
+    from recsys.app.config import check_input_files
+
+    f = tmp_path / "sub" / "p.toml"
+    f.parent.mkdir()
+    f.write_text('[interactions]\npath = "../train.tsv"\nformat = "sequence"\n'
+                 'item_features = ["../img.npy", "/abs/audio.npy"]\nitem_text = "t.csv"\n'
+                 '[evaluate]\nvalidation = "../val.tsv"\ntest = "../val.tsv"\nk = 20\n')
+    cfg = load_pipeline(f)
+    assert cfg["interactions"]["item_features"] == [str((tmp_path / "img.npy").resolve()), "/abs/audio.npy"]
+    assert cfg["interactions"]["item_text"] == str((tmp_path / "sub" / "t.csv").resolve())
+    assert cfg["evaluate"]["validation"] == cfg["evaluate"]["test"] == str((tmp_path / "val.tsv").resolve())
+    assert cfg["evaluate"]["protocol"] == "predefined"  # a test file means the predefined split
+    assert tomllib.loads(to_toml(cfg))["interactions"]["item_features"] == cfg["interactions"]["item_features"]
+    with pytest.raises(PipelineConfigError, match=r"\[interactions\] path: .*train.tsv is not a file.*relative "
+                                                  r"to the pipeline file"):
+        check_input_files(cfg)
+    (tmp_path / "train.tsv").write_text("0\t1 2\n")
+    (tmp_path / "val.tsv").write_text("0\t3\n")
+    (tmp_path / "sub" / "t.csv").write_text("item_id,title\n1,a\n")
+    with pytest.raises(PipelineConfigError, match=r"\[interactions\] item_features: .*img.npy is not a file"):
+        check_input_files(cfg)
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"interactions": {"path": "a", "format": "csv"}}, r"format = 'csv': expected one of \['auto', 'sequence'"),
+    ({"interactions": {"path": "a", "item_features": "x.npy"}}, r"item_features = 'x.npy': expected list"),
+    ({"interactions": {"path": "a"}, "evaluate": {"protocol": "stratified", "test": "t"}},
+     r"protocol = 'stratified' with a test file"),
+    ({"interactions": {"path": "a"}, "evaluate": {"protocol": "predefined"}}, "without a test file"),
+    ({"catalog": {"videos": "v"}, "evaluate": {"validation": "v.tsv"}},
+     r"\[evaluate\] validation need\(s\) an interaction log"),
+    ({"interactions": {"path": "a"}, "evaluate": {"tset": "t"}}, r"did you mean 'test'"),
+    ({"interactions": {"path": "a", "item_text": 3}}, r"item_text = 3: expected a path"),
+])
+def test_catalog_less_evaluation_keys_reject_bad_values(raw, message):
+    with pytest.raises(PipelineConfigError, match=message):
+        resolve_pipeline(raw)

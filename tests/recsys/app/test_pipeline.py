@@ -163,3 +163,99 @@ def test_refused_rerun_changes_nothing_and_loads_no_model(tmp_path, monkeypatch)
     assert main(["run", str(tmp_path / "other.toml"), "--out", str(out), "-q"]) == 2
     assert (out / "settings.toml").read_text() == "old settings"
     assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+
+
+def _tiny_split(folder: Path) -> None:
+    """Two taste groups of 8 items (ids 0-7, 8-15), 24 users; train/val/test rows per user; item
+    features = the group (a .npy with row = item index) and a title per item."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    parts = {"train": [], "val": [], "test": []}
+    for u in range(24):
+        g = u % 2
+        items = rng.permutation(np.arange(8 * g, 8 * g + 8))
+        parts["train"] += [(u, i) for i in items[:4]]
+        parts["val"].append((u, items[4]))
+        parts["test"] += [(u, i) for i in items[5:7]]
+    for name, rows in parts.items():
+        pd.DataFrame(rows, columns=["user", "item"]).to_csv(folder / f"{name}.tsv", sep="\t", index=False)
+    f = np.zeros((16, 2), dtype=np.float32)
+    f[:8, 0] = f[8:, 1] = 1.0
+    np.save(folder / "feat.npy", f)
+    pd.DataFrame({"item_id": range(16), "title": ["cat #cats"] * 8 + ["car #cars"] * 8}).to_csv(
+        folder / "titles.csv", index=False)
+
+
+def test_pipeline_without_catalog_runs_the_recommender_stages(tmp_path, caplog):
+    data = tmp_path / "data"
+    data.mkdir()
+    _tiny_split(data)
+    p = tmp_path / "conf" / "p.toml"
+    p.parent.mkdir()
+    p.write_text('[interactions]\npath = "../data/train.tsv"\nformat = "table"\n'
+                 'item_features = ["../data/feat.npy"]\nitem_text = "../data/titles.csv"\n'
+                 '[rank]\nmodels = ["ease-content", "ease", "itemknn", "popularity"]\nk = 5\n'
+                 '[evaluate]\nvalidation = "../data/val.tsv"\ntest = "../data/test.tsv"\nk = 5\n')
+    out = tmp_path / "run"
+    with caplog.at_level("WARNING"):
+        assert main(["run", str(p), "--out", str(out), "-q"]) == 0
+    assert json.loads((out / "run.json").read_text())["status"] == "complete"
+    assert not (out / "embeddings").exists() and not (out / "index").exists()  # no catalog stages
+    metrics = json.loads((out / "metrics.json").read_text())
+    proto = metrics["protocol"]
+    assert proto["protocol"] == "predefined" and proto["n_test"] == 48 and proto["n_validation"] == 24
+    assert proto["tuned_on"] == "predefined validation split"
+    assert proto["item_features"] == [[16, 2], [16, 5]]  # feat.npy, then the titles' TF-IDF + SVD
+    assert proto["item_features_not_used_by"] == ["ease", "itemknn", "popularity"]
+    for name in ("ease", "itemknn", "popularity"):
+        assert any(f"{name!r} cannot use item features" in r.getMessage() for r in caplog.records), name
+    by = {m["model"]: m for m in metrics["models"]}
+    assert set(by) == {"ease-content", "ease", "itemknn", "popularity"}
+    assert all(m["params"] for m in metrics["models"])  # each tuned on val.tsv
+    for name in by:  # a TREC run per model, k items for each of the 24 test users
+        run = pd.read_csv(out / "evaluation" / f"run.{name}.trec", sep=r"\s+", header=None)
+        assert run[0].nunique() == 24 and run.groupby(0).size().min() >= 5, name
+    assert (out / "evaluation" / "qrels.trec").is_file() and (out / "report.md").is_file()
+    assert "TREC run files" in (out / "report.md").read_text()
+    assert (out / "models" / "ease-content" / "model.json").is_file()
+
+
+def test_pipeline_without_catalog_names_a_missing_file_before_running(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    _tiny_split(data)
+    p = tmp_path / "p.toml"
+    p.write_text('[interactions]\npath = "data/train.tsv"\n[evaluate]\nvalidation = "data/vall.tsv"\n')
+    assert main(["run", str(p), "--out", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert "[evaluate] validation:" in err and "vall.tsv is not a file" in err
+    assert not (tmp_path / "run").exists()  # nothing was written
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_example_tiktok_pipeline_with_fewer_models(tmp_path):
+    """examples/tiktok.toml as shipped (paths, features, validation, test, k), with the model list
+    cut to ease-content at fixed settings (one grid point) and popularity, to stay near a minute."""
+    from recsys.app.config import resolve_pipeline, tomllib
+    from recsys.app.pipeline import run_pipeline
+
+    example = REPO / "examples" / "tiktok.toml"
+    if not (SHARED / "tiktok-mmssl" / "train.tsv").is_file():
+        pytest.skip(f"real data not found at {SHARED / 'tiktok-mmssl'}")
+    raw = tomllib.loads(example.read_text(encoding="utf-8"))
+    assert raw["rank"]["models"][0] == "ease-content" and raw["evaluate"]["k"] == 20
+    raw["rank"]["models"] = ["ease-content", "popularity"]
+    raw["rank"]["params"] = {"ease-content": {"l2": 30.0, "feature_weight": 80.0, "popularity_weight": 0.0}}
+    cfg = resolve_pipeline(raw, example.parent)  # paths relative to the example, as `recsys run` does
+    run_pipeline(cfg, tmp_path / "run", progress=False)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    proto = metrics["protocol"]
+    assert proto["protocol"] == "predefined" and proto["n_test"] == 3051 and proto["n_validation"] == 3051
+    assert proto["item_features"] == [[6710, 128], [6710, 128]] and proto["item_features_not_used_by"] == ["popularity"]
+    by = {m["model"]: m for m in metrics["models"]}
+    assert by["ease-content"]["recall@20"] > by["popularity"]["recall@20"] > 0.01
+    for name in by:  # every model: a TREC run of >= 20 items for every evaluated user
+        run = pd.read_csv(tmp_path / "run" / "evaluation" / f"run.{name}.trec", sep=r"\s+", header=None)
+        assert run[0].nunique() == by[name]["n_users"] and run.groupby(0).size().min() >= 20, name

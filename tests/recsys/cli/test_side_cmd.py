@@ -61,3 +61,72 @@ def test_feature_file_with_too_few_rows_names_it(tiny, capsys):
                  str(tiny / "m"), "--item-features", str(tiny / "short.npy")]) == 1
     err = capsys.readouterr().err
     assert "short.npy" in err and "5 rows" in err
+
+
+def _test_file(tiny):
+    """Each user's group items not in train or validation: a predefined test split."""
+    train = pd.read_csv(tiny / "train.tsv", sep="\t", dtype=str)
+    val = pd.read_csv(tiny / "val.tsv", sep="\t", dtype=str)
+    seen = set(map(tuple, pd.concat([train, val]).values.tolist()))
+    rows = [(str(u), str(i)) for u in range(30) for i in range(6 * (u % 2), 6 * (u % 2) + 6)
+            if (str(u), str(i)) not in seen][::2]
+    pd.DataFrame(rows, columns=["user", "item"]).to_csv(tiny / "test.tsv", sep="\t", index=False)
+    return tiny / "test.tsv"
+
+
+def test_evaluate_tunes_on_the_given_validation_and_feeds_features(tiny, capsys, caplog):
+    test = _test_file(tiny)
+    out = tiny / "rep"
+    with caplog.at_level("WARNING"):
+        assert main(["evaluate", str(tiny / "train.tsv"), "--protocol", "predefined", "--test", str(test),
+                     "--models", "ease-content,ease", "-k", "3", "--bootstrap", "20",
+                     "--validation", str(tiny / "val.tsv"), "--item-features", str(tiny / "feat.npy"),
+                     "--item-text", str(tiny / "titles.csv"), "--out", str(out), "--json", "-q"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    proto = json.loads((out / "protocol.json").read_text())
+    assert proto["tuned_on"] == "predefined validation split" and proto["n_validation"] == 30
+    assert proto["tuning_metric"] == "ndcg@3"  # tuned at the evaluation's k
+    assert proto["validation_source"].endswith("val.tsv")
+    assert proto["item_features"][0] == [12, 3] and len(proto["item_features"]) == 2  # + titles
+    assert proto["item_feature_sources"][0].endswith("feat.npy")
+    # ease cannot take the features: it is named, in the log and in the protocol record
+    assert proto["item_features_not_used_by"] == ["ease"]
+    assert any("'ease' cannot use item features" in r.getMessage() for r in caplog.records)
+    assert not any("'ease-content' cannot" in r.getMessage() for r in caplog.records)
+    rows = {r["model"]: r for r in res["models"]}
+    # chosen on the validation file: ease's l2 from its default grid, recorded per model
+    assert json.loads(rows["ease"]["params"])["l2"] in (50.0, 100.0, 200.0, 300.0, 500.0, 800.0, 1200.0)
+    assert "feature_weight" in json.loads(rows["ease-content"]["params"])
+    assert (out / "run.ease-content.trec").is_file() and (out / "run.ease.trec").is_file()
+
+
+def test_evaluate_side_files_are_checked_and_cold_items_takes_features(tiny, capsys, caplog):
+    base = ["evaluate", str(tiny / "train.tsv"), "--models", "ease-content,popularity", "-k", "3",
+            "--out", str(tiny / "rep")]
+    assert main(base + ["--protocol", "random_holdout", "--item-features", str(tiny / "nope.npy")]) == 2
+    assert "item feature file" in capsys.readouterr().err
+    assert main(base + ["--protocol", "cold_items", "--validation", str(tiny / "val.tsv")]) == 2
+    assert "--validation is not used by --protocol cold_items" in capsys.readouterr().err
+    with caplog.at_level("WARNING"):
+        assert main(base + ["--protocol", "cold_items", "--test-ratio", "0.34", "--item-features",
+                            str(tiny / "feat.npy"), "--json"]) == 0
+    assert any("'popularity' cannot use item features" in r.getMessage() for r in caplog.records)
+    summary = {(r["model"], r["items"]): r for r in json.loads(capsys.readouterr().out)["models"]}
+    # the group feature lets ease-content place cold items; popularity scores them all alike
+    assert summary[("ease-content", "cold")]["recall@3"] > summary[("popularity", "cold")]["recall@3"]
+
+
+def test_npy_rows_without_interactions_join_the_catalogue(tiny, capsys):
+    # two more feature rows (items 12, 13: group 0 content) than the log names: they are items,
+    # ranked in the full ranking; ease-content can recommend them, EASE cannot
+    f = np.load(tiny / "feat.npy")
+    np.save(tiny / "feat14.npy", np.vstack([f, f[:2]]))
+    test = _test_file(tiny)
+    out = tiny / "rep14"
+    assert main(["evaluate", str(tiny / "train.tsv"), "--protocol", "predefined", "--test", str(test),
+                 "--models", "ease-content,ease", "-k", "3", "--bootstrap", "5", "--item-features",
+                 str(tiny / "feat14.npy"), "--out", str(out), "-q"]) == 0
+    proto = json.loads((out / "protocol.json").read_text())
+    assert proto["n_items"] == 14 and proto["item_features"] == [[14, 3]]
+    assert proto["catalog"].startswith("12 items of the train and test rows + 2 rows")
+    assert "run.ease-content.trec" in {p.name for p in out.iterdir()}

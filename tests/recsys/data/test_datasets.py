@@ -135,14 +135,49 @@ def test_movielens_csv_variants_and_microlens(tmp_path):
 def test_kuairand_standard_logs(tmp_path):
     d = tmp_path / "KuaiRand-Pure" / "data"
     d.mkdir(parents=True)
+    # the header of KuaiRand-Pure's log_standard_*.csv (KuaiRand README), two real-format rows
+    header = ("user_id,video_id,date,hourmin,time_ms,is_click,is_like,is_follow,is_comment,is_forward,"
+              "is_hate,long_view,play_time_ms,duration_ms,profile_stay_time,comment_stay_time,"
+              "is_profile_enter,is_rand,tab\n")
     (d / "log_standard_4_08_to_4_21_pure.csv").write_text(
-        "user_id,video_id,date,hourmin,time_ms,is_click,is_like,long_view,play_time_ms,duration_ms\n"
-        "0,9,20220408,1000,1649390400123,1,0,1,5000,8000\n")
+        header + "0,9,20220408,1000,1649390400123,1,0,0,1,0,0,1,5000,8000,0,12,0,0,1\n"
+        "0,7,20220408,1000,1649390401999,0,1,1,0,1,1,0,300,9000,4,0,1,0,4\n")
+    (d / "log_standard_4_22_to_5_08_pure.csv").write_text(
+        header + "1,9,20220422,1200,1650600000000,1,1,0,0,0,0,0,700,8000,0,0,0,0,2\n")
     (d / "log_random_4_22_to_5_08_pure.csv").write_text("user_id,video_id,time_ms,is_click\n0,8,1,1\n")
     df = datasets.load_kuairand(tmp_path)
     assert df[["user_id", "item_id", "rating", "timestamp"]].values.tolist() == [
-        ["0", "9", 1.0, 1649390400]]
-    assert df["long_view"].tolist() == [1]
+        ["0", "9", 1.0, 1649390400], ["0", "7", 0.0, 1649390401], ["1", "9", 1.0, 1650600000]]
+    # every feedback column survives, row-aligned, for multi-behaviour labels
+    for col, want in {"is_like": [0, 1, 1], "is_follow": [0, 1, 0], "is_comment": [1, 0, 0],
+                      "is_forward": [0, 1, 0], "is_hate": [0, 1, 0], "long_view": [1, 0, 0],
+                      "play_time_ms": [5000, 300, 700], "duration_ms": [8000, 9000, 8000],
+                      "profile_stay_time": [0, 4, 0], "comment_stay_time": [12, 0, 0],
+                      "is_profile_enter": [0, 1, 0], "tab": [1, 4, 2], "hourmin": [1000, 1000, 1200],
+                      "time_ms": [1649390400123, 1649390401999, 1650600000000]}.items():
+        assert df[col].tolist() == want, col
+    (d / "log_standard_4_22_to_5_08_pure.csv").write_text("user_id,video,time_ms\n1,9,5\n")
+    with pytest.raises(ValueError, match=r"\['video_id', 'is_click'\] missing.*unmodified KuaiRand"):
+        datasets.load_kuairand(tmp_path)
+
+
+def test_kuairec_keeps_every_feedback_column(tmp_path):
+    d = tmp_path / "KuaiRec" / "data"
+    d.mkdir(parents=True)
+    (d / "small_matrix.csv").write_text(  # KuaiRec 2.0's header (its README), real-format rows
+        "user_id,video_id,play_duration,video_duration,time,date,timestamp,watch_ratio\n"
+        "14,148,4381,6067,2020-07-05 05:27:48.378,20200705,1593898068.378,0.722103\n"
+        "14,183,11635,6100,2020-07-05 05:28:00.057,20200705,1593898080.057,1.907377\n")
+    df = load_kuairec(tmp_path, like_threshold=1.0)
+    assert df["watch_ratio"].tolist() == [0.722103, 1.907377] == df["rating"].tolist()
+    assert df["play_duration"].tolist() == [4381, 11635] and df["video_duration"].tolist() == [6067, 6100]
+    assert df["date"].tolist() == [20200705, 20200705] and df["like"].tolist() == [False, True]
+    assert df["time"].tolist() == ["2020-07-05 05:27:48.378", "2020-07-05 05:28:00.057"]
+    assert df["unix_time"].tolist() == [1593898068.378, 1593898080.057]
+    assert df["timestamp"].tolist() == [1593898068, 1593898080]
+    (d / "small_matrix.csv").write_text("user_id,video_id,timestamp\n1,2,3.0\n")
+    with pytest.raises(ValueError, match=r"\['watch_ratio'\] missing.*unmodified KuaiRec"):
+        load_kuairec(tmp_path)
 
 
 @pytest.mark.realdata

@@ -73,7 +73,7 @@ def test_content_models_find_cold_items_collaborative_ones_cannot(split):
     assert list(row["content"].index) == ["all", "cold", "warm"]
     # every cold item of a user's group is a test item of the user: content models rank the
     # cold items of the right group first; collaborative models score every cold item 0 (ties
-    # in index order, i.e. chance)
+    # counted pessimistically: a hit only where the group's relevant items outnumber the rest)
     for m in ("content", "hybrid"):
         assert row[m].loc["cold", "ndcg@5"] == pytest.approx(1.0), m
     assert row["ease-content"].loc["cold", "ndcg@5"] > 0.9
@@ -87,6 +87,40 @@ def test_content_models_find_cold_items_collaborative_ones_cannot(split):
     assert row["content"].loc["cold", "n_users"] == N_USERS
     # a random order of the 10 cold items finds k/10 of a user's cold test items
     assert row["popularity"].loc["cold", "random_recall@5"] == pytest.approx(0.5)
+
+
+class _Constant:
+    """Scores every item 0: any credit it gets comes from the tie rule."""
+
+    def score(self, user_items, user_index):
+        return np.zeros(user_items.shape, dtype=np.float32)
+
+
+def test_ties_give_a_constant_model_no_credit_from_item_index():
+    # 20 items; items 10..19 are cold; users 5..29's test items are the LOWEST indices of each
+    # table (0, 1 warm; 10, 11 cold), so index order would hand the constant model every hit
+    n_users, n_items = 30, 20
+    train = sp.lil_matrix((n_users, n_items), dtype=np.float32)
+    train[:, 5:10] = 1.0
+    train[:5, :5] = 1.0  # items 0..4 are warm (seen by users 0..4)
+    test = sp.lil_matrix((n_users, n_items), dtype=np.float32)
+    test[5:, [0, 1, 10, 11]] = 1.0
+    train, test = train.tocsr(), test.tocsr()
+    res = evaluate_cold_start(_Constant(), train, test, k=2, metrics=("recall", "ndcg", "hit_rate"))
+    tab = res.summary.set_index("items")
+    for t in ("all", "cold", "warm"):  # pessimistic: below every equally scored item
+        assert tab.loc[t, "recall@2"] == 0.0 and tab.loc[t, "hit_rate@2"] == 0.0, t
+    assert res.buckets.set_index("bucket").loc["cold", "recall@2"] == 0.0
+    rnd = evaluate_cold_start(_Constant(), train, test, k=2, ties="random", seed=3,
+                              batch_size=7).summary.set_index("items")
+    # random: about the expected recall of a random order (cold: 2 of 10 candidates -> 0.2)
+    assert rnd.loc["cold", "random_recall@2"] == pytest.approx(0.2)
+    assert 0.05 < rnd.loc["cold", "recall@2"] < 0.4
+    again = evaluate_cold_start(_Constant(), train, test, k=2, ties="random", seed=3,
+                                batch_size=7).summary
+    assert again.equals(rnd.reset_index())  # seeded
+    with pytest.raises(ValueError, match="ties='index'.*pessimistic"):
+        evaluate_cold_start(_Constant(), train, test, ties="index")
 
 
 def test_evaluate_cold_start_needs_a_cold_item():
