@@ -281,7 +281,8 @@ def run_dataset(dataset: str, args, epochs: int, users_cap, peers_on: bool) -> d
             _print_row(f"recbole-{ours}", r, args.sampled)
             print(f"  RecBole {peer}: {info['epochs_run']} epoch(s) (cap {epochs}) in "
                   f"{info['train_cpu_seconds']:.0f} CPU-s, {info['train_seconds']:.0f}s wall "
-                  f"(budget {budget:.0f} CPU-s = our {ours}'s fit, "
+                  f"(budget {budget:.0f} CPU-s; our {ours}'s fit: "
+                  f"{results[ours]['fit_cpu_seconds']:.0f} CPU-s, "
                   f"{results[ours]['fit_seconds']:.0f}s wall); "
                   f"{info['rows']['train']} training rows", flush=True)
     return {"settings": settings, "results": results}
