@@ -1,27 +1,42 @@
-"""Sequential next-item models on MicroLens-50K, leave-one-out with full ranking.
+"""Sequential next-item models on MicroLens-50K and MovieLens 100K, leave-one-out, full ranking.
 
-Question: does a model of the sequence (SASRec, GRU4Rec) beat the last-item kNN and the
-project's non-sequential models (popularity, ItemKNN; EASE where it fits) at predicting a
-user's next micro-video?
+Question: does a model of the sequence (SASRec, GRU4Rec) beat the last-item kNN, the
+project's non-sequential models (popularity, ItemKNN, EASE) and RecBole's SASRec/GRU4Rec run
+in the same process on the same split?
 
-Protocol: ``MicroLens-50k_pairs_without_last.tsv`` already lacks each user's true last item
-(the hidden test item). The now-last item of every user is the **validation target**; the rest
-is the training history. Every model is fitted on the training histories only; the neural
-models' early stopping uses a further inner split (the last *training* item of 2,000 users),
-so the validation target is never seen while fitting. Ranking is over all items minus the
-user's history; a target tied with other items is ranked after all of them (ties count
-against the model). HR@10, NDCG@10, MRR@10 over all users. Hyperparameters are fixed
-defaults (no search was run: no tuning on the reported numbers).
+Protocol (``--dataset``):
 
-Peer: RecBole's SASRec/GRU4Rec on the same split, when ``recbole`` imports with this
-numpy/torch; otherwise the exact error is recorded and the peer is skipped.
+* ``microlens-50k``: ``MicroLens-50k_pairs_without_last.tsv`` already lacks each user's true
+  last item (the hidden test item). The now-last item of every user is the reported
+  **validation target**; the rest is the training history.
+* ``ml-100k``: ``u.data`` ordered by timestamp per user (ties in file order). Last item =
+  **test**, second-to-last = **validation**, the rest = training. Models are fitted once on
+  the training histories; the validation target is predicted from the training history, the
+  test target from the training history plus the validation item (folded in, no refit).
+  Settings are only ever compared on validation; test is reported beside it.
 
-Writes ``benchmarks/results/bench_sequential/{results.json, results.png}``.
+Every model is fitted on the training histories only; the neural models' early stopping uses
+a further inner split (the last *training* item of 2,000 users; 300 on ML-100K), so no
+reported target is seen while fitting. Ranking is over all items minus the user's history; a
+target tied with other items is ranked after all of them (ties count against the model).
+HR@10, NDCG@10, MRR@10 over all users. ``--sampled N`` adds, beside them, the same metrics
+ranked against N sampled negatives (labelled; they inflate, see RecBole issue #1571).
+
+Peer (``--peers recbole``, default when importable): RecBole's SASRec and GRU4Rec on exactly
+the same split via its ``benchmark_filename`` files, trained by RecBole's own trainer steps with
+the same epoch cap and a budget of process CPU seconds equal to our corresponding model's fit
+(CPU time, not wall-clock: the machine is shared); their
+final scores are evaluated by this script's metric code (see ``benchmarks/_recbole_peer.py``
+for the numpy-2 / pandas-3 shims and why). Install: ``pip install recbole==1.2.1 --no-deps``
+then ``pip install -e .[peers]`` (RecBole's own pins would downgrade ray).
+
+Writes ``benchmarks/results/bench_sequential/[TAG/]{results.json, results.png}``.
 
 Usage::
 
-    python benchmarks/bench_sequential.py --quick   # 5,000 users, 2 epochs
-    python benchmarks/bench_sequential.py --epochs 5
+    python benchmarks/bench_sequential.py --quick                 # both datasets, small, 2 epochs
+    python benchmarks/bench_sequential.py --dataset ml-100k --epochs 30 --sampled 100
+    python benchmarks/bench_sequential.py --dataset microlens-50k --epochs 6 --models sasrec
 """
 
 from __future__ import annotations
@@ -44,7 +59,8 @@ from _common import load_note  # noqa: E402
 from recsys.models import fit_model, make_model  # noqa: E402
 from recsys.models.sequential import sequences_to_user_items  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "microlens-50k"
+DATA_ROOT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA = DATA_ROOT / "microlens-50k"
 OUT = Path(__file__).resolve().parent / "results" / "bench_sequential"
 
 
@@ -72,70 +88,78 @@ def leave_one_out_metrics(scores: np.ndarray, histories, targets, k: int = 10) -
             "mrr": np.where(hit, 1.0 / rank, 0.0)}
 
 
-def evaluate(model, ui, histories, targets, k=10, batch=2048):
+def load_ml100k(path: Path, max_users: int | None):
+    """Per-user item sequences of ``u.data`` ordered by timestamp (stable: ties in file order)."""
+    import pandas as pd
+
+    df = pd.read_csv(path, sep="\t", names=["user", "item", "rating", "ts"])
+    df["row"] = np.arange(len(df))
+    df = df.sort_values(["user", "ts", "row"], kind="stable")
+    items, item_idx = np.unique(df["item"].to_numpy(), return_inverse=True)
+    df["iidx"] = item_idx
+    users, seqs = [], []
+    for u, g in df.groupby("user", sort=True):
+        users.append(str(u))
+        seqs.append(g["iidx"].to_numpy(np.int64))
+        if max_users and len(users) >= max_users:
+            break
+    return users, seqs, int(items.size)
+
+
+def sampled_metrics(scores: np.ndarray, histories, targets, n_neg: int, rng, k: int = 10) -> dict:
+    """HR@k/NDCG@k of the target ranked against ``n_neg`` sampled negatives (ties against it).
+
+    Negatives are drawn uniformly without replacement from the items outside the user's history
+    and target, with the sampler of :func:`recsys.evaluation.evaluate` (``n_negatives``).
+    """
+    from recsys.evaluation.evaluator import _sample_negatives
+
+    n_items = scores.shape[1]
+    hr = np.zeros(len(targets))
+    ndcg = np.zeros(len(targets))
+    for i, (h, t) in enumerate(zip(histories, targets, strict=True)):
+        seen = np.unique(np.r_[h, t]).astype(np.int64)
+        neg = _sample_negatives(seen, n_items, n_neg, rng)
+        rank = 1 + int((scores[i, neg] >= scores[i, t]).sum())
+        if rank <= k:
+            hr[i], ndcg[i] = 1.0, 1.0 / np.log2(rank + 1)
+    return {"hr": hr, "ndcg": ndcg}
+
+
+def evaluate(score_fn, histories, targets, *, k=10, batch=2048, sampled=0, seed=0) -> dict:
+    """Full-ranking (and, if ``sampled``, sampled-negative) metrics of ``score_fn(idx)``."""
     sums = {"hr": 0.0, "ndcg": 0.0, "mrr": 0.0}
+    ssum = {"hr": 0.0, "ndcg": 0.0}
+    rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
     n = len(targets)
     for s in range(0, n, batch):
         idx = np.arange(s, min(s + batch, n))
-        sc = model.score(ui[idx], idx)
-        m = leave_one_out_metrics(sc, [histories[i] for i in idx], targets[idx], k)
+        sc = np.asarray(score_fn(idx), dtype=np.float32)
+        hs = [histories[i] for i in idx]
+        m = leave_one_out_metrics(sc, hs, targets[idx], k)
         for key in sums:
             sums[key] += float(m[key].sum())
-    eval_s = time.perf_counter() - t0
-    # time to produce top-k lists for all users (the serving path)
+        if sampled:
+            ms = sampled_metrics(sc, hs, targets[idx], sampled, rng, k)
+            for key in ssum:
+                ssum[key] += float(ms[key].sum())
+    out = {f"hr@{k}": sums["hr"] / n, f"ndcg@{k}": sums["ndcg"] / n, f"mrr@{k}": sums["mrr"] / n,
+           "eval_seconds": time.perf_counter() - t0}
+    if sampled:
+        out[f"sampled{sampled}_hr@{k}"] = ssum["hr"] / n
+        out[f"sampled{sampled}_ndcg@{k}"] = ssum["ndcg"] / n
+    return out
+
+
+def recommend_time(model, ui, k=10, batch=2048) -> float:
+    """Seconds to produce top-k lists for every user (the serving path)."""
     t0 = time.perf_counter()
+    n = ui.shape[0]
     for s in range(0, n, batch):
         idx = np.arange(s, min(s + batch, n))
         model.recommend(idx, ui[idx], k=k)
-    rec_s = time.perf_counter() - t0
-    return {f"hr@{k}": sums["hr"] / n, f"ndcg@{k}": sums["ndcg"] / n, f"mrr@{k}": sums["mrr"] / n,
-            "eval_seconds": eval_s, "recommend_all_users_seconds": rec_s}
-
-
-def run_recbole_peer(seqs, model: str, epochs: int, embed_dim: int, workdir: Path) -> dict:
-    """RecBole's ``model`` on the same split: LS valid_and_test = (last training item, our target).
-
-    Returns metrics and timings, or ``{"status": "failed", "error": ...}`` with the exact error.
-    """
-    try:
-        import recbole
-        from recbole.quick_start import run_recbole
-    except Exception as exc:  # record exactly why the peer cannot run
-        return {"status": "skipped", "error": f"{type(exc).__name__}: {exc}"}
-    ds = workdir / "ml50k"
-    ds.mkdir(parents=True, exist_ok=True)
-    with open(ds / "ml50k.inter", "w") as fh:
-        fh.write("user_id:token\titem_id:token\ttimestamp:float\n")
-        for u, s in enumerate(seqs):
-            for t, i in enumerate(s):
-                fh.write(f"{u}\t{i}\t{t}\n")
-    cfg = {"data_path": str(workdir), "dataset": "ml50k", "USER_ID_FIELD": "user_id",
-           "ITEM_ID_FIELD": "item_id", "TIME_FIELD": "timestamp",
-           "load_col": {"inter": ["user_id", "item_id", "timestamp"]},
-           "eval_args": {"split": {"LS": "valid_and_test"}, "order": "TO", "mode": "full",
-                         "group_by": "user"},
-           "metrics": ["Hit", "NDCG", "MRR"], "topk": [10], "valid_metric": "NDCG@10",
-           "epochs": epochs, "train_batch_size": 256, "eval_batch_size": 2048, "stopping_step": 2,
-           "hidden_size": embed_dim, "embedding_size": embed_dim, "loss_type": "CE",
-           "train_neg_sample_args": None, "MAX_ITEM_LIST_LENGTH": 50, "device": "cpu",
-           "use_gpu": False, "seed": 0, "reproducibility": True, "show_progress": False,
-           "checkpoint_dir": str(workdir / "saved"), "log_wandb": False,
-           "user_inter_num_interval": "[0,inf)", "item_inter_num_interval": "[0,inf)"}
-    t0 = time.perf_counter()
-    try:
-        res = run_recbole(model=model, dataset="ml50k", config_dict=cfg)
-    except Exception as exc:
-        import traceback
-
-        return {"status": "failed", "recbole": recbole.__version__,
-                "error": f"{type(exc).__name__}: {exc}",
-                "where": traceback.format_exc().strip().splitlines()[-3:]}
-    test = res["test_result"]
-    return {"status": "ok", "recbole": recbole.__version__, "hr@10": float(test["hit@10"]),
-            "ndcg@10": float(test["ndcg@10"]), "mrr@10": float(test["mrr@10"]),
-            "fit_and_eval_seconds": time.perf_counter() - t0,
-            "note": "RecBole's own full-ranking evaluation (its tie handling), same split"}
+    return time.perf_counter() - t0
 
 
 def _write_partial(settings, env, results) -> None:
@@ -147,106 +171,248 @@ def _write_partial(settings, env, results) -> None:
     tmp.replace(OUT / "partial.json")
 
 
+def prepare(dataset: str, users_cap: int | None) -> dict:
+    """Training histories, validation targets and (ML-100K) test histories/targets."""
+    if dataset == "microlens-50k":
+        users, seqs, n_items = load_microlens(DATA / "MicroLens-50k_pairs_without_last.tsv",
+                                              users_cap)
+        train = [s[:-1] for s in seqs]
+        val_t = np.array([s[-1] for s in seqs], dtype=np.int64)
+        return {"users": users, "n_items": n_items, "train": train, "val_targets": val_t,
+                "test": None, "validation_users": 2000,
+                "protocol": "pairs_without_last: validation = last item in the file (the true "
+                            "last item is withheld by the data set; no test here)"}
+    users, seqs, n_items = load_ml100k(DATA_ROOT / "ml-100k" / "u.data", users_cap)
+    train = [s[:-2] for s in seqs]
+    val_t = np.array([s[-2] for s in seqs], dtype=np.int64)
+    test_h = [s[:-1] for s in seqs]
+    test_t = np.array([s[-1] for s in seqs], dtype=np.int64)
+    return {"users": users, "n_items": n_items, "train": train, "val_targets": val_t,
+            "test": (test_h, test_t), "validation_users": 300,
+            "protocol": "u.data by timestamp: validation = second-to-last item (from the training "
+                        "history), test = last item (from training history + validation item, "
+                        "folded in without refitting)"}
+
+
+def run_dataset(dataset: str, args, epochs: int, users_cap, peers_on: bool) -> dict:
+    import scipy.sparse as sp
+
+    d = prepare(dataset, users_cap)
+    train, val_t, n_items = d["train"], d["val_targets"], d["n_items"]
+    ui, times = sequences_to_user_items(train, n_items)
+    n_users = len(train)
+    ui_test = None
+    if d["test"] is not None:
+        extra = sp.csr_matrix((np.ones(n_users, np.float32), (np.arange(n_users), val_t)),
+                              shape=ui.shape)
+        ui_test = ((ui + extra) > 0).astype(np.float32).tocsr()
+    print(f"[{dataset}] {n_users} users, {n_items} items, {ui.nnz} training interactions; "
+          f"{d['protocol']}", flush=True)
+    neural = dict(epochs=epochs, embed_dim=args.embed_dim, batch_size=args.batch_size,
+                  patience=args.patience, learning_rate=args.lr,
+                  loss=args.loss, validation_users=d["validation_users"], seed=0, device="cpu",
+                  progress=False)
+    specs = {"popularity": {}, "itemknn": {"neighbors": 200}, "lastitem": {"neighbors": 200},
+             "lastitem3": {"neighbors": 200, "n_last": 3, "decay": 0.5},
+             "ease": {"l2": 500.0}, "gru4rec": neural, "sasrec": dict(neural, num_layers=2)}
+    settings = {"protocol": d["protocol"], "n_users": n_users, "n_items": n_items,
+                "max_users": users_cap, "epochs_cap": epochs, "embed_dim": args.embed_dim,
+                "max_length": 50, "loss": args.loss, "k": 10, "sampled_negatives": args.sampled,
+                "ties": "counted against the model", "ranking": "full, history removed",
+                "model_params": {m: {k: v for k, v in specs[m].items()} for m in specs}}
+    results = {}
+    names = [m.strip() for m in args.models.split(",") if m.strip()]
+    for name in names:
+        reg = "lastitem" if name.startswith("lastitem") else name
+        model = make_model(reg, **specs[name])
+        t0, c0 = time.perf_counter(), time.process_time()
+        fit_model(model, ui, interaction_times=times)
+        r = {"fit_seconds": time.perf_counter() - t0, "fit_cpu_seconds": time.process_time() - c0}
+        r["validation"] = evaluate(lambda idx, m=model: m.score(ui[idx], idx), train, val_t,
+                                   sampled=args.sampled)
+        if ui_test is not None:
+            test_h, test_t = d["test"]
+            r["test"] = evaluate(lambda idx, m=model: m.score(ui_test[idx], idx), test_h, test_t,
+                                 sampled=args.sampled)
+        r["recommend_all_users_seconds"] = recommend_time(model, ui)
+        r["load_after"] = os.getloadavg()[0]
+        if hasattr(model, "training_history_"):
+            r["training_history"] = model.training_history_
+        results[name] = r
+        _write_partial(settings, {}, {dataset: results})
+        _print_row(name, r, args.sampled)
+    if peers_on:
+        import tempfile
+
+        import _recbole_peer as rbp
+
+        for peer, ours in (("SASRec", "sasrec"), ("GRU4Rec", "gru4rec")):
+            if ours not in names:
+                continue
+            budget = args.peer_time or results[ours]["fit_cpu_seconds"]
+            with tempfile.TemporaryDirectory() as td:
+                p = rbp.RecBolePeer(peer, train, val_t, n_items, Path(td), max_length=50,
+                                    embed_dim=args.embed_dim, num_layers=2, dropout=0.2,
+                                    learning_rate=args.lr, batch_size=args.recbole_batch,
+                                    epochs=epochs, time_budget_s=budget, patience=args.patience,
+                                    validation_users=d["validation_users"], seed=0)
+                try:
+                    info = p.fit()
+                except Exception as exc:  # record exactly why the peer failed
+                    import traceback
+
+                    results[f"recbole-{ours}"] = {
+                        "status": "failed", "error": f"{type(exc).__name__}: {exc}",
+                        "where": traceback.format_exc().strip().splitlines()[-4:]}
+                    print(f"RecBole {peer} failed:", results[f"recbole-{ours}"], flush=True)
+                    continue
+                r = {"fit_seconds": info["setup_seconds"] + info["train_seconds"],
+                     "fit_cpu_seconds": info["train_cpu_seconds"], "peer": info}
+                r["validation"] = evaluate(
+                    lambda idx, p=p: p.score_sequences([train[i] for i in idx]), train, val_t,
+                    sampled=args.sampled)
+                if d["test"] is not None:
+                    test_h, test_t = d["test"]
+                    r["test"] = evaluate(lambda idx, p=p, th=test_h: p.score_sequences([th[i] for i in idx]),
+                                         test_h, test_t, sampled=args.sampled)
+                r["load_after"] = os.getloadavg()[0]
+            results[f"recbole-{ours}"] = r
+            _write_partial(settings, {}, {dataset: results})
+            _print_row(f"recbole-{ours}", r, args.sampled)
+            print(f"  RecBole {peer}: {info['epochs_run']} epoch(s) (cap {epochs}) in "
+                  f"{info['train_cpu_seconds']:.0f} CPU-s, {info['train_seconds']:.0f}s wall "
+                  f"(budget {budget:.0f} CPU-s; our {ours}'s fit: "
+                  f"{results[ours]['fit_cpu_seconds']:.0f} CPU-s, "
+                  f"{results[ours]['fit_seconds']:.0f}s wall); "
+                  f"{info['rows']['train']} training rows", flush=True)
+    return {"settings": settings, "results": results}
+
+
+def _print_row(name, r, sampled) -> None:
+    for part in ("validation", "test"):
+        if part not in r:
+            continue
+        v = r[part]
+        line = (f"{name:16s} {part:10s} HR@10 {v['hr@10']:.4f} NDCG@10 {v['ndcg@10']:.4f} "
+                f"MRR@10 {v['mrr@10']:.4f}")
+        if sampled:
+            line += (f" | sampled-{sampled} (inflated) HR@10 {v[f'sampled{sampled}_hr@10']:.4f} "
+                     f"NDCG@10 {v[f'sampled{sampled}_ndcg@10']:.4f}")
+        if part == "validation":
+            line += f"  fit {r['fit_seconds']:.1f}s ({r.get('fit_cpu_seconds', 0):.0f} CPU-s)"
+            if "recommend_all_users_seconds" in r:
+                line += f" recommend-all {r['recommend_all_users_seconds']:.1f}s"
+            line += f" (load {r['load_after']:.1f})"
+        print(line, flush=True)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="5,000 users, 2 epochs")
+    ap.add_argument("--quick", action="store_true", help="1,000 users per data set, 2 epochs")
+    ap.add_argument("--dataset", default="microlens-50k",
+                    choices=["microlens-50k", "ml-100k", "both"])
     ap.add_argument("--users", type=int, default=None)
-    ap.add_argument("--epochs", type=int, default=4)
-    ap.add_argument("--models", default="popularity,itemknn,lastitem,gru4rec,sasrec")
+    ap.add_argument("--epochs", type=int, default=4, help="epoch cap of the neural models")
+    ap.add_argument("--models", default="popularity,itemknn,ease,lastitem,lastitem3,gru4rec,sasrec")
     ap.add_argument("--embed-dim", type=int, default=64)
+    ap.add_argument("--batch-size", type=int, default=256, help="our neural models (sequences)")
+    ap.add_argument("--patience", type=int, default=2, help="early-stopping patience (epochs)")
+    ap.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (ours and RecBole)")
     ap.add_argument("--loss", default="ce", choices=["ce", "bce"],
                     help="SASRec/GRU4Rec loss: full softmax (ce) or sampled BCE (bce, far cheaper)")
+    ap.add_argument("--sampled", type=int, default=0, metavar="N",
+                    help="also print HR/NDCG@10 against N sampled negatives (e.g. 100; inflated)")
+    ap.add_argument("--peers", default=None, choices=["recbole", "none"],
+                    help="RecBole SASRec/GRU4Rec on the same split (default: recbole if installed)")
+    ap.add_argument("--peer-time", type=float, default=0.0,
+                    help="a RecBole peer's training budget in CPU seconds (default 0: our "
+                         "corresponding model's fit CPU time); its epoch cap is --epochs as ours")
+    ap.add_argument("--recbole-batch", type=int, default=1024,
+                    help="RecBole train_batch_size (rows = one target each; ours: 256 sequences)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1: on 2 shared cores more threads oversubscribe)")
-    ap.add_argument("--no-recbole", dest="recbole", action="store_false",
-                    help="skip the RecBole peer")
     ap.add_argument("--tag", default="", help="write into results/bench_sequential/TAG/")
     args = ap.parse_args(argv)
     global OUT
     if args.tag:
         OUT = OUT / args.tag
-    users_cap = args.users or (5000 if args.quick else None)
+    users_cap = args.users or (1000 if args.quick else None)
     epochs = 2 if args.quick else args.epochs
     import scipy
     import torch
 
     torch.set_num_threads(args.threads)
+    import _recbole_peer as rbp
 
-    settings = {"data": "MicroLens-50K pairs_without_last (validation = last item in file)",
-                "max_users": users_cap, "epochs": epochs, "embed_dim": args.embed_dim, "loss": args.loss,
-                "k": 10, "ties": "counted against the model", "ranking": "full, history removed"}
+    rb_version = rbp.recbole_version() if args.peers != "none" else None
+    if args.peers != "none" and rb_version is None:
+        print("RecBole not installed: pip install recbole==1.2.1 --no-deps && pip install -e .[peers]"
+              "  (the peer is skipped)")
+    peers_on = rb_version is not None
     env = {"python": platform.python_version(), "numpy": np.__version__, "scipy": scipy.__version__,
            "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
-           "cpus": os.cpu_count(), "load": load_note()}
-    print("settings:", json.dumps(settings))
+           "recbole": rb_version, "cpus": os.cpu_count(), "load": load_note()}
     print("environment:", json.dumps(env))
-    users, seqs, n_items = load_microlens(DATA / "MicroLens-50k_pairs_without_last.tsv", users_cap)
-    histories = [s[:-1] for s in seqs]
-    targets = np.array([s[-1] for s in seqs], dtype=np.int64)
-    ui, times = sequences_to_user_items(histories, n_items)
-    print(f"{len(users)} users, {n_items} items, {ui.nnz} training interactions")
-    neural = dict(epochs=epochs, embed_dim=args.embed_dim, batch_size=256, patience=2, loss=args.loss,
-                  validation_users=2000, seed=0, device="cpu")
-    specs = {"popularity": {}, "itemknn": {"neighbors": 200}, "lastitem": {"neighbors": 200},
-             "lastitem3": {"neighbors": 200, "n_last": 3, "decay": 0.5},
-             "ease": {"l2": 500.0}, "gru4rec": neural, "sasrec": neural}
-    results = {}
-    for name in [m.strip() for m in args.models.split(",") if m.strip()]:
-        reg = "lastitem" if name.startswith("lastitem") else name
-        model = make_model(reg, **specs[name])
-        t0 = time.perf_counter()
-        fit_model(model, ui, interaction_times=times)
-        fit_s = time.perf_counter() - t0
-        r = evaluate(model, ui, histories, targets)
-        r["fit_seconds"] = fit_s
-        r["load_after"] = os.getloadavg()[0]
-        if hasattr(model, "training_history_"):
-            r["training_history"] = model.training_history_
-        results[name] = r
-        _write_partial(settings, env, results)
-        print(f"{name:12s} HR@10 {r['hr@10']:.4f} NDCG@10 {r['ndcg@10']:.4f} MRR@10 {r['mrr@10']:.4f} "
-              f"fit {fit_s:.1f}s recommend-all {r['recommend_all_users_seconds']:.1f}s "
-              f"(load {r['load_after']:.1f})", flush=True)
-    peer = {}
-    if args.recbole:
-        import tempfile
-
-        for m in ("SASRec", "GRU4Rec"):
-            with tempfile.TemporaryDirectory() as td:
-                peer[m] = run_recbole_peer(seqs, m, epochs, args.embed_dim, Path(td))
-            print(f"RecBole {m}:", json.dumps(peer[m], default=str), flush=True)
-    # correctness check: metrics in range, and a model scoring the target highest gets HR 1
+    if peers_on:
+        print("RecBole compatibility shims (benchmarks/_recbole_peer.py, applied in this process "
+              "only):")
+        for s in rbp.SHIMS:
+            print(f"  - {s['shim']}\n      because {s['why']}")
+    if args.sampled:
+        print(f"WARNING: sampled-{args.sampled} metrics rank the target against {args.sampled} "
+              "random items only and inflate HR/NDCG many-fold (RecBole issue #1571 reports 0.1 "
+              "full vs 0.8 sampled); they can reorder models (Krichene & Rendle, KDD 2020). The "
+              "full-ranking numbers are the ones to compare.")
+    datasets = ["ml-100k", "microlens-50k"] if args.dataset == "both" else [args.dataset]
+    payload = {"environment": env, "datasets": {},
+               "recbole_shims": rbp.SHIMS if peers_on else None,
+               "recbole_not_needed": rbp.NOT_NEEDED if peers_on else None}
+    for ds in datasets:
+        payload["datasets"][ds] = run_dataset(ds, args, epochs, users_cap, peers_on)
+    # correctness check: a model scoring the target highest hits, an all-ties scorer misses
+    n_items = 50
+    targets = np.array([3, 7, 11])
+    hist = [np.array([1, 2]), np.array([5]), np.array([0, 9])]
     fake = np.zeros((3, n_items), np.float32)
-    fake[np.arange(3), targets[:3]] = 1.0
-    ok = leave_one_out_metrics(fake, histories[:3], targets[:3])["hr"].all()
-    tie = leave_one_out_metrics(np.zeros((1, n_items), np.float32), histories[:1], targets[:1])
-    ok = ok and tie["hr"][0] == 0.0  # all-equal scores: target ranked last, never a hit
+    fake[np.arange(3), targets] = 1.0
+    ok = leave_one_out_metrics(fake, hist, targets)["hr"].all()
+    tie = leave_one_out_metrics(np.zeros((1, n_items), np.float32), hist[:1], targets[:1])
+    ok = ok and tie["hr"][0] == 0.0
+    samp = sampled_metrics(fake, hist, targets, 20, np.random.default_rng(0))
+    ok = ok and samp["hr"].all()
     print("correctness check (perfect scorer hits, all-ties scorer misses):", "OK" if ok else "FAILED")
+    payload["environment"]["load_end"] = os.getloadavg()[0]
+    payload["check_ok"] = bool(ok)
     OUT.mkdir(parents=True, exist_ok=True)
-    payload = {"settings": settings, "environment": env, "results": results, "recbole": peer,
-               "check_ok": bool(ok)}
     tmp = OUT / "results.json.tmp"
     tmp.write_text(json.dumps(payload, indent=2, default=float))
     tmp.replace(OUT / "results.json")
+    _plot(payload)
+    return 0 if ok else 1
+
+
+def _plot(payload) -> None:
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-
-        names = list(results)
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-        x = np.arange(len(names))
-        ax.bar(x - 0.2, [results[n]["hr@10"] for n in names], 0.4, label="HR@10")
-        ax.bar(x + 0.2, [results[n]["ndcg@10"] for n in names], 0.4, label="NDCG@10")
-        ax.set_xticks(x, names)
-        ax.set_title(f"MicroLens-50K validation ({len(users)} users, full ranking)")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(OUT / "results.png", dpi=100)
     except ImportError:
         print("matplotlib missing: no PNG")
-    return 0 if ok else 1
+        return
+    ds = list(payload["datasets"])
+    fig, axes = plt.subplots(1, len(ds), figsize=(7.5 * len(ds), 3.8), squeeze=False)
+    for ax, name in zip(axes[0], ds, strict=True):
+        res = {m: r for m, r in payload["datasets"][name]["results"].items() if "validation" in r}
+        names = list(res)
+        x = np.arange(len(names))
+        ax.bar(x - 0.2, [res[n]["validation"]["hr@10"] for n in names], 0.4, label="HR@10")
+        ax.bar(x + 0.2, [res[n]["validation"]["ndcg@10"] for n in names], 0.4, label="NDCG@10")
+        ax.set_xticks(x, names, rotation=30, ha="right")
+        ax.set_title(f"{name}: validation, full ranking")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(OUT / "results.png", dpi=100)
 
 
 if __name__ == "__main__":

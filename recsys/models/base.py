@@ -186,8 +186,21 @@ def topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     kk = min(k, m)
     if n == 0 or kk == 0:
         return ids, out
-    kth = np.partition(scores, m - kk, axis=1)[:, m - kk]
+    # the kk-th largest score per row; selecting it as the (kk-1)-th smallest of -scores is
+    # many times faster than np.partition(scores, m - kk) on rows full of equal scores
+    # (sparse kNN or popularity scores: 18 s against 2-3 s for 2,048 x 18,975, numpy 2.4)
+    kth = -np.partition(-scores, kk - 1, axis=1)[:, kk - 1]
     mask = (scores >= kth[:, None]) & (scores > -np.inf)
+    # rows with more than kk candidates have ties at the k-th score: keep, of the tied columns,
+    # only the lowest-index ones needed (what the lexsort below would pick), so the candidate
+    # matrix stays kk wide instead of one column per tied item
+    over = np.flatnonzero(np.count_nonzero(mask, axis=1) > kk)
+    if over.size:
+        sub = mask[over]
+        eq = sub & (scores[over] == kth[over, None])
+        need = kk - (np.count_nonzero(sub, axis=1) - np.count_nonzero(eq, axis=1))
+        mask[over] = (sub & ~eq) | (eq & (np.cumsum(eq, axis=1, dtype=np.int32)
+                                          <= need[:, None]))
     rows, cols = np.nonzero(mask)  # row-major: columns ascending within each row
     counts = np.bincount(rows, minlength=n)
     width = max(int(counts.max()) if counts.size else 0, 1)

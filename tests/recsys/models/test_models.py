@@ -286,6 +286,26 @@ def test_topk_matches_stable_argsort_on_random_ties():
     np.testing.assert_array_equal(ids, expected)
 
 
+def test_topk_on_mostly_tied_rows_matches_stable_argsort():
+    """Sparse scores (kNN, popularity): most columns tie at 0, some rows have fewer than k
+    positive scores, so the k-th score is a tie shared by hundreds of columns; the lowest-index
+    tied columns fill the list, as a stable argsort orders them."""
+    rng = np.random.default_rng(2)
+    scores = np.zeros((40, 500), dtype=np.float32)
+    for i in range(40):
+        nnz = [0, 3, 9, 10, 50][i % 5]
+        scores[i, rng.choice(500, nnz, replace=False)] = rng.integers(1, 4, nnz)
+    scores[rng.random(scores.shape) < 0.1] = -np.inf  # filtered items
+    scores[::7, :] = -np.inf  # rows with nothing left
+    scores[::7, [3, 200]] = 0.0
+    ids, top = topk(scores, 10)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :10]
+    taken = np.take_along_axis(scores, order, 1)
+    np.testing.assert_array_equal(ids, np.where(np.isfinite(taken), order, -1))
+    np.testing.assert_array_equal(top, taken)
+    assert ids[7].tolist() == [3, 200] + [-1] * 8
+
+
 def test_als_folds_in_new_users_and_bpr_refuses(board):
     new_user = sp.csr_matrix(board[[4]].toarray())  # an even user not in the fitted matrix
     als = FACTORIES["als"]().fit(board)
