@@ -14,7 +14,7 @@ the time and short-term features of :mod:`recsys.models.ltr_features`, from the 
 split's timestamps) and ``ltr-notime`` (without them), so the features' effect is measured in
 the same run. Target NDCG@10 >= 0.50.
 
-``--dataset tiktok``: MMSSL/DiffMM splits; sources ``ease-content`` (visual + acoustic),
+``--dataset tiktok``: MMSSL/DiffMM splits; sources ``graph-filter``, ``ease-content`` (visual + acoustic),
 ``ease``, ``itemknn``, ``popularity`` with the settings ``bench_shortvideo.py`` chose on
 ``val.tsv`` (read from its ``tiktok.json``); the ranker is trained on a per-user holdout carved
 from ``train.tsv`` only (:func:`recsys.models.ltr.carve_holdout`, 25%); evaluated once on
@@ -76,7 +76,8 @@ QUICK_GRIDS = {"ease": {"l2": [300.0, 500.0]}, "itemknn": {"neighbors": [200], "
 
 TIKTOK_DEFAULTS = {"ease-content": {"l2": 30.0, "feature_weight": 80.0, "dropout": 0.0,
                                     "popularity_weight": 0.01},
-                   "ease": {"l2": 30.0}, "itemknn": {"neighbors": 50}, "popularity": {}}
+                   "ease": {"l2": 30.0}, "itemknn": {"neighbors": 50}, "popularity": {},
+                   "graph-filter": {"layers": 3, "feature_weight": [0.2, 0.0]}}
 MICROLENS_SOURCES = {"lastitem": {"neighbors": 200, "n_last": 3, "decay": 0.5},
                      "itemknn": {"neighbors": 200}, "popularity": {}}
 
@@ -224,7 +225,7 @@ def run_tiktok(args, rows, per_user, reports, settings):
     from bench_shortvideo import matrices
 
     from recsys.data import load_dataset
-    from recsys.models import ContentEASE
+    from recsys.models import ContentEASE, GraphFilter
 
     data = load_dataset("tiktok-mmssl", args.data or DATA)
     x, t = matrices(data)
@@ -240,6 +241,8 @@ def run_tiktok(args, rows, per_user, reports, settings):
     if prev.is_file():
         res_prev = json.loads(prev.read_text())
         params["ease-content"] = dict(res_prev["chosen"]["params"])
+        if "chosen_graph_filter" in res_prev:
+            params["graph-filter"] = dict(res_prev["chosen_graph_filter"]["params"])
         for row in res_prev["rows"]:  # best setting of each other model on val.tsv
             if row["model"] in ("ease", "itemknn") and row["ndcg@20"] >= max(
                     r["ndcg@20"] for r in res_prev["rows"] if r["model"] == row["model"]):
@@ -252,10 +255,11 @@ def run_tiktok(args, rows, per_user, reports, settings):
                      "protocol": "val.tsv, full ranking over all items, training items removed"})
     log(f"TikTok: {x.shape[0]} users, {x.shape[1]} items, {x.nnz} train / {t.nnz} validation")
     fitted = {}
-    for m in ("ease-content", "ease", "itemknn", "popularity"):
-        model = ContentEASE(**params[m]) if m == "ease-content" else make_model(m, **params[m])
+    content = {"ease-content": ContentEASE, "graph-filter": GraphFilter}
+    for m in ("graph-filter", "ease-content", "ease", "itemknn", "popularity"):
+        model = content[m](**params[m]) if m in content else make_model(m, **params[m])
         t0 = time.perf_counter()
-        model.fit(x, item_features=[vis, aco]) if m == "ease-content" else model.fit(x)
+        model.fit(x, item_features=[vis, aco]) if m in content else model.fit(x)
         fit_s = time.perf_counter() - t0
         res, score_s, _ = timed_eval(model, x, t, 20, metrics)
         fitted[m] = model
