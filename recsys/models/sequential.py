@@ -563,7 +563,10 @@ class _NeuralSequential(SequentialRecommender):
         params = {k: v for k, v in self.get_params().items() if k not in skip}
         config = {"class": type(self).__name__, "params": params, "n_items": self.n_items_}
         if feats is not None:  # only then: checkpoints of models without features keep their config
+            import hashlib
+
             config["item_features_dim"] = int(feats.shape[1])
+            config["item_features_sha1"] = hashlib.sha1(np.ascontiguousarray(feats).tobytes()).hexdigest()
         return config
 
     # -- training

@@ -318,3 +318,12 @@ def test_cli_train_sasrec_with_item_features(tmp_path):
 
     model = load_trained(tmp_path / "m").model
     assert model.n_items_ == N_ITEMS and model._item_features.shape == (N_ITEMS, 4)
+
+
+def test_checkpoint_of_other_item_features_is_not_resumed(data, tmp_path):
+    ui, times = data
+    params = dict(TINY, epochs=1, checkpoint_dir=str(tmp_path))
+    feats = np.random.default_rng(0).normal(size=(N_ITEMS, 4))
+    GRU4Rec(**params).fit(ui, interaction_times=times, item_features=feats)
+    with pytest.raises(ValueError, match="different model configuration"):
+        GRU4Rec(**params).fit(ui, interaction_times=times, item_features=feats[::-1])
