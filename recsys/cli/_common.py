@@ -208,7 +208,8 @@ def _side_args(parser: argparse.ArgumentParser, *, tuning: str) -> None:
     parser.add_argument("--item-features", action="append", metavar="FILE",
                         help="item feature matrix: .npy (row = item index: ids 0..n-1), or "
                              ".parquet/.csv with item_id + vector columns (repeatable, one per "
-                             "modality); used by models that take item features (ease-content, graph-filter), "
+                             "modality); used by models that take item features (ease-content, graph-filter, "
+                             "sasrec, gru4rec), "
                              "the others say that they cannot")
     parser.add_argument("--item-text", metavar="FILE",
                         help="item texts (CSV/Parquet: item_id + title/caption/text): TF-IDF "

@@ -183,7 +183,8 @@ class SequentialRecommender(Recommender):
     _state_attrs: ClassVar[tuple[str, ...]] = ("hist_indptr_", "hist_items_")
 
     def fit(self, user_items: sp.csr_matrix, interaction_times: sp.csr_matrix | None = None,
-            *, show_progress: bool | None = None, callback=None) -> SequentialRecommender:
+            *, show_progress: bool | None = None, callback=None,
+            item_features=None) -> SequentialRecommender:
         """Fit on chronological histories.
 
         ``show_progress`` (implicit's keyword) overrides the ``progress`` parameter for this fit;
@@ -195,6 +196,10 @@ class SequentialRecommender(Recommender):
             Training interactions (their stored entries define the histories).
         interaction_times : scipy.sparse.csr_matrix, same shape
             Time or position of each interaction (larger = later).
+        item_features : None, array-like (n_items, d) or list of them
+            Fixed item content (CLIP or title embeddings, pre-extracted features), only for
+            models declaring the ``item_features`` side input (SASRec, GRU4Rec): see
+            :class:`SASRec`. Validated by :func:`~recsys.models.content_ease.check_item_features`.
 
         Returns
         -------
@@ -204,7 +209,8 @@ class SequentialRecommender(Recommender):
         ------
         ValueError
             Missing or misshaped ``interaction_times``, entries of ``user_items`` without a
-            time, no user with at least 2 items, or invalid parameters.
+            time, no user with at least 2 items, invalid parameters, ``item_features`` with
+            another row count or NaN/inf, or ``item_features`` for a model without that input.
         """
         if callback is not None:
             raise NotImplementedError(
@@ -234,6 +240,7 @@ class SequentialRecommender(Recommender):
         if n_users == 0 or n_items == 0:
             raise ValueError(f"user_items has shape {user_items.shape}; need users and items")
         self._validate_params()
+        self._item_features = self._prepare_features(item_features, n_items)
         mask = ui_nz.astype(bool)
         histories = histories_from_times(times.multiply(mask).tocsr())
         if not any(h.size >= 2 for h in histories):
@@ -245,6 +252,21 @@ class SequentialRecommender(Recommender):
         self._store_histories(histories)
         self._fit_sequences(histories, user_items)
         return self
+
+    def _prepare_features(self, item_features, n_items: int) -> np.ndarray | None:
+        """Validated, normalised (mean-centred, unit rows) and concatenated features, float32."""
+        if item_features is None:
+            return None
+        if "item_features" not in self.side_inputs:
+            raise ValueError(
+                f"{type(self).__name__} cannot use item_features; fix: drop item_features, or "
+                "fit SASRec or GRU4Rec")
+        from .content_ease import check_item_features, normalise_features
+
+        feats = check_item_features(item_features, n_items)
+        if not feats:
+            return None
+        return np.hstack([normalise_features(f) for f in feats]).astype(np.float32)
 
     def _fit(self, user_items):  # pragma: no cover - fit is overridden
         raise NotImplementedError
@@ -507,6 +529,8 @@ class _NeuralSequential(SequentialRecommender):
     """Training loop shared by SASRec and GRU4Rec (full softmax CE or sampled BCE)."""
 
     _net_kind: ClassVar[str] = ""
+    # item content is optional (recsys.models._OPTIONAL_SIDE_INPUTS): fit_model passes it when given
+    side_inputs: ClassVar[tuple[str, ...]] = ("interaction_times", "item_features")
 
     def _validate_params(self) -> None:
         super()._validate_params()
@@ -518,8 +542,10 @@ class _NeuralSequential(SequentialRecommender):
                 raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
         if self.loss not in ("ce", "bce"):
             raise ValueError(f"loss must be 'ce' (full softmax) or 'bce' (sampled), got {self.loss!r}")
-        if not (0 <= float(self.dropout) < 1):
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+        for name in ("dropout", "id_dropout"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not 0 <= v < 1:
+                raise ValueError(f"{name} must be a number in [0, 1), got {v!r}")
         if not float(self.learning_rate) > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         _resolve_device(self.device)
@@ -531,8 +557,17 @@ class _NeuralSequential(SequentialRecommender):
     def _config(self) -> dict:
         # what must match to resume: not the epoch budget, patience, progress bar or folder
         skip = {"epochs", "patience", "progress", "checkpoint_dir"}
+        feats = getattr(self, "_item_features", None)
+        if feats is None:
+            skip.add("id_dropout")  # unused without features
         params = {k: v for k, v in self.get_params().items() if k not in skip}
-        return {"class": type(self).__name__, "params": params, "n_items": self.n_items_}
+        config = {"class": type(self).__name__, "params": params, "n_items": self.n_items_}
+        if feats is not None:  # only then: checkpoints of models without features keep their config
+            import hashlib
+
+            config["item_features_dim"] = int(feats.shape[1])
+            config["item_features_sha1"] = hashlib.sha1(np.ascontiguousarray(feats).tobytes()).hexdigest()
+        return config
 
     # -- training
     def _fit_sequences(self, histories, user_items) -> None:
@@ -558,6 +593,16 @@ class _NeuralSequential(SequentialRecommender):
         val_targets = np.array([histories[u][-1] for u in val_users], dtype=np.int64)
 
         net = self._build_net().to(dev)
+        # with item content, items never seen in training are left out of the loss (not pushed
+        # down as negatives): they have no evidence either way, and their score at recommend
+        # time comes from their features (the shared projection) alone
+        warm = None
+        if getattr(self, "_item_features", None) is not None:
+            seen = np.zeros(self.n_items_, bool)
+            for seq in train_seqs:
+                seen[seq] = True
+            warm = np.flatnonzero(seen)
+            cold_mask = torch.from_numpy(~seen).to(dev)
         opt = torch.optim.Adam(net.parameters(), lr=float(self.learning_rate))
         start_epoch, best, best_state, bad, history = 0, -1.0, None, 0, []
         ckpt = Path(self.checkpoint_dir) / "checkpoint.pt" if self.checkpoint_dir else None
@@ -586,14 +631,22 @@ class _NeuralSequential(SequentialRecommender):
                 h = net(x)  # (B, L, d)
                 mask = y > 0
                 hs, ys = h[mask], y[mask] - 1
+                table = net.items()  # (n_items + 1, d): id embedding [+ W f]
                 if self.loss == "ce":
-                    logits = hs @ net.item_emb.weight[1:].T
+                    logits = hs @ table[1:].T
+                    if warm is not None:
+                        logits = logits.masked_fill(cold_mask, float("-inf"))
                     loss = torch.nn.functional.cross_entropy(logits, ys)
                 else:
-                    neg = torch.from_numpy(neg_rng.integers(
-                        0, self.n_items_, size=(ys.shape[0], int(self.num_negatives)))).to(dev)
-                    pos_l = (hs * net.item_emb.weight[ys + 1]).sum(-1)
-                    neg_l = (hs[:, None, :] * net.item_emb.weight[neg + 1]).sum(-1)
+                    if warm is None:
+                        neg = neg_rng.integers(0, self.n_items_,
+                                               size=(ys.shape[0], int(self.num_negatives)))
+                    else:  # negatives among the items seen in training (see above)
+                        neg = warm[neg_rng.integers(0, warm.size,
+                                                    size=(ys.shape[0], int(self.num_negatives)))]
+                    neg = torch.from_numpy(neg).to(dev)
+                    pos_l = (hs * table[ys + 1]).sum(-1)
+                    neg_l = (hs[:, None, :] * table[neg + 1]).sum(-1)
                     loss = (torch.nn.functional.softplus(-pos_l).mean()
                             + torch.nn.functional.softplus(neg_l).mean())
                 opt.zero_grad()
@@ -679,7 +732,7 @@ class _NeuralSequential(SequentialRecommender):
                 width = max(min(h.size, int(self.max_length)) for h in batch)
                 x = torch.from_numpy(_pad_left(batch, width)).to(self._dev)
                 h = net(x)[:, -1, :]
-                out[s:s + bs] = (h @ net.item_emb.weight[1:].T).float().cpu().numpy()
+                out[s:s + bs] = (h @ net.items()[1:].T).float().cpu().numpy()
         return out
 
     def _ensure_net(self):
@@ -699,6 +752,8 @@ class _NeuralSequential(SequentialRecommender):
 
         super()._set_state(arrays)
         self.n_items_ = int(arrays["net.item_emb.weight"].shape[0]) - 1
+        feat = arrays.get("net.feat")
+        self._item_features = None if feat is None else np.asarray(feat, dtype=np.float32)
         self._dev = _resolve_device(self.device)
         net = self._build_net()
         sd = {k[4:]: torch.from_numpy(np.array(v)) for k, v in arrays.items() if k.startswith("net.")}
@@ -711,8 +766,38 @@ def _nets():
     import torch
     from torch import nn
 
-    class SASRecNet(nn.Module):
-        def __init__(self, n_items, d, max_len, layers, heads, dropout):
+    class ItemTable(nn.Module):
+        """Item representations: the id embedding, plus ``W f_i`` when item features are given.
+
+        ``feat`` (n_items, D) is a fixed buffer (saved with the weights), ``proj`` a learned
+        linear map without bias; row 0 of :meth:`items` is the padding (zero).
+        """
+
+        def _init_content(self, features, d, id_dropout=0.0):
+            self.proj = None
+            self.id_dropout = float(id_dropout)
+            if features is not None:
+                self.register_buffer("feat", torch.as_tensor(np.asarray(features, np.float32)))
+                self.proj = nn.Linear(self.feat.shape[1], d, bias=False)
+                nn.init.normal_(self.proj.weight, std=0.02)  # as the id embedding
+
+        def items(self):
+            if self.proj is None:
+                return self.item_emb.weight
+            ids = self.item_emb.weight
+            if self.training and self.id_dropout > 0:
+                # drop whole id rows (no rescaling): the content part must carry each item alone
+                # often enough to score an item that has no trained id (a cold item)
+                keep = torch.rand(ids.shape[0], 1, device=ids.device) >= self.id_dropout
+                ids = ids * keep
+            return ids + nn.functional.pad(self.proj(self.feat), (0, 0, 1, 0))
+
+        def embed(self, x):
+            return self.item_emb(x) if self.proj is None else self.items()[x]
+
+    class SASRecNet(ItemTable):
+        def __init__(self, n_items, d, max_len, layers, heads, dropout, features=None,
+                     id_dropout=0.0):
             super().__init__()
             self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=0)
             self.pos_emb = nn.Embedding(max_len, d)
@@ -727,6 +812,7 @@ def _nets():
             # initial logits h.e have a spread of ~sqrt(d) and the softmax starts saturated
             nn.init.normal_(self.item_emb.weight, std=0.02)
             nn.init.normal_(self.pos_emb.weight, std=0.02)
+            self._init_content(features, d, id_dropout)
 
         def forward(self, x):
             b, length = x.shape
@@ -734,7 +820,7 @@ def _nets():
             # item always has the same position whatever the padding: the original SASRec's
             # left padding to max_len, without computing on the padding
             pos = (length - 1 - torch.arange(length, device=x.device)).clamp(max=self.max_len - 1)
-            h = self.item_emb(x) * self.scale + self.pos_emb(pos)[None]
+            h = self.embed(x) * self.scale + self.pos_emb(pos)[None]
             h = self.drop(h) * (x > 0).unsqueeze(-1)
             causal = torch.triu(torch.ones(length, length, dtype=torch.bool, device=x.device), 1)
             pad = x == 0
@@ -746,17 +832,18 @@ def _nets():
             h = self.encoder(h, mask=attn_mask)
             return self.norm(h)
 
-    class GRU4RecNet(nn.Module):
-        def __init__(self, n_items, d, layers, dropout):
+    class GRU4RecNet(ItemTable):
+        def __init__(self, n_items, d, layers, dropout, features=None, id_dropout=0.0):
             super().__init__()
             self.item_emb = nn.Embedding(n_items + 1, d, padding_idx=0)
             self.drop = nn.Dropout(dropout)
             self.gru = nn.GRU(d, d, num_layers=layers, batch_first=True)
             self.out = nn.Linear(d, d)
             nn.init.normal_(self.item_emb.weight, std=0.02)  # as SASRecNet
+            self._init_content(features, d, id_dropout)
 
         def forward(self, x):
-            h, _ = self.gru(self.drop(self.item_emb(x)))
+            h, _ = self.gru(self.drop(self.embed(x)))
             return self.out(h)
 
     return SASRecNet, GRU4RecNet
@@ -805,13 +892,30 @@ class SASRec(_NeuralSequential):
         configuration is resumed.
     progress : bool
         Show the tqdm bar.
+    id_dropout : float
+        Only with ``item_features``: the probability, per item and training step, that the
+        item's id embedding is dropped so that its content part ``W f_i`` alone represents it
+        (a cold item has only that part); in [0, 1). Unused without features.
+
+    Item content
+    ------------
+    ``fit(..., item_features=F)`` with one (n_items, D) matrix or a list of them (CLIP or title
+    embeddings, pre-extracted features; each mean-centred and row-normalised by
+    :func:`~recsys.models.content_ease.normalise_features`, then concatenated) represents
+    item ``i`` as ``e_i + W f_i``, ``W`` a learned (d, D) projection without bias, both in
+    the input sequence and in the output scores (the softmax is over the same combined
+    item matrix). Items that never occur in the training sequences are left out of the loss
+    (not pushed down as negatives), so an item with no training occurrence (cold) is scored
+    through its features. ``F`` and ``W`` are saved with the weights. Without features the
+    model is the plain id model.
     """
 
     def __init__(self, embed_dim: int = 64, num_layers: int = 2, num_heads: int = 2,
                  dropout: float = 0.2, max_length: int = 50, loss: str = "ce",
                  num_negatives: int = 1, learning_rate: float = 1e-3, batch_size: int = 128,
                  epochs: int = 20, patience: int = 3, validation_users: int = 2000, seed: int = 0,
-                 device: str = "cpu", checkpoint_dir: str | None = None, progress: bool = True):
+                 device: str = "cpu", checkpoint_dir: str | None = None, progress: bool = True,
+                 id_dropout: float = 0.5):
         self.embed_dim = embed_dim
         self.num_layers = num_layers
         self.num_heads = num_heads
@@ -828,6 +932,7 @@ class SASRec(_NeuralSequential):
         self.device = device
         self.checkpoint_dir = checkpoint_dir
         self.progress = progress
+        self.id_dropout = id_dropout
 
     def _validate_params(self) -> None:
         super()._validate_params()
@@ -843,7 +948,8 @@ class SASRec(_NeuralSequential):
     def _build_net(self):
         SASRecNet, _ = _nets()
         return SASRecNet(self.n_items_, int(self.embed_dim), int(self.max_length),
-                         int(self.num_layers), int(self.num_heads), float(self.dropout))
+                         int(self.num_layers), int(self.num_heads), float(self.dropout),
+                         getattr(self, "_item_features", None), float(self.id_dropout))
 
 
 class GRU4Rec(_NeuralSequential):
@@ -859,7 +965,8 @@ class GRU4Rec(_NeuralSequential):
                  max_length: int = 50, loss: str = "ce", num_negatives: int = 1,
                  learning_rate: float = 1e-3, batch_size: int = 128, epochs: int = 20,
                  patience: int = 3, validation_users: int = 2000, seed: int = 0,
-                 device: str = "cpu", checkpoint_dir: str | None = None, progress: bool = True):
+                 device: str = "cpu", checkpoint_dir: str | None = None, progress: bool = True,
+                 id_dropout: float = 0.5):
         self.embed_dim = embed_dim
         self.num_layers = num_layers
         self.dropout = dropout
@@ -875,8 +982,10 @@ class GRU4Rec(_NeuralSequential):
         self.device = device
         self.checkpoint_dir = checkpoint_dir
         self.progress = progress
+        self.id_dropout = id_dropout
 
     def _build_net(self):
         _, GRU4RecNet = _nets()
         return GRU4RecNet(self.n_items_, int(self.embed_dim), int(self.num_layers),
-                          float(self.dropout))
+                          float(self.dropout), getattr(self, "_item_features", None),
+                          float(self.id_dropout))

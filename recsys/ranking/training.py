@@ -140,9 +140,9 @@ def train_ranker(df: pd.DataFrame, name: str, params: dict | None = None, *, dat
     from recsys.models import MODELS, side_inputs
 
     if item_features is not None and "item_features" not in side_inputs(MODELS.get(name, object)):
+        takers = ", ".join(repr(n) for n, c in MODELS.items() if "item_features" in side_inputs(c))
         raise ValueError(f"model {name!r} cannot use item features; fix: drop --item-features/"
-                         "--item-text, or train 'ease-content' or 'graph-filter' (take any number of "
-                         "matrices)")
+                         f"--item-text, or train one of {takers} (take any number of matrices)")
     if validation is not None and not tune:
         raise ValueError("a validation split is used only for tuning; fix: add tune=True "
                          "(--tune) or drop the validation file")

@@ -221,3 +221,109 @@ def test_cli_train_and_recommend_on_a_sequence_file(tmp_path, capsys):
     recs = pd.read_csv(out, sep="\t", dtype=str).set_index("user_id")["item_id"]
     for u, seq in enumerate(cycles(60, seed=1)):  # next item of the cycle after the last one
         assert recs[f"u{u}"] == f"i{(seq[-1] + 1) % N_ITEMS}"
+
+
+# ---------------------------------------------------------------- item content (cold items)
+N_CYCLE, COLD, TWIN = 16, 16, 5  # items 0..15 form the cycle; 16 never occurs, its content = 5's
+
+
+def content_data():
+    rng = np.random.default_rng(0)
+    seqs = []
+    for _ in range(200):
+        start, length = rng.integers(0, N_CYCLE), rng.integers(3, 8)
+        seqs.append([(start + i) % N_CYCLE for i in range(length)])
+    ui, times = sequences_to_user_items(seqs, N_CYCLE + 1)
+    feats = np.random.default_rng(1).normal(size=(N_CYCLE + 1, 16))
+    feats[COLD] = feats[TWIN]  # the cold item looks like the item that follows 4
+    return ui, times, feats
+
+
+@pytest.fixture(scope="module")
+def content_fitted():
+    ui, times, feats = content_data()
+    out = {}
+    for name, cls, kw in [("sasrec", SASRec, {"num_heads": 1}), ("gru4rec", GRU4Rec, {})]:
+        out[name, True] = cls(**kw, **TINY).fit(ui, interaction_times=times, item_features=feats)
+        out[name, False] = cls(**kw, **TINY).fit(ui, interaction_times=times)
+    return out
+
+
+def _rank_of(model, history, item):
+    ids, _ = model.recommend_sequences([history], k=N_CYCLE + 1 - len(history))
+    return int(np.flatnonzero(ids[0] == item)[0])
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec"])
+def test_cold_item_is_scored_through_its_features(content_fitted, name):
+    with_f, without = content_fitted[name, True], content_fitted[name, False]
+    for history in ([2, 3, 4], [0, 1, 2, 3, 4]):
+        assert with_f.recommend_sequences([history], k=1)[0][0, 0] == TWIN  # the warm answer
+        # 14 candidates: the cold twin of the right answer is near the top with its features ...
+        assert _rank_of(with_f, history, COLD) <= 2
+        # ... and not without them (an untrained id embedding, pushed down as a negative)
+        assert _rank_of(without, history, COLD) >= 4
+    # elsewhere in the cycle the cold item is no answer
+    assert _rank_of(with_f, [9, 10, 11], COLD) >= 4
+
+
+def test_no_features_is_the_plain_id_model(data):
+    ui, times = data
+    params = dict(TINY, epochs=3, num_heads=1)
+    plain = SASRec(**params).fit(ui, interaction_times=times)
+    none = fit_model(SASRec(**params, id_dropout=0.0), ui, interaction_times=times, item_features=None)
+    h = [[0, 1], [4, 5, 6]]
+    np.testing.assert_array_equal(plain.recommend_sequences(h, k=8)[0], none.recommend_sequences(h, k=8)[0])
+    np.testing.assert_array_equal(plain.recommend_sequences(h, k=8)[1], none.recommend_sequences(h, k=8)[1])
+    assert not any(k.startswith(("net.feat", "net.proj")) for k in plain._get_state())
+
+
+def test_content_model_save_load_and_determinism(content_fitted, tmp_path):
+    ui, times, feats = content_data()
+    model = content_fitted["sasrec", True]
+    model.save(tmp_path / "m.npz")
+    loaded = Recommender.load(tmp_path / "m.npz")
+    h = [[2, 3, 4], [COLD], [7, COLD]]  # the cold item also works as input
+    for a, b in zip(loaded.recommend_sequences(h, k=5), model.recommend_sequences(h, k=5), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+    again = SASRec(num_heads=1, **TINY).fit(ui, interaction_times=times, item_features=[feats])
+    np.testing.assert_array_equal(again.recommend_sequences(h, k=5)[1], model.recommend_sequences(h, k=5)[1])
+
+
+def test_bad_item_features(data):
+    ui, times = data
+    with pytest.raises(ValueError, match=r"item_features\[0\] has shape \(7, 4\)"):
+        SASRec(**TINY).fit(ui, interaction_times=times, item_features=np.ones((N_ITEMS - 1, 4)))
+    nan = np.ones((N_ITEMS, 4))
+    nan[3, 1] = np.nan
+    with pytest.raises(ValueError, match="row 3 holds NaN"):
+        GRU4Rec(**TINY).fit(ui, interaction_times=times, item_features=nan)
+    with pytest.raises(ValueError, match="LastItemKNN cannot use item_features"):
+        LastItemKNN().fit(ui, interaction_times=times, item_features=np.ones((N_ITEMS, 4)))
+    with pytest.raises(ValueError, match="id_dropout"):
+        SASRec(id_dropout=1.0).fit(ui, interaction_times=times)
+
+
+def test_cli_train_sasrec_with_item_features(tmp_path):
+    from recsys.cli import main
+
+    lines = [f"u{u}\t" + " ".join(str(x) for x in seq) for u, seq in enumerate(cycles(60, seed=1))]
+    p = tmp_path / "seqs.tsv"
+    p.write_text("\n".join(lines) + "\n")
+    np.save(tmp_path / "f.npy", np.random.default_rng(0).normal(size=(N_ITEMS, 4)))
+    assert main(["train", str(p), "--model", "sasrec", "--item-features", str(tmp_path / "f.npy"),
+                 "--param", "epochs=2", "--param", "embed_dim=8", "--param", "num_heads=1",
+                 "--param", "validation_users=0", "--out", str(tmp_path / "m")]) == 0
+    from recsys.ranking.artifacts import load_trained
+
+    model = load_trained(tmp_path / "m").model
+    assert model.n_items_ == N_ITEMS and model._item_features.shape == (N_ITEMS, 4)
+
+
+def test_checkpoint_of_other_item_features_is_not_resumed(data, tmp_path):
+    ui, times = data
+    params = dict(TINY, epochs=1, checkpoint_dir=str(tmp_path))
+    feats = np.random.default_rng(0).normal(size=(N_ITEMS, 4))
+    GRU4Rec(**params).fit(ui, interaction_times=times, item_features=feats)
+    with pytest.raises(ValueError, match="different model configuration"):
+        GRU4Rec(**params).fit(ui, interaction_times=times, item_features=feats[::-1])
