@@ -9,10 +9,10 @@ split with cornac's ``BiVAECF`` and Recommenders' benchmark settings
 (``examples/06_benchmarks/benchmark_utils.py``: k=100, encoder [200], tanh, Poisson, 500 epochs,
 batch 1024, lr 0.001, seed 42); every model is compared with it by a paired bootstrap over users
 (95% interval of the per-user difference; "tie" when it contains 0) and a paired t-test.
-For reference only, the row Recommenders publishes for BiVAE on MovieLens 100K (their README
-benchmark table, as quoted in issue 19 from the recommenders-team/recommenders repository; the
-commit was not re-read in this session): MAP 0.146126, nDCG@10 0.475077, Precision@10 0.411771,
-Recall@10 0.219145.
+For reference only, the row Recommenders publishes for BiVAE on MovieLens 100K: the "Algorithm
+comparison" table of their README (microsoft/recommenders, README.md at commit
+79dc341910a975fdb6191a1d598212c69c277fcb; the table's text says MovieLens 100k, k = 10, a P100
+DSVM): MAP 0.146126, nDCG@10 0.475077, Precision@10 0.411771, Recall@10 0.219145.
 
 EASE fit speed is compared with cornac's ``EASE`` at the same lambda, fits interleaved on the same
 matrix, with a check that both give the same top-10 lists.
@@ -64,7 +64,8 @@ from recsys.models.base import topk  # noqa: E402
 from recsys.ranking.tuning import DEFAULT_GRIDS, tune  # noqa: E402
 from recsys.ranking.two_stage import TwoStageRecommender, tune_two_stage  # noqa: E402
 
-#: Recommenders' published BiVAE row (reference only; the comparison is with the same-run BiVAE)
+#: Recommenders' published BiVAE row (reference only; the comparison is with the same-run BiVAE):
+#: microsoft/recommenders README.md at 79dc341910a975fdb6191a1d598212c69c277fcb
 BIVAE = {"map@10": 0.146126, "ndcg@10": 0.475077, "precision@10": 0.411771, "recall@10": 0.219145}
 #: Recommenders' benchmark settings for cornac's BiVAECF (benchmark_utils.py, bivae_params)
 BIVAE_SETTINGS = {"k": 100, "encoder_structure": [200], "act_fn": "tanh", "likelihood": "pois",
