@@ -201,7 +201,8 @@ class GraphFilter(Recommender):
         di_safe = np.where(di > 0, di, 1.0)
         rt = (sp.diags(inv_u) @ x @ sp.diags(di_safe ** -0.5)).tocsc()
         # entries of R~^T R~ = item pairs sharing a user: sum over users of their squared degree
-        nnz = int((du.astype(np.int64) ** 2).sum()) + n_items * int(self.knn) * 2 * len(weights)
+        per_user = np.diff(user_items.indptr).astype(np.int64)
+        nnz = int((per_user ** 2).sum()) + n_items * int(self.knn) * 2 * len(weights)
         if 12 * nnz > self.max_memory_bytes:
             raise ValueError(
                 f"GraphFilter on this log needs up to {12 * nnz} bytes for its propagation matrix, "
