@@ -30,7 +30,8 @@ import scipy.sparse as sp
 from .base import Recommender, to_csr_for_fit
 from .ease import _GIB, ease_memory_bytes
 
-__all__ = ["ContentEASE", "check_item_features", "normalise_features"]
+__all__ = ["ContentEASE", "ItemFeaturesRecommender", "check_item_features", "feature_weights",
+           "normalise_features"]
 
 
 def normalise_features(x: np.ndarray) -> np.ndarray:
@@ -78,7 +79,73 @@ def check_item_features(item_features, n_items: int) -> list[np.ndarray]:
     return out
 
 
-class ContentEASE(Recommender):
+def feature_weights(weight, n: int, *, max_total: float | None = None) -> list[float]:
+    """One weight per feature matrix from ``weight`` (a number for all, or one per matrix).
+
+    Parameters
+    ----------
+    weight : float or sequence of float
+        Each >= 0.
+    n : int
+        Number of feature matrices given to ``fit``.
+    max_total : float, optional
+        Upper bound of the sum (GraphFilter's mixing shares must sum to <= 1).
+
+    Returns
+    -------
+    list of float, length ``n`` (``[]`` for a number and no matrices).
+
+    Raises
+    ------
+    ValueError
+        A list of another length than ``n``, a negative or non-numeric value, a sum over
+        ``max_total``.
+    """
+    scalar = isinstance(weight, (int, float)) and not isinstance(weight, bool)
+    ws = [weight] * n if scalar else list(weight)
+    if len(ws) != n:
+        raise ValueError(f"feature_weight has {len(ws)} values for {n} feature matrices; "
+                         "give one number or one per matrix")
+    for v in ws:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
+            raise ValueError(f"feature_weight values must be numbers >= 0, got {weight!r}")
+    if max_total is not None and sum(ws) > max_total + 1e-9:
+        raise ValueError(f"feature_weight sums to {sum(ws)} > {max_total}: the weights mix the "
+                         "interaction graph with the content graphs; fix: scale them down")
+    return [float(v) for v in ws]
+
+
+class ItemFeaturesRecommender(Recommender):
+    """A Recommender whose ``fit`` also takes optional ``item_features`` (validated here).
+
+    Subclasses read the validated matrices from ``self._features`` (a list of float64
+    ``(n_items, d_m)`` arrays, ``[]`` without features) inside ``_fit``; the list is dropped
+    after fitting (it is not model state).
+    """
+
+    side_inputs: ClassVar[tuple[str, ...]] = ("item_features",)
+
+    def fit(self, user_items: sp.csr_matrix, show_progress: bool = False, callback=None, *,
+            item_features=None):
+        """Fit on ``user_items`` (n_users, n_items) and optional ``item_features``.
+
+        ``show_progress`` and ``callback`` as in :meth:`Recommender.fit` (implicit's keywords;
+        a closed-form model has no per-iteration callback: NotImplementedError).
+
+        Raises
+        ------
+        ValueError
+            See :func:`check_item_features`, :meth:`Recommender.fit`, :func:`feature_weights`.
+        """
+        ui = to_csr_for_fit(user_items)
+        self._features = check_item_features(item_features, ui.shape[1])
+        try:
+            return super().fit(ui, show_progress=show_progress, callback=callback)
+        finally:
+            del self._features
+
+
+class ContentEASE(ItemFeaturesRecommender):
     """Collective EASE on interactions plus any number of item feature matrices.
 
     Parameters
@@ -108,7 +175,6 @@ class ContentEASE(Recommender):
     modality). Without features it is EASE plus the popularity prior.
     """
 
-    side_inputs: ClassVar[tuple[str, ...]] = ("item_features",)
     _state_attrs = ("B_", "popularity_")
 
     def __init__(self, l2: float = 20.0, feature_weight=10.0, popularity_weight: float = 0.0,
@@ -118,37 +184,6 @@ class ContentEASE(Recommender):
         self.popularity_weight = popularity_weight
         self.dropout = dropout
         self.max_memory_bytes = max_memory_bytes
-
-    def fit(self, user_items: sp.csr_matrix, show_progress: bool = False, callback=None, *,
-            item_features=None) -> ContentEASE:
-        """Fit on ``user_items`` (n_users, n_items) and optional ``item_features``.
-
-        ``show_progress`` and ``callback`` as in :meth:`Recommender.fit` (implicit's keywords;
-        a closed-form model has no per-iteration callback: NotImplementedError).
-
-        Raises
-        ------
-        ValueError
-            See :func:`check_item_features`, :meth:`Recommender.fit`; a ``feature_weight``
-            list whose length differs from the number of matrices.
-        """
-        ui = to_csr_for_fit(user_items)
-        self._features = check_item_features(item_features, ui.shape[1])
-        try:
-            return super().fit(ui, show_progress=show_progress, callback=callback)
-        finally:
-            del self._features
-
-    def _weights(self, n: int) -> list[float]:
-        w = self.feature_weight
-        ws = [w] * n if isinstance(w, (int, float)) and not isinstance(w, bool) else list(w)
-        if len(ws) != n:
-            raise ValueError(f"feature_weight has {len(ws)} values for {n} feature matrices; "
-                             "give one number or one per matrix")
-        for v in ws:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-                raise ValueError(f"feature_weight values must be numbers >= 0, got {w!r}")
-        return [float(v) for v in ws]
 
     def _validate_params(self) -> None:
         if isinstance(self.l2, bool) or not isinstance(self.l2, (int, float)) or not self.l2 > 0:
@@ -167,7 +202,7 @@ class ContentEASE(Recommender):
             raise ValueError(
                 f"ContentEASE on n_items={n_items} needs about {need} bytes, over "
                 f"max_memory_bytes={self.max_memory_bytes}; fix: raise it if the memory is there")
-        weights = self._weights(len(self._features))
+        weights = feature_weights(self.feature_weight, len(self._features))
         x = user_items.astype(np.float64)
         gram = (x.T @ x).toarray()
         emphasis = float(self.dropout) / (1.0 - float(self.dropout)) * np.diag(gram).copy()

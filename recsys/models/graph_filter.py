@@ -28,13 +28,10 @@ graph is the project's best (``benchmarks/bench_shortvideo.py``).
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 import scipy.sparse as sp
 
-from .base import Recommender, to_csr_for_fit
-from .content_ease import check_item_features, normalise_features
+from .content_ease import ItemFeaturesRecommender, feature_weights, normalise_features
 from .ease import _GIB
 
 __all__ = ["GraphFilter", "knn_item_graph"]
@@ -87,7 +84,7 @@ def knn_item_graph(features: np.ndarray, knn: int) -> sp.csr_matrix:
     return (sp.diags(inv) @ s @ sp.diags(inv)).tocsr().astype(np.float32)
 
 
-class GraphFilter(Recommender):
+class GraphFilter(ItemFeaturesRecommender):
     """LightGCN-style propagation without training, over the interaction and content graphs.
 
     Parameters
@@ -130,7 +127,6 @@ class GraphFilter(Recommender):
     (in sparse mode: the item's unit vector propagated the same way).
     """
 
-    side_inputs: ClassVar[tuple[str, ...]] = ("item_features",)
     _state_attrs = ("M_", "item_degree_")
 
     def __init__(self, layers: int = 3, feature_weight=0.2, knn: int = 10,
@@ -140,43 +136,6 @@ class GraphFilter(Recommender):
         self.knn = knn
         self.dense = dense
         self.max_memory_bytes = max_memory_bytes
-
-    def fit(self, user_items: sp.csr_matrix, show_progress: bool = False, callback=None, *,
-            item_features=None) -> GraphFilter:
-        """Fit on ``user_items`` (n_users, n_items) and optional ``item_features``.
-
-        ``show_progress`` and ``callback`` as in :meth:`Recommender.fit` (implicit's keywords;
-        a closed-form model has no per-iteration callback: NotImplementedError).
-
-        Raises
-        ------
-        ValueError
-            See :func:`recsys.models.content_ease.check_item_features`,
-            :meth:`Recommender.fit`; a ``feature_weight`` list whose length differs from the
-            number of matrices; more memory needed than ``max_memory_bytes``.
-        """
-        ui = to_csr_for_fit(user_items)
-        self._features = check_item_features(item_features, ui.shape[1])
-        try:
-            return super().fit(ui, show_progress=show_progress, callback=callback)
-        finally:
-            del self._features
-
-    def _weights(self, n: int) -> list[float]:
-        w = self.feature_weight
-        ws = [w] * n if isinstance(w, (int, float)) and not isinstance(w, bool) else list(w)
-        if n == 0 and isinstance(w, (int, float)):
-            return []
-        if len(ws) != n:
-            raise ValueError(f"feature_weight has {len(ws)} values for {n} feature matrices; "
-                             "give one number or one per matrix")
-        for v in ws:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-                raise ValueError(f"feature_weight values must be numbers >= 0, got {w!r}")
-        if sum(ws) > 1.0 + 1e-9:
-            raise ValueError(f"feature_weight sums to {sum(ws)} > 1: the weights mix the "
-                             "interaction graph with the content graphs; fix: scale them down")
-        return [float(v) for v in ws]
 
     def _validate_params(self) -> None:
         if self.dense not in ("auto", True, False):
@@ -193,7 +152,7 @@ class GraphFilter(Recommender):
 
     def _fit(self, user_items: sp.csr_matrix) -> None:
         n_items = user_items.shape[1]
-        weights = self._weights(len(self._features))
+        weights = feature_weights(self.feature_weight, len(self._features), max_total=1.0)
         x = user_items.astype(np.float64)
         du = np.asarray(x.sum(axis=1)).ravel()
         di = np.asarray(x.sum(axis=0)).ravel()
