@@ -437,7 +437,8 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
         (:func:`recsys.ranking.training.train_ranker` with ``tune=True``, maximising
         ``ndcg@k``; ``params`` stay fixed) before it is fitted on the train split. Validation
         rows of users or items unknown to the evaluation's dataset are dropped (logged). ``ltr``
-        tunes on its own carved split and says so. Without it nothing is tuned.
+        tunes its sources on it and its ranker learns from it (with ``label-popularity``,
+        :func:`recsys.ranking.ltr_training.train_ltr`). Without it nothing is tuned.
     item_features : sequence of path-like or numpy.ndarray, optional
         Item feature matrices (:func:`recsys.app.side.item_side_matrices`; arrays in the
         dataset's item order, ``build_dataset`` of the train and test rows) for the models that
@@ -507,9 +508,6 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
     for name in no_feats:
         log.warning("model %r cannot use item features (--item-features/--item-text, [interactions] "
                     "item_features/item_text): it is evaluated without them; ease-content takes them", name)
-    if validation_df is not None and any(m.lower() == "ltr" for m in models):
-        log.warning("model 'ltr' tunes its sources on a split carved from the training rows, not on the "
-                    "predefined validation file")
     from embeddings.progress import progress_bar
 
     rows, per_user, trained, lists, tests = [], [], {}, {}, []
@@ -524,8 +522,8 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
             if feats is not None and name not in no_feats:
                 side["item_features"] = feats
             if validation_df is not None:  # hyperparameters chosen on the predefined validation split
-                side.update(tune=True, seed=seed, **({} if name.lower() == "ltr" else
-                                                     {"validation": validation_df, "tune_metric": f"ndcg@{k}"}))
+                # (ltr: its sources tuned there too, and its ranker learns from that file)
+                side.update(tune=True, seed=seed, validation=validation_df, tune_metric=f"ndcg@{k}")
             tm = train_model(train_df, name, (params or {}).get(name), dataset=dataset, **side)
             t0 = time.perf_counter()
             res = (evaluator or evaluate)(tm.model, tm.user_items, test_ui, k=k, metrics=all_metrics,

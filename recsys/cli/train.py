@@ -110,7 +110,10 @@ def add_commands(sub, add, common, fmt) -> None:
                         "--tune the second stage is learned (LambdaRank, as --model ltr) when it beats "
                         "its sources on the validation split, else the fusion chosen there; without "
                         "--tune the collaborative order")
-    _side_args(s, tuning="used by --tune instead of carving one from the training data")
+    _side_args(s, tuning="used by --tune instead of carving one from the training data; with --model "
+                         "ltr (no --tune needed) the ranker learns from it, adding the validation "
+                         "period's popular items as a source (label-popularity); evaluate such a "
+                         "model on a later test file, not on this one")
     s.set_defaults(func=cmd_train)
 
     s = add("recommend", "Top-k unseen items for one user or all users.",

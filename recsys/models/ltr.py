@@ -108,6 +108,42 @@ def carve_holdout(user_items: sp.csr_matrix, ratio: float = 0.25, seed: int = 42
     return fit.tocsr(), held.tocsr()
 
 
+#: Name of the built-in source of ``label_popularity`` (features ``label-popularity__score/rank``).
+LABEL_POPULARITY = "label-popularity"
+
+
+class _LabelPopularity:
+    """Popularity of items among the ranker's held-out (label) interactions.
+
+    ``score(rows, users)`` gives every user ``counts + tiebreak``, where ``counts[j]`` is the
+    number of label rows holding item ``j`` and ``tiebreak`` (< 0.5) orders equal counts by
+    training popularity. With ``own`` (the label matrix itself, while training the ranker) a
+    user's own label items are subtracted (leave-own-user-out), so the feature never holds
+    that user's label: the target-encoding leak of Micci-Barreca (2001) is avoided.
+    """
+
+    def __init__(self, counts: np.ndarray, tiebreak: np.ndarray, own: sp.csr_matrix | None = None):
+        self.counts = np.asarray(counts, dtype=np.float32)
+        self.tiebreak = np.asarray(tiebreak, dtype=np.float32)
+        self.own = own
+
+    @staticmethod
+    def from_labels(held: sp.csr_matrix, train: sp.csr_matrix, own: bool) -> _LabelPopularity:
+        m = held.shape[1]
+        counts = np.bincount(held.indices[held.data != 0], minlength=m).astype(np.float32)
+        pop = np.bincount(train.indices, minlength=m).astype(np.float32)
+        tiebreak = 0.5 * pop / (pop.max() + 1.0) if m else pop
+        return _LabelPopularity(counts, tiebreak, held if own else None)
+
+    def score(self, rows: sp.csr_matrix, users) -> np.ndarray:
+        s = np.tile(self.counts + self.tiebreak, (rows.shape[0], 1))
+        if self.own is not None and users is not None:
+            h = self.own[np.asarray(users, dtype=np.int64)]
+            r, c = h.nonzero()
+            s[r, c] -= 1.0
+        return s
+
+
 def _ndcg10(pred: np.ndarray, label: np.ndarray) -> float:
     """Binary NDCG@10 of one group ordered by ``pred`` (ties: original order)."""
     rel = (np.asarray(label)[np.argsort(-np.asarray(pred), kind="stable")][:10] > 0)
@@ -164,13 +200,26 @@ class LTRRecommender(Recommender):
         Recent-popularity windows as shares of the log's time span, each in (0, 1].
     n_last : int
         How many of the user's last items the short-term features look at.
+    label_popularity : {"auto", True, False}
+        Add the built-in source ``label-popularity``: items ranked by how often they occur in
+        the ranker's labels (the held-out part of ``validation``), leave-own-user-out while
+        training, all labels when serving. "auto" turns it on when the labels lie outside
+        the training matrix and every split's fit part is the whole matrix, i.e. a predefined
+        validation period after the training data (a validation file): there the labels'
+        period has its own popular items, which the sources fitted on older data cannot know
+        (TikTok's val.tsv: 1,272 distinct items, median training popularity 17 vs 3 over
+        all items, ``benchmarks/bench_ltr.py --dataset tiktok``). Off for splits carved from
+        the training data, whose labels follow the training popularity.
     seed : int
         Seed of the holdout, the early-stopping users and LightGBM.
 
     Attributes
     ----------
     sources_ : dict[str, Recommender]
-        The serving sources, fitted on the whole training matrix.
+        The serving sources, fitted on the whole training matrix (the built-in
+        ``label-popularity`` source, when on, is not among them: ``label_counts_``).
+    label_counts_ : np.ndarray, float32, shape (n_items,), or None
+        Label occurrences per item of ``label-popularity`` (None when off).
     booster_ : lightgbm.Booster
     fallback_ : str or None
         The source served alone when the guard (Notes) found the ranker not better.
@@ -204,7 +253,8 @@ class LTRRecommender(Recommender):
                  holdout: float = 0.25, n_folds: int = 1, num_boost_round: int = 500,
                  early_stopping_rounds: int = 30, lgb_params: dict | None = None,
                  num_threads: int = 1, time_features: str = "auto",
-                 time_windows: Any = (0.01, 0.05, 0.2), n_last: int = 3, seed: int = 42) -> None:
+                 time_windows: Any = (0.01, 0.05, 0.2), n_last: int = 3,
+                 label_popularity: Any = "auto", seed: int = 42) -> None:
         self.sources = sources
         self.budgets = budgets
         self.n_candidates = n_candidates
@@ -217,6 +267,7 @@ class LTRRecommender(Recommender):
         self.time_features = time_features
         self.time_windows = time_windows
         self.n_last = n_last
+        self.label_popularity = label_popularity
         self.seed = seed
 
     # ------------------------------------------------------------------ validation
@@ -242,6 +293,9 @@ class LTRRecommender(Recommender):
             if not isinstance(m, Recommender) or isinstance(m, LTRRecommender):
                 raise ValueError(f"sources[{name!r}] must be a Recommender (not an LTRRecommender), "
                                  f"got {type(m).__name__}")
+            if name == LABEL_POPULARITY:
+                raise ValueError(f"source name {name!r} is reserved for the built-in source "
+                                 "(label_popularity=True); fix: rename the source")
             if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
                 raise ValueError(f"source name {name!r} must be letters, digits, '_' or '-' (it "
                                  "names LightGBM features); fix: rename the source")
@@ -255,6 +309,9 @@ class LTRRecommender(Recommender):
                 raise ValueError(f"{name} must be an int >= 1, got {v!r}")
         if not (isinstance(self.holdout, (int, float)) and 0 < self.holdout < 1):
             raise ValueError(f"holdout must be a number in (0, 1), got {self.holdout!r}; fix: 0.25")
+        if not (self.label_popularity in (True, False) or self.label_popularity == "auto"):
+            raise ValueError(f"label_popularity must be 'auto', True or False, got "
+                             f"{self.label_popularity!r}")
         resolve_time_kind(self.time_features, None)
         w = np.asarray(self.time_windows, dtype=np.float64).ravel()
         if w.size == 0 or not np.all((w > 0) & (w <= 1)):
@@ -403,7 +460,10 @@ class LTRRecommender(Recommender):
                                      f"{held.shape}; expected {ui.shape} each")
                 splits.append((fit_ui, held))
         given = self._source_dict()
-        names = list(given)
+        outside = all(fit_ui.shape == ui.shape and (fit_ui != ui).nnz == 0
+                      and held.multiply(ui).nnz == 0 for fit_ui, held in splits)
+        use_lp = outside if self.label_popularity == "auto" else bool(self.label_popularity)
+        names = list(given) + ([LABEL_POPULARITY] if use_lp else [])
         times = None if interaction_times is None else sp.csr_matrix(interaction_times)
         if times is not None and times.shape != ui.shape:
             raise ValueError(f"interaction_times has shape {times.shape}, expected {ui.shape}")
@@ -412,13 +472,23 @@ class LTRRecommender(Recommender):
                     "n_last": int(self.n_last)}
         Xs, ys, groups, group_user, hits = [], [], [], [], np.zeros(len(names) + 1)
         n_held = 0
+        fitted_whole: dict[str, Recommender] = {}
         step = max(1, (1 << 22) // n_items)
         for fit_ui, held in splits:
             side = {"item_embeddings": emb, "item_features": item_features}
             if interaction_times is not None:
                 t = sp.csr_matrix(interaction_times)
                 side["interaction_times"] = t.multiply(fit_ui != 0).tocsr()
-            val_sources = {n: fit_model(_clone(m), fit_ui, **side) for n, m in given.items()}
+            # a split whose fit part is the whole training matrix (a predefined validation
+            # file, e.g.) reuses sources already fitted on it instead of refitting clones
+            whole = fit_ui.shape == ui.shape and (fit_ui != ui).nnz == 0
+            val_sources = {}
+            for n, m in given.items():
+                if whole and n not in fitted_whole:  # fitted once, kept for serving
+                    fitted_whole[n] = m if _is_fitted_on(m, ui) else fit_model(_clone(m), ui, **side)
+                val_sources[n] = fitted_whole[n] if whole else fit_model(_clone(m), fit_ui, **side)
+            if use_lp:
+                val_sources[LABEL_POPULARITY] = _LabelPopularity.from_labels(held, fit_ui, own=True)
             # features see the fit part only: the held-out interactions are the labels
             ctx = build_context(fit_ui, side.get("interaction_times"), kind, **ctx_args)
             feature_names = self._feature_names(names, emb is not None, ctx)
@@ -427,7 +497,9 @@ class LTRRecommender(Recommender):
             users = np.flatnonzero(np.diff(held.indptr) > 0)
             n_held += int(held.nnz)
             # graded label of each held-out item: its relevance (rounded), at least 1
-            relv = rel.multiply(held != 0).tocsr()
+            # (a held-out part outside ``user_items``, e.g. a validation file, is binary unless
+            # ``relevance`` covers it)
+            relv = (held != 0).astype(np.float64).maximum(rel.multiply(held != 0)).tocsr()
             relv.data = np.clip(np.rint(relv.data), 1, 30)
             for a in range(0, users.size, step):
                 ub = users[a:a + step]
@@ -497,8 +569,14 @@ class LTRRecommender(Recommender):
         # serving sources: the given ones when already fitted on this matrix, else fitted clones
         side_full = {"item_embeddings": emb, "interaction_times": interaction_times,
                      "item_features": item_features}
-        self.sources_ = {n: (m if _is_fitted_on(m, ui) else fit_model(_clone(m), ui, **side_full))
-                         for n, m in given.items()}
+        self.sources_ = {n: (fitted_whole[n] if n in fitted_whole else m if _is_fitted_on(m, ui)
+                             else fit_model(_clone(m), ui, **side_full)) for n, m in given.items()}
+        if use_lp:
+            held_all = sp.csr_matrix(sum((h != 0).astype(np.float32) for _, h in splits))
+            lp = _LabelPopularity.from_labels(held_all, ui, own=False)
+            self.label_counts_ = lp.counts
+        else:
+            self.label_counts_ = None
         self.booster_ = booster
         self.fallback_ = fallback
         self.tiebreak_ = best_src or names[0]
@@ -529,8 +607,16 @@ class LTRRecommender(Recommender):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ scoring
+    def _serving_sources(self) -> dict:
+        """``sources_`` plus the built-in ``label-popularity`` source when it is on."""
+        if getattr(self, "label_counts_", None) is None:
+            return self.sources_
+        pop = self.item_popularity_ * float(self.n_users_)  # training users per item, as in fit
+        tiebreak = 0.5 * pop / (pop.max() + 1.0) if pop.size else pop
+        return {**self.sources_, LABEL_POPULARITY: _LabelPopularity(self.label_counts_, tiebreak)}
+
     def _predict_pool(self, rows: sp.csr_matrix, user_index):
-        r, c, X, proposed = self._pool(self.sources_, rows, user_index, self.item_popularity_,
+        r, c, X, proposed = self._pool(self._serving_sources(), rows, user_index, self.item_popularity_,
                                        self.item_embeddings_, self.context_)
         pred = (self.booster_.predict(X, num_iteration=self.best_iteration_) if r.size
                 else np.zeros(0))
@@ -538,11 +624,11 @@ class LTRRecommender(Recommender):
 
     def _score(self, rows: sp.csr_matrix, user_index) -> np.ndarray:
         if self.fallback_ is not None:
-            return self.sources_[self.fallback_].score(rows, user_index)
+            return self._serving_sources()[self.fallback_].score(rows, user_index)
         r, c, X, _, pred = self._predict_pool(rows, user_index)
         out = np.full(rows.shape, -np.inf, dtype=np.float32)
         # ties of the ranker (its trees are piecewise constant) follow the best source's order
-        j = list(self.sources_).index(self.tiebreak_)
+        j = list(self._serving_sources()).index(self.tiebreak_)
         rank = np.nan_to_num(X[:, 2 * j + 1].astype(np.float64), nan=self._budget(self.tiebreak_) + 1)
         out[r, c] = pred.astype(np.float64) - 1e-4 * rank / (self._budget(self.tiebreak_) + 1)
         return out
@@ -577,7 +663,7 @@ class LTRRecommender(Recommender):
         contrib = (self.booster_.predict(X, num_iteration=self.best_iteration_, pred_contrib=True)
                    if r.size else np.zeros((0, len(self.feature_names_) + 1)))
         where = {(int(a), int(b)): i for i, (a, b) in enumerate(zip(r, c, strict=True))}
-        names = list(self.sources_)
+        names = list(self._serving_sources())
         out = []
         for u in range(users.size):
             lst = []
@@ -638,6 +724,8 @@ class LTRRecommender(Recommender):
                 model.save(tmp / "sources" / name)
             self.booster_.save_model(str(tmp / "booster.txt"))
             state = {"item_popularity": self.item_popularity_}
+            if self.label_counts_ is not None:
+                state["label_counts"] = self.label_counts_
             if self.item_embeddings_ is not None:
                 state["item_embeddings"] = self.item_embeddings_
             for key, value in (self.context_ or {}).items():
@@ -678,6 +766,7 @@ class LTRRecommender(Recommender):
         with np.load(folder / "state.npz", allow_pickle=False) as npz:
             model.item_popularity_ = npz["item_popularity"]
             model.item_embeddings_ = npz["item_embeddings"] if "item_embeddings" in npz.files else None
+            model.label_counts_ = npz["label_counts"] if "label_counts" in npz.files else None
             ctx = {k[5:]: npz[k] for k in npz.files if k.startswith("ctx__")}
         model.context_ = {**ctx, "kind": meta["time_kind"]} if meta.get("time_kind") else None
         model.feature_names_ = meta["feature_names"]

@@ -9,6 +9,14 @@ Builds :class:`recsys.models.LTRRecommender` over stage-1 sources (default ``eas
   validation split carved from the log (stratified by item, 0.75, as ``recsys train --tune``);
   the ranker is trained on that same validation split (sources refitted on its fit part) and
   early-stopped on NDCG@10 of 20% of its users.
+* ``validation=FRAME`` (``recsys train --model ltr --validation FILE``): a predefined
+  validation period after the training log. The sources (tuned on it with ``tune``) are fitted
+  once on the whole log, the ranker learns from the validation interactions, and the built-in
+  ``label-popularity`` source (the validation period's own popular items, leave-own-user-out
+  while training) joins the pool. On TikTok's val.tsv, cross-fitted over users, this beat
+  graph-filter by +0.076 Recall@20 and the validation popularity alone by +0.023
+  (``benchmarks/bench_ltr.py --dataset tiktok``). Evaluate such a model on a later test
+  split, never on the validation file it learned from.
 
 With a timestamp column (or the positions of a sequence file) the interaction times feed the
 time and short-term features (:mod:`recsys.models.ltr_features`; ``--param time_features=none``
@@ -33,7 +41,9 @@ logger = logging.getLogger(__name__)
 
 
 def train_ltr(df: pd.DataFrame, params: dict | None = None, *, dataset=None, source: str | None = None,
-              tune: bool = False, item_embeddings: np.ndarray | None = None, seed: int = 42, **_ignored):
+              tune: bool = False, item_embeddings: np.ndarray | None = None, seed: int = 42,
+              validation: pd.DataFrame | None = None, item_features: list | None = None,
+              progress: bool = False, tune_metric: str = "ndcg@10", **_ignored):
     """Fit an LTRRecommender on ``df``; returns a :class:`recsys.ranking.artifacts.TrainedModel`.
 
     Parameters
@@ -50,6 +60,16 @@ def train_ltr(df: pd.DataFrame, params: dict | None = None, *, dataset=None, sou
         Validation-chosen source hyperparameters (module docstring).
     item_embeddings : np.ndarray, float32, shape (n_items, d), optional
     seed : int
+    validation : pandas.DataFrame, optional
+        Predefined validation interactions (module docstring); rows of users or items absent
+        from ``df`` are dropped (logged).
+    item_features : list of np.ndarray, optional
+        Item side-information matrices (rows = items of ``dataset``) for the sources that take
+        them (``graph-filter``, ``ease-content``).
+    progress : bool
+        Progress bars while tuning.
+    tune_metric : str
+        ``"name@k"`` the sources' tuning maximises.
 
     Returns
     -------
@@ -90,14 +110,23 @@ def train_ltr(df: pd.DataFrame, params: dict | None = None, *, dataset=None, sou
     for name in names:
         if tune:
             res = run_tune(df, name, dataset=dataset, item_embeddings=item_embeddings, seed=seed,
-                           fixed={"num_threads": 1} if name in ("als", "bpr", "hybrid") else None)
+                           fixed={"num_threads": 1} if name in ("als", "bpr", "hybrid") else None,
+                           validation_df=validation, item_features=item_features, progress=progress,
+                           metric=tune_metric, k=int(str(tune_metric).rsplit("@", 1)[-1]))
             sources[name] = make_model(name, **res.best_params)
             info["sources"][name] = {"params": res.best_params, "tuning": res.to_dict()}
         else:
             sources[name] = make_model(name)
             info["sources"][name] = {"params": sources[name].get_params()}
-    validation = None
-    if tune:
+    given_validation = validation is not None
+    if given_validation:
+        held = dataset.to_user_items(validation)
+        if held.nnz == 0:
+            raise ValueError("the validation file shares no (user, item) pair with the training "
+                             "log's users and items; fix: give a validation file of the same users "
+                             "and catalogue (e.g. each user's next interactions)")
+        validation = (ui, held)
+    elif tune:
         fit_df, valid_df = validation_split(df, ratio=0.75, filter_by="item", seed=seed)
         validation = (dataset.to_user_items(fit_df), dataset.to_user_items(valid_df))
     relevance = None
@@ -108,13 +137,16 @@ def train_ltr(df: pd.DataFrame, params: dict | None = None, *, dataset=None, sou
     model = LTRRecommender(sources=sources, seed=seed, **params)
     t0 = time.perf_counter()
     model.fit(ui, relevance=relevance, item_embeddings=item_embeddings, interaction_times=times,
-              validation=validation)
+              item_features=item_features, validation=validation)
     fit_s = time.perf_counter() - t0
     info.update({"params": {k: v for k, v in model.get_params().items() if k != "sources"},
                  "label": label, "ranker": model.report_, "n_users": ui.shape[0],
                  "n_items": ui.shape[1], "n_interactions": int(ui.nnz),
                  "fit_seconds": round(fit_s, 4),
-                 "validation": ("stratified_split(0.75, filter_by='item') of the training log"
+                 "validation": ("the predefined validation file (ranker labels; label-popularity "
+                                f"{'on' if model.label_counts_ is not None else 'off'})"
+                                if given_validation else
+                                "stratified_split(0.75, filter_by='item') of the training log"
                                 if tune else "carve_holdout of the training log"),
                  "duplicates_rule": "duplicate (user, item) rows count once (binary matrix)"})
     return TrainedModel(model=model, user_items=ui,

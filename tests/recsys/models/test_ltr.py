@@ -160,3 +160,116 @@ def test_guard_fallback_serves_the_source_alone(fitted, tmp_path):
     ref = back.sources_["itemknn"].recommend(np.arange(N), x, k=4)
     np.testing.assert_array_equal(ids, ref[0])
     assert back.explain([3], x[[3]], k=2)[0][0]["score"] == pytest.approx(float(ref[1][3, 0]))
+
+
+def hit_period(n_users: int = 60, n_items: int = 30, hit: int = 29):
+    """Training: user u watched items 0..9 except (u % 10) (item 0 least missed: most popular);
+    the hit item is in only two training rows. Validation (a later period, outside training):
+    every other user watched the hit. Right answer for a new period: the hit first."""
+    dense = np.zeros((n_users, n_items), np.float32)
+    for u in range(n_users):
+        dense[u, :10] = 1.0
+        dense[u, u % 10] = 0.0
+        dense[u, 10 + (u % 19)] = 1.0  # some spread over the tail
+    dense[:2, hit] = 1.0
+    held = np.zeros_like(dense)
+    held[2:, hit] = 1.0
+    return sp.csr_matrix(dense), sp.csr_matrix(held)
+
+
+class CountingPopularity(Popularity):
+    fits = 0
+
+    def _fit(self, user_items):
+        CountingPopularity.fits += 1
+        super()._fit(user_items)
+
+
+def test_label_popularity_learns_the_validation_period_and_fits_sources_once(tmp_path):
+    x, held = hit_period()
+    first = np.zeros(x.shape[0], bool)
+    first[: x.shape[0] // 2] = True
+    train_labels = sp.csr_matrix(sp.diags(first.astype(np.float64)) @ held)  # users 0..29 label
+    pop = CountingPopularity().fit(x)
+    CountingPopularity.fits = 1
+    model = LTRRecommender(sources={"popularity": pop, "ease": EASE(l2=1.0)}, n_candidates=30,
+                           num_boost_round=50)
+    model.fit(x, validation=(x, train_labels))
+    # a validation period outside the training matrix turns label-popularity on ("auto")
+    assert model.label_counts_ is not None and model.label_counts_[29] == train_labels.sum()
+    assert "label-popularity" in model.report_["recall_at_budget"]
+    assert "label-popularity__score" in model.feature_names_
+    # the fit part is the whole training matrix: the fitted source is reused, never refitted
+    assert CountingPopularity.fits == 1 and model.sources_["popularity"] is pop
+    # users 30..59 were never labels: the hit comes first for them; popularity alone puts it last
+    later = np.arange(30, 60)
+    ids, _ = model.recommend(later, x[later], k=1)
+    assert np.all(ids[:, 0] == 29)
+    alone, _ = pop.recommend(later, x[later], k=1)
+    assert not np.any(alone[:, 0] == 29)
+    # saved and loaded with its label counts (sources of registered classes only)
+    plain = LTRRecommender(sources={"popularity": Popularity()}, n_candidates=30,
+                           num_boost_round=50).fit(x, validation=(x, train_labels))
+    plain.save(tmp_path / "m")
+    back = Recommender.load(tmp_path / "m")
+    np.testing.assert_array_equal(back.label_counts_, plain.label_counts_)
+    np.testing.assert_array_equal(back.recommend(later, x[later], k=3)[0],
+                                  plain.recommend(later, x[later], k=3)[0])
+    assert np.all(back.recommend(later, x[later], k=1)[0][:, 0] == 29)
+    # off on request; and a split carved from the training matrix leaves it off under "auto"
+    off = LTRRecommender(sources={"popularity": Popularity()}, n_candidates=30, num_boost_round=5,
+                         label_popularity=False).fit(x, validation=(x, train_labels))
+    assert off.label_counts_ is None and "label-popularity" not in off.report_["recall_at_budget"]
+    with pytest.raises(ValueError, match="label_popularity"):
+        LTRRecommender(sources={"popularity": Popularity()}, label_popularity="yes").fit(x)
+    with pytest.raises(ValueError, match="reserved"):
+        LTRRecommender(sources={"label-popularity": Popularity()}).fit(x)
+
+
+def test_carved_holdout_leaves_label_popularity_off(fitted):
+    model, _ = fitted
+    assert model.label_counts_ is None
+    assert "label-popularity" not in model.report_["recall_at_budget"]
+
+
+def test_label_popularity_leaves_the_users_own_label_out():
+    from recsys.models.ltr import _LabelPopularity
+
+    train = sp.csr_matrix(np.array([[1, 0, 0], [1, 1, 0], [1, 0, 0]], np.float32))
+    held = sp.csr_matrix(np.array([[0, 0, 1], [0, 0, 1], [0, 1, 0]], np.float32))
+    lp = _LabelPopularity.from_labels(held, train, own=True)
+    s = lp.score(train, np.arange(3))
+    # item 2 is the label of users 0 and 1: each sees the other's label only (count 1)
+    assert np.floor(s[0, 2]) == 1 and np.floor(s[1, 2]) == 1 and np.floor(s[2, 2]) == 2
+    assert np.floor(s[2, 1]) == 0 and np.floor(s[0, 1]) == 1
+    # ties by training popularity, never above one label: item 0 (3 users) > item 1 > item 2
+    assert 0.5 > lp.tiebreak[0] > lp.tiebreak[1] > lp.tiebreak[2] == 0
+    served = _LabelPopularity.from_labels(held, train, own=False).score(train, np.arange(3))
+    assert np.floor(served[0, 2]) == 2
+
+
+def test_cli_train_ltr_with_a_validation_file_learns_its_period(tmp_path, capsys):
+    """`recsys train LOG --model ltr --validation VAL`: the ranker learns from VAL (a later
+    period whose hit the training log barely has) and serves the hit first to other users."""
+    import pandas as pd
+
+    from recsys.cli import main
+
+    x, held = hit_period()
+    r, c = x.nonzero()
+    log = tmp_path / "log.csv"
+    pd.DataFrame({"user_id": [f"u{u}" for u in r], "item_id": [f"v{i}" for i in c]}).to_csv(log, index=False)
+    hr, hc = held.nonzero()
+    keep = hr < 30  # later users are never labels
+    val = tmp_path / "val.csv"
+    pd.DataFrame({"user_id": [f"u{u}" for u in hr[keep]], "item_id": [f"v{i}" for i in hc[keep]]}
+                 ).to_csv(val, index=False)
+    out = tmp_path / "m"
+    assert main(["train", str(log), "--model", "ltr", "--validation", str(val), "--out", str(out),
+                 "--param", "sources=popularity,ease", "--param", "n_candidates=30", "--json"]) == 0
+    info = json.loads((out / "model.json").read_text())
+    assert info["validation"].startswith("the predefined validation file") and "on" in info["validation"]
+    assert "label-popularity" in info["ranker"]["recall_at_budget"]
+    capsys.readouterr()
+    assert main(["recommend", str(out), "--user", "u45", "-k", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["item_id"] == "v29"

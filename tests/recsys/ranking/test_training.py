@@ -132,3 +132,17 @@ def test_learned_two_stage_over_a_next_item_model_uses_leave_last_out():
     assert "st_trans_last1" in tm.model.feature_names_
     recs = recommend_two_stage(tm, ["u0", "u5"], k=1)
     assert list(recs["item_id"]) == ["v6", "v11"]  # u0 saw v0..v5, u5 saw v5..v10
+
+
+def test_learned_two_stage_learns_from_a_predefined_validation_file():
+    """A validation frame of interactions outside the training log (each user's missing
+    same-group item) labels the learned stage directly (it used to find no label there)."""
+    df = two_group_log()
+    val = pd.DataFrame([(f"u{u}", f"v{(u // 2) % 12}") for u in range(24) if (u // 2) % 12 % 2 == u % 2],
+                       columns=["user_id", "item_id"])
+    tm = train_ranker(df, "ease", tune=True, grid={"l2": [1.0, 10.0]}, two_stage=True,
+                      two_stage_ranker="ltr", validation=val)
+    assert tm.info["two_stage"]["ranker"] == "ltr"
+    assert "label-popularity" in tm.info["two_stage_learned"]["recall_at_budget"]
+    recs = recommend_two_stage(tm, ["u0", "u3"], k=1)
+    assert list(recs["item_id"]) == ["v0", "v1"]  # the one unseen item of each user's group
