@@ -515,6 +515,22 @@ def _resolve_device(device: str):
     raise ValueError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}")
 
 
+def _windows(seq: np.ndarray, max_length: int, mode: str) -> list[np.ndarray]:
+    """Training sequences of one history: its last ``max_length + 1`` items ("last", as Kang
+    and McAuley train SASRec), or ("all") the whole history cut from the end into chunks of
+    ``max_length + 1`` items that overlap by one item, so that every transition of the history
+    is a training target exactly once; chunks shorter than 2 items are dropped."""
+    step = max_length + 1
+    if mode == "last" or seq.size <= step:
+        return [seq[-step:]]
+    out = []
+    end = seq.size
+    while end >= 2:
+        out.append(seq[max(0, end - step):end])
+        end -= max_length  # the next chunk ends on this chunk's first item (its input only)
+    return out
+
+
 def _pad_left(seqs: list[np.ndarray], length: int) -> np.ndarray:
     """Item indices + 1 (0 = padding), left-padded to ``length``."""
     out = np.zeros((len(seqs), length), dtype=np.int64)
@@ -542,6 +558,8 @@ class _NeuralSequential(SequentialRecommender):
                 raise ValueError(f"{name} must be an int >= {lo}, got {v!r}")
         if self.loss not in ("ce", "bce"):
             raise ValueError(f"loss must be 'ce' (full softmax) or 'bce' (sampled), got {self.loss!r}")
+        if self.windows not in ("last", "all"):
+            raise ValueError(f"windows must be 'last' or 'all', got {self.windows!r}")
         for name in ("dropout", "id_dropout"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not 0 <= v < 1:
@@ -560,6 +578,8 @@ class _NeuralSequential(SequentialRecommender):
         feats = getattr(self, "_item_features", None)
         if feats is None:
             skip.add("id_dropout")  # unused without features
+        if self.windows == "last":
+            skip.add("windows")  # the default: checkpoints written before the option still resume
         params = {k: v for k, v in self.get_params().items() if k not in skip}
         config = {"class": type(self).__name__, "params": params, "n_items": self.n_items_}
         if feats is not None:  # only then: checkpoints of models without features keep their config
@@ -588,7 +608,7 @@ class _NeuralSequential(SequentialRecommender):
         is_val = np.zeros(len(histories), bool)
         is_val[val_users] = True
         train_seqs = [h[:-1] if is_val[u] else h for u, h in enumerate(histories)]
-        train_seqs = [s[-(ml + 1):] for s in train_seqs if s.size >= 2]
+        train_seqs = [c for s in train_seqs if s.size >= 2 for c in _windows(s, ml, self.windows)]
         val_inputs = [histories[u][:-1] for u in val_users]
         val_targets = np.array([histories[u][-1] for u in val_users], dtype=np.int64)
 
@@ -896,6 +916,11 @@ class SASRec(_NeuralSequential):
         Only with ``item_features``: the probability, per item and training step, that the
         item's id embedding is dropped so that its content part ``W f_i`` alone represents it
         (a cold item has only that part); in [0, 1). Unused without features.
+    windows : {"last", "all"}
+        Training sequences per user and epoch: "last" (default) its last ``max_length + 1``
+        items, as Kang & McAuley train SASRec; "all" the whole history in consecutive chunks
+        of ``max_length + 1`` items (every transition a target once; long histories give
+        several chunks, so an epoch takes longer).
 
     Item content
     ------------
@@ -915,7 +940,7 @@ class SASRec(_NeuralSequential):
                  num_negatives: int = 1, learning_rate: float = 1e-3, batch_size: int = 128,
                  epochs: int = 20, patience: int = 3, validation_users: int = 2000, seed: int = 0,
                  device: str = "cpu", checkpoint_dir: str | None = None, progress: bool = True,
-                 id_dropout: float = 0.5):
+                 id_dropout: float = 0.5, windows: str = "last"):
         self.embed_dim = embed_dim
         self.num_layers = num_layers
         self.num_heads = num_heads
@@ -933,6 +958,7 @@ class SASRec(_NeuralSequential):
         self.checkpoint_dir = checkpoint_dir
         self.progress = progress
         self.id_dropout = id_dropout
+        self.windows = windows
 
     def _validate_params(self) -> None:
         super()._validate_params()
@@ -966,7 +992,7 @@ class GRU4Rec(_NeuralSequential):
                  learning_rate: float = 1e-3, batch_size: int = 128, epochs: int = 20,
                  patience: int = 3, validation_users: int = 2000, seed: int = 0,
                  device: str = "cpu", checkpoint_dir: str | None = None, progress: bool = True,
-                 id_dropout: float = 0.5):
+                 id_dropout: float = 0.5, windows: str = "last"):
         self.embed_dim = embed_dim
         self.num_layers = num_layers
         self.dropout = dropout
@@ -983,6 +1009,7 @@ class GRU4Rec(_NeuralSequential):
         self.checkpoint_dir = checkpoint_dir
         self.progress = progress
         self.id_dropout = id_dropout
+        self.windows = windows
 
     def _build_net(self):
         _, GRU4RecNet = _nets()

@@ -327,3 +327,35 @@ def test_checkpoint_of_other_item_features_is_not_resumed(data, tmp_path):
     GRU4Rec(**params).fit(ui, interaction_times=times, item_features=feats)
     with pytest.raises(ValueError, match="different model configuration"):
         GRU4Rec(**params).fit(ui, interaction_times=times, item_features=feats[::-1])
+
+
+def test_windows_cover_every_transition_once():
+    from recsys.models.sequential import _windows
+
+    seq = np.arange(1, 12)
+    chunks = _windows(seq, 4, "all")
+    assert all(c.size <= 5 for c in chunks)
+    targets = sorted(int(t) for c in chunks for t in c[1:])
+    assert targets == list(range(2, 12))  # every transition (input -> next) is a target once
+    assert [c.tolist() for c in _windows(seq, 4, "last")] == [[7, 8, 9, 10, 11]]
+    assert [c.tolist() for c in _windows(np.array([3, 4]), 4, "all")] == [[3, 4]]
+
+
+def test_all_windows_learn_transitions_outside_the_last_window():
+    """Each user walks the cycle 0-1-2-3 for 8 steps, then 4-5-6-7 for 8: with max_length 4 the
+    last window only holds the second cycle; windows="all" also trains on the first."""
+    rng = np.random.default_rng(0)
+    seqs = []
+    for _ in range(60):
+        a, b = rng.integers(0, 4, size=2)
+        seqs.append([(a + i) % 4 for i in range(8)] + [4 + (b + i) % 4 for i in range(8)])
+    ui, times = sequences_to_user_items(seqs, N_ITEMS)
+    params = dict(TINY, num_heads=1, max_length=4, validation_users=0, epochs=30)
+    every = SASRec(windows="all", **params).fit(ui, interaction_times=times)
+    last = SASRec(**params).fit(ui, interaction_times=times)
+    probe = [[0, 1, 2], [2, 3], [3, 0, 1]]
+    assert every.recommend_sequences(probe, k=1, filter_already_liked_items=False)[0][:, 0].tolist() == [3, 0, 2]
+    assert set(last.recommend_sequences(probe, k=1, filter_already_liked_items=False)[0][:, 0].tolist()) <= {4, 5, 6, 7}
+    assert every.get_params()["windows"] == "all"
+    with pytest.raises(ValueError, match="windows"):
+        SASRec(windows="some", **params).fit(ui, interaction_times=times)
