@@ -73,6 +73,7 @@ def load_microlens(path: Path, max_users: int | None):
             seqs.append(np.array([item_of.setdefault(i, len(item_of)) for i in items.split()]))
             if max_users and len(users) >= max_users:
                 break
+    load_microlens.item_ids = list(item_of)  # raw ids in index order (for --item-text)
     return users, seqs, len(item_of)
 
 
@@ -179,7 +180,7 @@ def prepare(dataset: str, users_cap: int | None) -> dict:
         train = [s[:-1] for s in seqs]
         val_t = np.array([s[-1] for s in seqs], dtype=np.int64)
         return {"users": users, "n_items": n_items, "train": train, "val_targets": val_t,
-                "test": None, "validation_users": 2000,
+                "test": None, "validation_users": 2000, "item_ids": load_microlens.item_ids,
                 "protocol": "pairs_without_last: validation = last item in the file (the true "
                             "last item is withheld by the data set; no test here)"}
     users, seqs, n_items = load_ml100k(DATA_ROOT / "ml-100k" / "u.data", users_cap)
@@ -211,13 +212,27 @@ def run_dataset(dataset: str, args, epochs: int, users_cap, peers_on: bool) -> d
     neural = dict(epochs=epochs, embed_dim=args.embed_dim, batch_size=args.batch_size,
                   patience=args.patience, learning_rate=args.lr,
                   loss=args.loss, validation_users=d["validation_users"], seed=0, device="cpu",
-                  progress=False)
+                  progress=False, windows=args.windows, max_length=args.max_length)
+    feats = None
+    if args.item_text:  # titles -> TF-IDF + SVD (as `recsys train --item-text`), for SASRec/GRU4Rec
+        if "item_ids" not in d:
+            raise SystemExit("--item-text: only --dataset microlens-50k has item texts here")
+        import pandas as pd
+
+        from recsys.app.side import text_features
+
+        titles = pd.read_csv(args.item_text, dtype={"item": str}).set_index("item")["title"]
+        texts = titles.reindex(d["item_ids"]).fillna("").astype(str).tolist()
+        feats = [text_features(texts)]
+        print(f"[{dataset}] item text: {feats[0].shape} TF-IDF+SVD features of {args.item_text} "
+              f"({sum(1 for t in texts if t)} of {len(texts)} items have a title)", flush=True)
     specs = {"popularity": {}, "itemknn": {"neighbors": 200}, "lastitem": {"neighbors": 200},
              "lastitem3": {"neighbors": 200, "n_last": 3, "decay": 0.5},
              "ease": {"l2": 500.0}, "gru4rec": neural, "sasrec": dict(neural, num_layers=2)}
     settings = {"protocol": d["protocol"], "n_users": n_users, "n_items": n_items,
                 "max_users": users_cap, "epochs_cap": epochs, "embed_dim": args.embed_dim,
-                "max_length": 50, "loss": args.loss, "k": 10, "sampled_negatives": args.sampled,
+                "max_length": args.max_length, "windows": args.windows,
+                "item_text": args.item_text, "loss": args.loss, "k": 10, "sampled_negatives": args.sampled,
                 "ties": "counted against the model", "ranking": "full, history removed",
                 "model_params": {m: {k: v for k, v in specs[m].items()} for m in specs}}
     results = {}
@@ -226,7 +241,7 @@ def run_dataset(dataset: str, args, epochs: int, users_cap, peers_on: bool) -> d
         reg = "lastitem" if name.startswith("lastitem") else name
         model = make_model(reg, **specs[name])
         t0, c0 = time.perf_counter(), time.process_time()
-        fit_model(model, ui, interaction_times=times)
+        fit_model(model, ui, interaction_times=times, item_features=feats)
         r = {"fit_seconds": time.perf_counter() - t0, "fit_cpu_seconds": time.process_time() - c0}
         r["validation"] = evaluate(lambda idx, m=model: m.score(ui[idx], idx), train, val_t,
                                    sampled=args.sampled)
@@ -251,7 +266,7 @@ def run_dataset(dataset: str, args, epochs: int, users_cap, peers_on: bool) -> d
                 continue
             budget = args.peer_time or results[ours]["fit_cpu_seconds"]
             with tempfile.TemporaryDirectory() as td:
-                p = rbp.RecBolePeer(peer, train, val_t, n_items, Path(td), max_length=50,
+                p = rbp.RecBolePeer(peer, train, val_t, n_items, Path(td), max_length=args.max_length,
                                     embed_dim=args.embed_dim, num_layers=2, dropout=0.2,
                                     learning_rate=args.lr, batch_size=args.recbole_batch,
                                     epochs=epochs, time_budget_s=budget, patience=args.patience,
@@ -331,6 +346,13 @@ def main(argv=None) -> int:
                     help="RecBole train_batch_size (rows = one target each; ours: 256 sequences)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1: on 2 shared cores more threads oversubscribe)")
+    ap.add_argument("--max-length", type=int, default=50, help="SASRec/GRU4Rec history length")
+    ap.add_argument("--windows", default="last", choices=["last", "all"],
+                    help="SASRec/GRU4Rec training sequences: each user's last max_length+1 items, or "
+                         "the whole history in chunks (every transition a target once)")
+    ap.add_argument("--item-text", default=None, metavar="CSV",
+                    help="microlens-50k: titles CSV (item,title) -> TF-IDF+SVD item features for "
+                         "SASRec/GRU4Rec (e.g. ../shared/data/microlens-50k/MicroLens-50k_titles.csv)")
     ap.add_argument("--tag", default="", help="write into results/bench_sequential/TAG/")
     args = ap.parse_args(argv)
     global OUT
