@@ -80,7 +80,6 @@ def write_evaluation(df: pd.DataFrame, models: list[str], out: str | os.PathLike
         What :func:`recsys.app.stages.evaluate_models` raises.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     ks = sorted(set(int(x) for x in (ks or (1, 5, 10, 20, 50))) - {int(k)})
     res = stages.evaluate_models(df, models, protocol=protocol, test_ratio=test_ratio, seed=seed,
                                  k=k, params=params, test_df=test_df, n_folds=n_folds,
@@ -90,6 +89,7 @@ def write_evaluation(df: pd.DataFrame, models: list[str], out: str | os.PathLike
                                  drop_test_only_items=drop_test_only_items,
                                  validation_df=validation_df, item_features=item_features,
                                  item_text=item_text)
+    out.mkdir(parents=True, exist_ok=True)  # only now: a refused evaluation leaves nothing behind
     proto = dict(res["protocol"], source=source, test_source=test_source,
                  validation_source=validation_source,
                  item_feature_sources=[str(f) for f in item_features or () if not isinstance(f, np.ndarray)]

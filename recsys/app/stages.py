@@ -326,6 +326,13 @@ def train_model(df: pd.DataFrame, name: str, params: dict | None = None, *, data
                         item_ids=np.asarray(dataset.item_ids, dtype=object), info=info)
 
 
+def _same_pairs(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    """True when the two logs hold the same set of (user_id, item_id) pairs."""
+    pa = set(zip(a["user_id"].astype(str), a["item_id"].astype(str), strict=True))
+    pb = set(zip(b["user_id"].astype(str), b["item_id"].astype(str), strict=True))
+    return pa == pb
+
+
 def recommend_users(tm, user_ids=None, *, k: int = 10, batch_size: int = 4096, two_stage: bool | None = None
                     ) -> pd.DataFrame:
     """Top-``k`` unseen items for ``user_ids`` (all users when None) as a long table.
@@ -480,6 +487,12 @@ def evaluate_models(df: pd.DataFrame, models: list[str], *, protocol: str = "ran
                                n_folds=n_folds)
     if users not in ("all", "common"):
         raise ValueError(f"users={users!r}: expected 'all' or 'common'")
+    if (validation_df is not None and test_df is not None and any(m.lower() == "ltr" for m in models)
+            and _same_pairs(validation_df, test_df)):
+        raise ValueError("model 'ltr' learns its ranker from the validation file, and the test file "
+                         "holds the same (user, item) pairs: it would be scored on its own labels; "
+                         "fix: give a later test file, or evaluate 'ltr' on validation numbers with "
+                         "benchmarks/bench_ltr.py (cross-fitted over users), or drop 'ltr'")
     test_only = {}
     if test_df is not None:
         only = ~test_df["item_id"].isin(set(df["item_id"]))

@@ -130,3 +130,19 @@ def test_npy_rows_without_interactions_join_the_catalogue(tiny, capsys):
     assert proto["n_items"] == 14 and proto["item_features"] == [[14, 3]]
     assert proto["catalog"].startswith("12 items of the train and test rows + 2 rows")
     assert "run.ease-content.trec" in {p.name for p in out.iterdir()}
+
+
+def test_evaluate_ltr_learns_from_the_validation_file_and_refuses_it_as_test(tiny, capsys):
+    test = _test_file(tiny)
+    out = tiny / "rep"
+    common = ["--protocol", "predefined", "--models", "ltr,popularity", "-k", "3",
+              "--validation", str(tiny / "val.tsv"), "--json", "-q"]
+    assert main(["evaluate", str(tiny / "train.tsv"), "--test", str(test), "--out", str(out)] + common) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert {r["model"] for r in res["models"]} == {"ltr", "popularity"}
+    # the validation file as test: the ranker would be scored on its own labels -> refused
+    refused = tiny / "rep2"
+    assert main(["evaluate", str(tiny / "train.tsv"), "--test", str(tiny / "val.tsv"), "--out",
+                 str(refused)] + common) != 0
+    assert "scored on its own labels" in capsys.readouterr().err
+    assert not refused.exists()  # nothing written
