@@ -212,7 +212,8 @@ def run_dataset(dataset: str, args, epochs: int, users_cap, peers_on: bool) -> d
     neural = dict(epochs=epochs, embed_dim=args.embed_dim, batch_size=args.batch_size,
                   patience=args.patience, learning_rate=args.lr,
                   loss=args.loss, validation_users=d["validation_users"], seed=0, device="cpu",
-                  progress=False, windows=args.windows, max_length=args.max_length)
+                  progress=False, windows=args.windows, max_length=args.max_length,
+                  id_dropout=args.id_dropout)
     feats = None
     if args.item_text:  # titles -> TF-IDF + SVD (as `recsys train --item-text`), for SASRec/GRU4Rec
         if "item_ids" not in d:
@@ -231,7 +232,7 @@ def run_dataset(dataset: str, args, epochs: int, users_cap, peers_on: bool) -> d
              "ease": {"l2": 500.0}, "gru4rec": neural, "sasrec": dict(neural, num_layers=2)}
     settings = {"protocol": d["protocol"], "n_users": n_users, "n_items": n_items,
                 "max_users": users_cap, "epochs_cap": epochs, "embed_dim": args.embed_dim,
-                "max_length": args.max_length, "windows": args.windows,
+                "max_length": args.max_length, "windows": args.windows, "id_dropout": args.id_dropout,
                 "item_text": args.item_text, "loss": args.loss, "k": 10, "sampled_negatives": args.sampled,
                 "ties": "counted against the model", "ranking": "full, history removed",
                 "model_params": {m: {k: v for k, v in specs[m].items()} for m in specs}}
@@ -353,6 +354,9 @@ def main(argv=None) -> int:
     ap.add_argument("--item-text", default=None, metavar="CSV",
                     help="microlens-50k: titles CSV (item,title) -> TF-IDF+SVD item features for "
                          "SASRec/GRU4Rec (e.g. ../shared/data/microlens-50k/MicroLens-50k_titles.csv)")
+    ap.add_argument("--id-dropout", type=float, default=0.5,
+                    help="with --item-text: probability that an item's id embedding is dropped in a "
+                         "training step (its title features alone represent it)")
     ap.add_argument("--tag", default="", help="write into results/bench_sequential/TAG/")
     args = ap.parse_args(argv)
     global OUT

@@ -30,6 +30,9 @@ LambdaRank to LambdaMART: An Overview") trained on a validation split carved fro
 held-out part are labelled with the held-out relevance (graded: the rating on rating logs,
 passed as ``relevance``), and early stopping watches NDCG@10 on a seeded 20% of the
 validation users. The sources are then fitted on the whole training matrix for serving.
+Alternatively (``fit(validation=(user_items, later))``) the labels come from a predefined
+validation period after the training data, the sources are fitted once, and the period's own
+popular items join as the built-in ``label-popularity`` source (see ``label_popularity``).
 
 Saved as one folder (:meth:`LTRRecommender.save`): ``meta.json``, ``state.npz``,
 ``booster.txt`` (LightGBM's own text format, ``Booster.save_model``) and one saved model per
@@ -420,7 +423,11 @@ class LTRRecommender(Recommender):
             themselves (use ``item_embeddings`` for the content-similarity features).
         validation : (fit_part, held_out) pair of CSR matrices, or a list of pairs, optional
             Use these splits instead of :func:`carve_holdout` (e.g. the evaluation protocol's
-            own splitter applied to the training data); ``n_folds`` is then ignored.
+            own splitter applied to the training data); ``n_folds`` is then ignored. The
+            held-out part may lie outside ``user_items`` (a predefined validation period, fit
+            part = ``user_items`` itself): its interactions are the labels (binary unless
+            ``relevance`` covers them), the sources are fitted once on ``user_items`` (or
+            reused when already fitted on it) and ``label_popularity="auto"`` turns on.
 
         Returns
         -------
