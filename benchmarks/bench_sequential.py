@@ -130,6 +130,7 @@ def sampled_metrics(scores: np.ndarray, histories, targets, n_neg: int, rng, k: 
 def evaluate(score_fn, histories, targets, *, k=10, batch=2048, sampled=0, seed=0) -> dict:
     """Full-ranking (and, if ``sampled``, sampled-negative) metrics of ``score_fn(idx)``."""
     sums = {"hr": 0.0, "ndcg": 0.0, "mrr": 0.0}
+    per_user = {"hr": [], "ndcg": []}
     ssum = {"hr": 0.0, "ndcg": 0.0}
     rng = np.random.default_rng(seed)
     t0 = time.perf_counter()
@@ -141,12 +142,15 @@ def evaluate(score_fn, histories, targets, *, k=10, batch=2048, sampled=0, seed=
         m = leave_one_out_metrics(sc, hs, targets[idx], k)
         for key in sums:
             sums[key] += float(m[key].sum())
+        for key in per_user:
+            per_user[key].append(m[key])
         if sampled:
             ms = sampled_metrics(sc, hs, targets[idx], sampled, rng, k)
             for key in ssum:
                 ssum[key] += float(ms[key].sum())
     out = {f"hr@{k}": sums["hr"] / n, f"ndcg@{k}": sums["ndcg"] / n, f"mrr@{k}": sums["mrr"] / n,
-           "eval_seconds": time.perf_counter() - t0}
+           "eval_seconds": time.perf_counter() - t0,
+           "_per_user": {key: np.concatenate(v) if v else np.zeros(0) for key, v in per_user.items()}}
     if sampled:
         out[f"sampled{sampled}_hr@{k}"] = ssum["hr"] / n
         out[f"sampled{sampled}_ndcg@{k}"] = ssum["ndcg"] / n
@@ -167,8 +171,12 @@ def _write_partial(settings, env, results) -> None:
     """Results so far (a run stopped by a time limit keeps the models already measured)."""
     OUT.mkdir(parents=True, exist_ok=True)
     tmp = OUT / "partial.json.tmp"
-    tmp.write_text(json.dumps({"settings": settings, "environment": env, "results": results},
-                              indent=2, default=float))
+    def public(x):  # per-user arrays ("_per_user") stay out of the JSON
+        return ({k: public(v) for k, v in x.items() if not str(k).startswith("_")}
+                if isinstance(x, dict) else x)
+
+    tmp.write_text(json.dumps({"settings": settings, "environment": env,
+                               "results": public(results)}, indent=2, default=float))
     tmp.replace(OUT / "partial.json")
 
 
@@ -215,7 +223,7 @@ def run_dataset(dataset: str, args, epochs: int, users_cap, peers_on: bool) -> d
                   progress=False, windows=args.windows, max_length=args.max_length,
                   id_dropout=args.id_dropout)
     feats = None
-    if args.item_text:  # titles -> TF-IDF + SVD (as `recsys train --item-text`), for SASRec/GRU4Rec
+    if args.item_text:  # titles -> TF-IDF + SVD (as `recsys train --item-text`), for the +text models
         if "item_ids" not in d:
             raise SystemExit("--item-text: only --dataset microlens-50k has item texts here")
         import pandas as pd
@@ -230,6 +238,7 @@ def run_dataset(dataset: str, args, epochs: int, users_cap, peers_on: bool) -> d
     specs = {"popularity": {}, "itemknn": {"neighbors": 200}, "lastitem": {"neighbors": 200},
              "lastitem3": {"neighbors": 200, "n_last": 3, "decay": 0.5},
              "ease": {"l2": 500.0}, "gru4rec": neural, "sasrec": dict(neural, num_layers=2)}
+    specs["sasrec+text"], specs["gru4rec+text"] = specs["sasrec"], specs["gru4rec"]
     settings = {"protocol": d["protocol"], "n_users": n_users, "n_items": n_items,
                 "max_users": users_cap, "epochs_cap": epochs, "embed_dim": args.embed_dim,
                 "max_length": args.max_length, "windows": args.windows, "id_dropout": args.id_dropout,
@@ -239,10 +248,12 @@ def run_dataset(dataset: str, args, epochs: int, users_cap, peers_on: bool) -> d
     results = {}
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     for name in names:
-        reg = "lastitem" if name.startswith("lastitem") else name
+        reg = "lastitem" if name.startswith("lastitem") else name.removesuffix("+text")
         model = make_model(reg, **specs[name])
         t0, c0 = time.perf_counter(), time.process_time()
-        fit_model(model, ui, interaction_times=times, item_features=feats)
+        # the item texts go to the "+text" variants only (both in one run: a paired comparison)
+        fit_model(model, ui, interaction_times=times,
+                  item_features=feats if name.endswith("+text") else None)
         r = {"fit_seconds": time.perf_counter() - t0, "fit_cpu_seconds": time.process_time() - c0}
         r["validation"] = evaluate(lambda idx, m=model: m.score(ui[idx], idx), train, val_t,
                                    sampled=args.sampled)
@@ -301,7 +312,56 @@ def run_dataset(dataset: str, args, epochs: int, users_cap, peers_on: bool) -> d
                   f"{results[ours]['fit_cpu_seconds']:.0f} CPU-s, "
                   f"{results[ours]['fit_seconds']:.0f}s wall); "
                   f"{info['rows']['train']} training rows", flush=True)
-    return {"settings": settings, "results": results}
+    tests = paired_tests(results, names)
+    for base in SEQUENTIAL:  # the same model with and without item texts
+        if base in results and base + "+text" in results:
+            tests.update(paired_tests(results, [base + "+text", base], best=base + "+text",
+                                      rivals=[base]))
+    for r in results.values():  # per-user arrays are for the tests only, not the JSON
+        for part in ("validation", "test"):
+            if isinstance(r, dict) and isinstance(r.get(part), dict):
+                r[part].pop("_per_user", None)
+    return {"settings": settings, "results": results, "paired_tests": tests}
+
+
+SEQUENTIAL = ("sasrec", "gru4rec", "sasrec+text", "gru4rec+text")
+NON_SEQUENTIAL = ("popularity", "itemknn", "ease")
+
+
+def paired_tests(results: dict, names: list[str], best: str | None = None,
+                 rivals: list[str] | None = None) -> dict:
+    """Best sequential model (by validation NDCG@10) vs the last-item kNNs and the best
+    non-sequential model: paired t-test over users and bootstrap 95% interval of the
+    difference (:mod:`recsys.evaluation.significance`), on validation and, when there, test."""
+    from recsys.evaluation.significance import bootstrap_ci, paired_test
+
+    ok = {n: results[n] for n in names if n in results and "validation" in results[n]}
+    seq = [n for n in ok if n in SEQUENTIAL]
+    if not seq:
+        return {}
+    best = best or max(seq, key=lambda n: ok[n]["validation"]["ndcg@10"])
+    if rivals is None:
+        rivals = [n for n in ok if n.startswith("lastitem")]
+        non_seq = [n for n in ok if n in NON_SEQUENTIAL]
+        if non_seq:
+            rivals.append(max(non_seq, key=lambda n: ok[n]["validation"]["ndcg@10"]))
+    out = {}
+    for rival in rivals:
+        for part in ("validation", "test"):
+            if part not in ok[best] or part not in ok[rival]:
+                continue
+            for metric in ("hr", "ndcg"):
+                a = ok[best][part]["_per_user"][metric]
+                b = ok[rival][part]["_per_user"][metric]
+                pt = paired_test(a, b, test="t")
+                lo, hi = bootstrap_ci(a - b, seed=0)
+                rel = pt["mean_diff"] / max(pt["mean_b"], 1e-12)
+                out[f"{best}_vs_{rival}/{part}/{metric}@10"] = {**pt, "diff_ci95": [lo, hi],
+                                                                "relative": rel}
+                print(f"  {best} vs {rival} {part} {metric}@10: {pt['mean_a']:.4f} vs "
+                      f"{pt['mean_b']:.4f}, diff {pt['mean_diff']:+.4f} ({100 * rel:+.0f}%) CI95 "
+                      f"[{lo:+.4f}, {hi:+.4f}] p {pt['p_value']:.2g}", flush=True)
+    return out
 
 
 def _print_row(name, r, sampled) -> None:
@@ -352,8 +412,10 @@ def main(argv=None) -> int:
                     help="SASRec/GRU4Rec training sequences: each user's last max_length+1 items, or "
                          "the whole history in chunks (every transition a target once)")
     ap.add_argument("--item-text", default=None, metavar="CSV",
-                    help="microlens-50k: titles CSV (item,title) -> TF-IDF+SVD item features for "
-                         "SASRec/GRU4Rec (e.g. ../shared/data/microlens-50k/MicroLens-50k_titles.csv)")
+                    help="microlens-50k: titles CSV (item,title) -> TF-IDF+SVD item features for the "
+                         "models named sasrec+text / gru4rec+text in --models (e.g. "
+                         "../shared/data/microlens-50k/MicroLens-50k_titles.csv); list sasrec too for a "
+                         "paired comparison in the same run")
     ap.add_argument("--id-dropout", type=float, default=0.5,
                     help="with --item-text: probability that an item's id embedding is dropped in a "
                          "training step (its title features alone represent it)")
