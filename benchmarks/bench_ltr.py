@@ -108,6 +108,19 @@ def timed_eval(model, x, t, k, metrics, keep_lists=False):
     return res, time.perf_counter() - t0, time.process_time() - c0
 
 
+def add_sasrec(model, x, t, times, metrics, fitted, per_user, rows, note=""):
+    """Fit SASRec on ``x`` (with its interaction times), evaluate at k 10, add it as a source."""
+    t0 = time.perf_counter()
+    model.fit(x, interaction_times=times)
+    fit_s = time.perf_counter() - t0
+    res, score_s, _ = timed_eval(model, x, t, 10, metrics)
+    fitted["sasrec"] = model
+    per_user["sasrec"] = res.per_user
+    rows.append({"model": "sasrec", **res.summary, "params": model.get_params(),
+                 "fit_seconds": fit_s, "evaluate_all_users_seconds": score_s})
+    summary_line("sasrec", res.summary, f"fit {fit_s:.1f}s {note}".rstrip())
+
+
 def fit_learned(name, ltr, x, fit_kwargs, t, k, metrics, rows, per_user, reports):
     """Fit one LTRRecommender, score all users, evaluate; append its row."""
     t0, c0 = time.perf_counter(), time.process_time()
@@ -314,15 +327,8 @@ def run_ml100k(args, rows, per_user, reports, settings):
         from recsys.models import SASRec
 
         model = SASRec(epochs=args.sasrec_epochs, max_length=50, validation_users=200, progress=False)
-        t0 = time.perf_counter()
-        model.fit(x, interaction_times=times)
-        fit_s = time.perf_counter() - t0
-        res, score_s, _ = timed_eval(model, x, t, 10, A_METRICS)
-        fitted["sasrec"] = model
-        per_user["sasrec"] = res.per_user
-        rows.append({"model": "sasrec", **res.summary, "params": model.get_params(),
-                     "fit_seconds": fit_s, "evaluate_all_users_seconds": score_s})
-        summary_line("sasrec", res.summary, f"fit {fit_s:.2f}s (not tuned: {args.sasrec_epochs} epochs)")
+        add_sasrec(model, x, t, times, A_METRICS, fitted, per_user, rows,
+                   f"(not tuned: {args.sasrec_epochs} epochs)")
     validation = []
     for seed in range(42, 42 + args.folds):
         fit_df, valid_df = validation_split(train, ratio=0.75, filter_by="item", seed=seed)
@@ -450,15 +456,7 @@ def run_microlens(args, rows, per_user, reports, settings):
         model = SASRec(loss="ce", embed_dim=64, num_layers=2, num_heads=2, dropout=0.2, max_length=50,
                        batch_size=256, learning_rate=0.001, epochs=args.sasrec_epochs,
                        patience=args.sasrec_epochs, progress=False)
-        t0 = time.perf_counter()
-        model.fit(x, interaction_times=times)
-        fit_s = time.perf_counter() - t0
-        res, score_s, _ = timed_eval(model, x, t, 10, metrics)
-        fitted["sasrec"] = model
-        per_user["sasrec"] = res.per_user
-        rows.append({"model": "sasrec", **res.summary, "params": model.get_params(),
-                     "fit_seconds": fit_s, "evaluate_all_users_seconds": score_s})
-        summary_line("sasrec", res.summary, f"fit {fit_s:.1f}s")
+        add_sasrec(model, x, t, times, metrics, fitted, per_user, rows)
     if args.ranker_data == "validation":
         res = fit_learned_crossfit(
             "ltr", lambda: LTRRecommender(sources=dict(fitted), n_candidates=args.candidates),
