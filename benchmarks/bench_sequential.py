@@ -73,8 +73,7 @@ def load_microlens(path: Path, max_users: int | None):
             seqs.append(np.array([item_of.setdefault(i, len(item_of)) for i in items.split()]))
             if max_users and len(users) >= max_users:
                 break
-    load_microlens.item_ids = list(item_of)  # raw ids in index order (for --item-text)
-    return users, seqs, len(item_of)
+    return users, seqs, list(item_of)  # raw item ids in index order (for --item-text)
 
 
 def leave_one_out_metrics(scores: np.ndarray, histories, targets, k: int = 10) -> dict:
@@ -183,12 +182,12 @@ def _write_partial(settings, env, results) -> None:
 def prepare(dataset: str, users_cap: int | None) -> dict:
     """Training histories, validation targets and (ML-100K) test histories/targets."""
     if dataset == "microlens-50k":
-        users, seqs, n_items = load_microlens(DATA / "MicroLens-50k_pairs_without_last.tsv",
+        users, seqs, item_ids = load_microlens(DATA / "MicroLens-50k_pairs_without_last.tsv",
                                               users_cap)
         train = [s[:-1] for s in seqs]
         val_t = np.array([s[-1] for s in seqs], dtype=np.int64)
-        return {"users": users, "n_items": n_items, "train": train, "val_targets": val_t,
-                "test": None, "validation_users": 2000, "item_ids": load_microlens.item_ids,
+        return {"users": users, "n_items": len(item_ids), "train": train, "val_targets": val_t,
+                "test": None, "validation_users": 2000, "item_ids": item_ids,
                 "protocol": "pairs_without_last: validation = last item in the file (the true "
                             "last item is withheld by the data set; no test here)"}
     users, seqs, n_items = load_ml100k(DATA_ROOT / "ml-100k" / "u.data", users_cap)
