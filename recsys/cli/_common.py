@@ -231,9 +231,10 @@ MODEL_NAMES_HELP = ("popularity, trending (needs timestamps), ease, itemknn, als
                     "(content and hybrid need item embeddings), ease-content (EASE with item side "
                     "information: --item-features/--item-text), graph-filter (training-free LightGCN-style "
                     "propagation over the interaction graph and kNN graphs of --item-features), or ltr: a learned second stage (LightGBM "
-                    "LambdaRank) over the candidates of several models, saved as one folder with them "
-                    "inside (--param sources=ease,itemknn,popularity, --param label=graded); sequential next-item models "
-                    "sasrec, gru4rec (PyTorch) and lastitem (kNN of the last items), which read histories in time "
+                    "ranking trees, XE-NDCG loss) over the candidates of several models, saved as one folder with them "
+                    "inside (--param sources=ease,itemknn,popularity, --param label=graded); sequential models "
+                    "sasrec, gru4rec (PyTorch), lastitem (kNN of the last items) and windowknn (item-kNN of items "
+                    "watched within a few positions of each other, voted by the whole history), which read histories in time "
                     "order (timestamps, or positions for a sequence-per-line file)")
 
 

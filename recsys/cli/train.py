@@ -107,7 +107,7 @@ def add_commands(sub, add, common, fmt) -> None:
                         "enables the content source of --two-stage")
     s.add_argument("--two-stage", action="store_true",
                    help="serve through candidates (collaborative, content, popularity) -> ranking; with "
-                        "--tune the second stage is learned (LambdaRank, as --model ltr) when it beats "
+                        "--tune the second stage is learned (LightGBM ranking trees, as --model ltr) when it beats "
                         "its sources on the validation split, else the fusion chosen there; without "
                         "--tune the collaborative order")
     _side_args(s, tuning="used by --tune instead of carving one from the training data; with --model "

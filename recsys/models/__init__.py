@@ -13,7 +13,7 @@ from .graph_filter import GraphFilter
 from .itemknn import ItemKNN
 from .ltr import LTRRecommender
 from .popularity import Popularity
-from .sequential import GRU4Rec, LastItemKNN, SASRec
+from .sequential import GRU4Rec, LastItemKNN, SASRec, WindowKNN
 from .trending import TrendingPopularity, interaction_times_matrix
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "SASRec",
     "GRU4Rec",
     "LastItemKNN",
+    "WindowKNN",
     "side_inputs",
     "fit_model",
 ]
@@ -56,6 +57,7 @@ MODELS: dict[str, type[Recommender]] = {
     "sasrec": SASRec,
     "gru4rec": GRU4Rec,
     "lastitem": LastItemKNN,
+    "windowknn": WindowKNN,
 }
 
 
@@ -64,7 +66,7 @@ def side_inputs(model: Recommender | type[Recommender]) -> tuple[str, ...]:
 
     ``()`` for the pure collaborative models, ``("item_embeddings",)`` for ContentModel and
     HybridColdStart, ``("interaction_times",)`` for TrendingPopularity and the sequential models
-    (SASRec, GRU4Rec, LastItemKNN: times or positions order the histories), ``("item_features",)``
+    (SASRec, GRU4Rec, LastItemKNN, WindowKNN: times or positions order the histories), ``("item_features",)``
     for ContentEASE and GraphFilter (optional there: without features they use the interactions
     alone).
     """

@@ -1,6 +1,7 @@
-"""Sequential (next-item) recommenders: SASRec, GRU4Rec and a last-item item-kNN baseline.
+"""Sequential recommenders: SASRec, GRU4Rec, a last-item item-kNN and a time-window item-kNN.
 
-Every model here predicts the **next** item from the user's chronological history and shares
+Every model here scores items from the user's chronological history (the **next** item;
+:class:`WindowKNN` with ``recency=1`` also the items missing from a random holdout) and shares
 the :class:`~recsys.models.base.Recommender` interface:
 
 * ``fit(user_items, interaction_times=T)``: ``T`` is a CSR matrix shaped like ``user_items``
@@ -51,6 +52,7 @@ __all__ = [
     "SASRec",
     "GRU4Rec",
     "LastItemKNN",
+    "WindowKNN",
     "histories_from_times",
     "sequences_to_user_items",
     "read_sequence_file",
@@ -414,6 +416,30 @@ class SequentialRecommender(Recommender):
         return topk(s, int(k))
 
 
+def _top_neighbours(sim: sp.csr_matrix, neighbors: int | None
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """CSR arrays (data float32, indices int64, indptr int64) of ``sim`` without its diagonal,
+    each row pruned to its ``neighbors`` largest entries (all kept when None)."""
+    sim = sp.csr_matrix(sim, dtype=np.float32, copy=True)
+    sim.setdiag(0)
+    sim.eliminate_zeros()
+    sim.sort_indices()
+    if neighbors is None:
+        return sim.data.copy(), sim.indices.astype(np.int64), sim.indptr.astype(np.int64)
+    rows = []
+    for i in range(sim.shape[0]):
+        a, b = sim.indptr[i], sim.indptr[i + 1]
+        d, c = sim.data[a:b], sim.indices[a:b]
+        if d.size > neighbors:
+            sel = np.sort(np.argpartition(-d, neighbors - 1)[:neighbors])
+            d, c = d[sel], c[sel]
+        rows.append((d, c))
+    indptr = np.r_[0, np.cumsum([r[1].size for r in rows])].astype(np.int64)
+    data = np.concatenate([r[0] for r in rows]).astype(np.float32) if rows else np.zeros(0, np.float32)
+    indices = np.concatenate([r[1] for r in rows]).astype(np.int64) if rows else np.zeros(0, np.int64)
+    return data, indices, indptr
+
+
 # ---------------------------------------------------------------------------- last-item kNN
 class LastItemKNN(SequentialRecommender):
     """"Similar to what was just watched": cosine item-kNN of the last ``n_last`` items.
@@ -461,21 +487,7 @@ class LastItemKNN(SequentialRecommender):
         norms[norms == 0] = 1.0
         xn = x @ sp.diags(1.0 / norms)
         sim = (xn.T @ xn).tocsr()
-        sim.setdiag(0)
-        sim.eliminate_zeros()
-        # keep the top `neighbors` per row
-        rows = []
-        for i in range(sim.shape[0]):
-            a, b = sim.indptr[i], sim.indptr[i + 1]
-            d, c = sim.data[a:b], sim.indices[a:b]
-            if d.size > self.neighbors:
-                sel = np.argpartition(-d, self.neighbors - 1)[: self.neighbors]
-                d, c = d[sel], c[sel]
-            rows.append((d, c))
-        indptr = np.r_[0, np.cumsum([r[1].size for r in rows])]
-        self.sim_data_ = np.concatenate([r[0] for r in rows]).astype(np.float32)
-        self.sim_indices_ = np.concatenate([r[1] for r in rows]).astype(np.int64)
-        self.sim_indptr_ = indptr.astype(np.int64)
+        self.sim_data_, self.sim_indices_, self.sim_indptr_ = _top_neighbours(sim, self.neighbors)
 
     def _sim(self) -> sp.csr_matrix:
         return sp.csr_matrix((self.sim_data_, self.sim_indices_, self.sim_indptr_),
@@ -491,6 +503,116 @@ class LastItemKNN(SequentialRecommender):
             w.extend((float(self.decay) ** np.arange(last.size)).tolist())
         q = sp.csr_matrix((w, (r, c)), shape=(len(histories), self.n_items_), dtype=np.float32)
         return (q @ sim).toarray().astype(np.float32)
+
+    def _item_scores(self, items):
+        return self._sim()[items].toarray()
+
+
+class WindowKNN(SequentialRecommender):
+    """Item-kNN of co-occurrences *within a time window*, voted by the whole history.
+
+    Two items co-occur when one user watched them at most ``window`` positions apart in time
+    order (either order; a pair ``d`` positions apart counts ``decay**(d - 1)``), the
+    count-based window of word2vec/GloVe applied to watch histories and the bidirectional form
+    of the sequential rules of Ludewig & Jannach (UMUAI 2018; they count ``i -> j`` within a
+    window, weighted by distance). With ``C`` the summed counts over all training histories and
+    ``n_i`` the number of histories holding item ``i``::
+
+        sim_ij = C_ij / (n_i * n_j) ** alpha            (alpha = 0.5: cosine-like)
+        score_j = sum_{t >= 0} recency**t * sim(h_{-1-t}, j)   (h_{-1}: the latest item)
+
+    pruned to each item's ``neighbors`` most similar items. Plain co-occurrence models (EASE,
+    ItemKNN) count two items of a history alike whether they were watched a minute or a year
+    apart; this model counts only items watched together, which is the signal of sessions and
+    of the order in which a service showed items. ``recency=1`` (every history item votes
+    alike) suits a random holdout, whose missing items sit between the training items of the
+    same history; ``recency < 1`` leans on the latest items (next-item prediction).
+
+    Measured on MovieLens 100K (``benchmarks/bench_ltr.py --help``): on a validation split of
+    Microsoft Recommenders' training split NDCG@10 0.2724 alone vs ItemKNN 0.2579 and EASE
+    0.2751; on the test split, fitted on the whole training split, 0.4444 vs EASE 0.4829: its
+    edge is on short histories and fades as they grow.
+
+    Parameters
+    ----------
+    window : int
+        Largest distance in positions (>= 1) at which two items of a history co-occur.
+    decay : float
+        Weight ratio between pairs one position further apart, in (0, 1] (1: all pairs within
+        the window alike).
+    alpha : float
+        Popularity normalisation exponent in [0, 1] (0: raw counts).
+    recency : float
+        Weight ratio between consecutive older history items when scoring, in (0, 1].
+    neighbors : int or None
+        Neighbours kept per item (>= 1), None keeps all.
+    max_length : int
+        Histories are truncated to their last ``max_length`` items (training and scoring).
+    """
+
+    _state_attrs: ClassVar[tuple[str, ...]] = ("hist_indptr_", "hist_items_", "sim_data_",
+                                               "sim_indices_", "sim_indptr_")
+
+    def __init__(self, window: int = 10, decay: float = 1.0, alpha: float = 0.5,
+                 recency: float = 1.0, neighbors: int | None = None, max_length: int = 1000):
+        self.window = window
+        self.decay = decay
+        self.alpha = alpha
+        self.recency = recency
+        self.neighbors = neighbors
+        self.max_length = max_length
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        w = self.window
+        if isinstance(w, bool) or not isinstance(w, (int, np.integer)) or w < 1:
+            raise ValueError(f"window must be an int >= 1, got {w!r}; fix: e.g. 10")
+        nb = self.neighbors
+        if nb is not None and (isinstance(nb, bool) or not isinstance(nb, (int, np.integer)) or nb < 1):
+            raise ValueError(f"neighbors must be None or an int >= 1, got {nb!r}")
+        for name in ("decay", "recency"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v <= 1):
+                raise ValueError(f"{name} must be in (0, 1], got {v!r}")
+        a = self.alpha
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or not (0 <= a <= 1):
+            raise ValueError(f"alpha must be in [0, 1], got {a!r}; fix: 0.5 (cosine-like)")
+
+    def _fit_sequences(self, histories, user_items) -> None:
+        n = self.n_items_
+        ml = int(self.max_length)
+        hist = [h[-ml:] for h in histories]
+        flat = np.concatenate(hist) if hist else np.zeros(0, np.int64)
+        owner = np.repeat(np.arange(len(hist)), [h.size for h in hist])
+        counts = sp.csr_matrix((n, n), dtype=np.float64)
+        for d in range(1, int(self.window) + 1):
+            if flat.size <= d:
+                break
+            same = owner[:-d] == owner[d:]
+            if not same.any():
+                break  # no history is longer than d
+            a, b = flat[:-d][same], flat[d:][same]
+            w = float(self.decay) ** (d - 1)
+            counts = counts + sp.csr_matrix((np.full(a.size, w), (a, b)), shape=(n, n))
+        counts = (counts + counts.T).tocsr()
+        held = np.bincount(flat, minlength=n).astype(np.float64)  # histories holding each item
+        scale = np.where(held > 0, held, 1.0) ** -float(self.alpha)
+        sim = sp.diags(scale) @ counts @ sp.diags(scale)
+        self.sim_data_, self.sim_indices_, self.sim_indptr_ = _top_neighbours(sim, self.neighbors)
+
+    def _sim(self) -> sp.csr_matrix:
+        return sp.csr_matrix((self.sim_data_, self.sim_indices_, self.sim_indptr_),
+                             shape=(self.n_items_, self.n_items_))
+
+    def _score_sequences(self, histories):
+        lengths = np.array([h.size for h in histories], dtype=np.int64)
+        cols = np.concatenate([h[::-1] for h in histories]) if histories else np.zeros(0, np.int64)
+        age = np.concatenate([np.arange(m) for m in lengths]) if histories else np.zeros(0)
+        w = float(self.recency) ** age
+        q = sp.csr_matrix((w.astype(np.float32), cols, np.r_[0, np.cumsum(lengths)]),
+                          shape=(len(histories), self.n_items_))
+        q.sum_duplicates()
+        return (q @ self._sim()).toarray().astype(np.float32)
 
     def _item_scores(self, items):
         return self._sim()[items].toarray()

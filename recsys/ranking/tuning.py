@@ -21,11 +21,15 @@ __all__ = ["DEFAULT_GRIDS", "SIMPLER", "TIE_REL", "TIE_TOL", "TuningResult", "va
 logger = logging.getLogger(__name__)
 
 #: Small default grids (a few fits each on MovieLens 100K). Sources of the centres: EASE l2 500
-#: (Steck 2019 reference notebook), implicit's ALS/BPR defaults, implicit's BM25 K1/B.
+#: (Steck 2019 reference notebook), implicit's ALS/BPR defaults, implicit's BM25 K1/B. ALS
+#: reaches far stronger regularisation than implicit's default (0.01): on a validation split of
+#: MovieLens 100K NDCG@10 rose from 0.2077 (64 factors, regularization 1, alpha 1, the best of
+#: the earlier grid) to 0.2814 (128, 30, 3), above EASE's 0.2751 (Rendle et al., "Revisiting the
+#: Performance of iALS on Item Recommendation Benchmarks", RecSys 2022, on tuning it this far).
 DEFAULT_GRIDS: dict[str, dict[str, list]] = {
     "ease": {"l2": [50.0, 100.0, 200.0, 300.0, 500.0, 800.0, 1200.0]},
     "itemknn": {"neighbors": [50, 200], "weighting": ["none", "bm25"]},
-    "als": {"factors": [64], "regularization": [0.1, 1.0], "alpha": [1.0, 5.0]},
+    "als": {"factors": [64, 128], "regularization": [1.0, 10.0, 30.0], "alpha": [1.0, 3.0, 5.0]},
     "bpr": {"factors": [64], "learning_rate": [0.01, 0.05], "iterations": [100]},
     "trending": {"half_life_days": [1.0, 30.0, 365.0]},
     "hybrid": {"factors": [64], "regularization": [1.0], "alpha": [1.0, 5.0]},
@@ -35,6 +39,7 @@ DEFAULT_GRIDS: dict[str, dict[str, list]] = {
                      "popularity_weight": [0.0, 0.02]},
     "graph-filter": {"layers": [2, 3, 4], "feature_weight": [0.0, 0.1, 0.2]},
     "lastitem": {"n_last": [1, 2, 3]},
+    "windowknn": {"window": [3, 10, 30]},
     "sasrec": {"num_layers": [1, 2]},
     "gru4rec": {"embed_dim": [64]},
 }

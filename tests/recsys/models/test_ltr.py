@@ -149,6 +149,20 @@ def test_cli_train_ltr_tune_then_recommend(tmp_path, capsys):
     assert len(recs) == 3 and recs[0]["item_id"] == "v0"  # u0's one unseen same-group item
 
 
+
+def test_train_ltr_takes_the_time_window_source_when_the_log_has_times():
+    import pandas as pd
+
+    from recsys.ranking.ltr_training import train_ltr
+
+    rows = [(f"u{u}", f"v{(u + j) % 12}", 1000 + j) for u in range(30) for j in range(6)]
+    df = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+    timed = train_ltr(df, {"sources": "ease,windowknn", "n_candidates": 5})
+    assert set(timed.model.sources_) == {"ease", "windowknn"}
+    assert timed.model.report_["recall_at_budget"]["windowknn"] > 0
+    with pytest.raises(ValueError, match="needs interaction_times"):
+        train_ltr(df.drop(columns="timestamp"), {"sources": "ease,windowknn", "n_candidates": 5})
+
 def test_guard_fallback_serves_the_source_alone(fitted, tmp_path):
     model, x = fitted
     rep = model.report_

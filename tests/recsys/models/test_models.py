@@ -334,7 +334,7 @@ def test_itemknn_keeps_top_neighbors_per_item(board):
 def test_registry_and_params(tmp_path, board):
     assert set(MODELS) == {"popularity", "ease", "itemknn", "als", "bpr", "trending", "content",
                            "hybrid", "ease-content", "graph-filter", "ltr", "sasrec", "gru4rec",
-                           "lastitem"}
+                           "lastitem", "windowknn"}
     model = make_model("EASE", l2=10.0)
     assert isinstance(model, EASE) and model.get_params()["l2"] == 10.0
     with pytest.raises(ValueError, match=r"valid names: \['als', 'bpr', 'content', 'ease'"):

@@ -10,6 +10,7 @@ from recsys.models.sequential import (
     GRU4Rec,
     LastItemKNN,
     SASRec,
+    WindowKNN,
     histories_from_times,
     read_sequence_file,
     sequences_to_user_items,
@@ -48,12 +49,13 @@ def fitted(data):
         "sasrec": SASRec(num_heads=1, **TINY).fit(ui, interaction_times=times),
         "gru4rec": GRU4Rec(**TINY).fit(ui, interaction_times=times),
         "lastitem": LastItemKNN().fit(ui, interaction_times=times),
+        "windowknn": WindowKNN(window=2, recency=0.5).fit(ui, interaction_times=times),
     }
 
 
 def test_registry_names():
     assert MODELS["sasrec"] is SASRec and MODELS["gru4rec"] is GRU4Rec
-    assert MODELS["lastitem"] is LastItemKNN
+    assert MODELS["lastitem"] is LastItemKNN and MODELS["windowknn"] is WindowKNN
 
 
 def test_histories_follow_times_not_item_index():
@@ -103,7 +105,61 @@ def test_lastitem_knn_scores_neighbours_of_last_item(fitted):
     assert np.all(np.diff(scores[0]) <= 0)
 
 
-@pytest.mark.parametrize("name", ["sasrec", "gru4rec", "lastitem"])
+def _window_sim(sequences, n_items, **params):
+    ui, times = sequences_to_user_items(sequences, n_items)
+    model = WindowKNN(**params).fit(ui, interaction_times=times)
+    return model, model._sim().toarray()
+
+
+def test_windowknn_counts_pairs_within_the_window_both_ways():
+    # two histories 0,1,2 and 0,1,3: at distance 1 the pairs 0-1 (twice), 1-2, 1-3
+    _, sim = _window_sim([[0, 1, 2], [0, 1, 3]], 5, window=1, alpha=0.0)
+    expected = np.zeros((5, 5))
+    for a, b, c in ((0, 1, 2.0), (1, 2, 1.0), (1, 3, 1.0)):
+        expected[a, b] = expected[b, a] = c
+    np.testing.assert_allclose(sim, expected)
+    # window 2 adds the distance-2 pairs 0-2 and 0-3 at weight decay = 0.5
+    _, sim = _window_sim([[0, 1, 2], [0, 1, 3]], 5, window=2, decay=0.5, alpha=0.0)
+    assert sim[0, 2] == sim[2, 0] == sim[0, 3] == 0.5 and sim[0, 1] == 2.0
+    # alpha 0.5 divides by sqrt(n_i n_j): items 0 and 1 are in 2 histories each -> 2 / 2
+    _, sim = _window_sim([[0, 1, 2], [0, 1, 3]], 5, window=1, alpha=0.5)
+    assert sim[0, 1] == pytest.approx(1.0) and sim[1, 2] == pytest.approx(1 / np.sqrt(2))
+
+
+def test_windowknn_tells_items_watched_together_from_items_watched_apart():
+    # every history is 0,1,2,3: all four items co-occur in every history (whole-history kNN
+    # cannot rank 1 above 3 for a user who watched 0), but only 1 is watched next to 0
+    seqs = [[0, 1, 2, 3]] * 10
+    model, _ = _window_sim(seqs, 4, window=1)
+    ids, scores = model.recommend_sequences([[0]], k=3)
+    assert ids[0, 0] == 1 and scores[0, 0] > 0 and np.all(scores[0, 1:] <= 0)
+    cosine = LastItemKNN().fit(*sequences_to_user_items(seqs, 4))
+    s = cosine.recommend_sequences([[0]], k=3)[1][0]
+    assert s[0] == pytest.approx(s[2])  # the whole-history co-occurrence ties 1, 2 and 3
+
+
+def test_windowknn_recency_leans_on_the_latest_items():
+    seqs = [[0, 1]] * 5 + [[2, 3]] * 5
+    flat, _ = _window_sim(seqs, 4, window=1, recency=1.0)
+    recent, _ = _window_sim(seqs, 4, window=1, recency=0.5)
+    s = flat.recommend_sequences([[0, 2]], k=2)[1][0]
+    assert s[0] == pytest.approx(s[1])  # 1 (next to the older item 0) ties 3 (next to 2)
+    ids, s = recent.recommend_sequences([[0, 2]], k=2)
+    assert ids[0].tolist() == [3, 1] and s[0, 1] == pytest.approx(0.5 * s[0, 0])
+
+
+def test_windowknn_prunes_neighbours_and_checks_parameters(data):
+    ui, times = data
+    model = WindowKNN(window=3, neighbors=2).fit(ui, interaction_times=times)
+    assert np.all(np.diff(model.sim_indptr_) <= 2)
+    assert np.all(model._sim().diagonal() == 0)
+    for bad, match in (({"window": 0}, "window"), ({"decay": 0.0}, "decay"), ({"alpha": 2.0}, "alpha"),
+                       ({"recency": 1.5}, "recency"), ({"neighbors": 0}, "neighbors")):
+        with pytest.raises(ValueError, match=match):
+            WindowKNN(**bad).fit(ui, interaction_times=times)
+
+
+@pytest.mark.parametrize("name", ["sasrec", "gru4rec", "lastitem", "windowknn"])
 def test_save_load_round_trip(fitted, name, tmp_path):
     model = fitted[name]
     path = tmp_path / "m.npz"
