@@ -30,7 +30,8 @@ logger = logging.getLogger(__name__)
 LOG_FORMATS = ("auto", "sequence", "table")
 
 
-def read_log(path: str | os.PathLike, *, format: str = "auto", sep: str | None = None) -> pd.DataFrame:
+def read_log(path: str | os.PathLike, *, format: str = "auto", sep: str | None = None,
+             signals=None) -> pd.DataFrame:
     """Read an interaction log.
 
     Parameters
@@ -43,6 +44,9 @@ def read_log(path: str | os.PathLike, *, format: str = "auto", sep: str | None =
         file when the first non-blank line looks like one, else a table.
     sep : str, optional
         Column separator of a table (default: sniffed).
+    signals : sequence of str, optional
+        Feedback columns of a table to keep (``load_interactions(signals=)``); a sequence file
+        has none (ValueError).
 
     Returns
     -------
@@ -66,8 +70,11 @@ def read_log(path: str | os.PathLike, *, format: str = "auto", sep: str | None =
     if not path.is_file():
         raise FileNotFoundError(f"interaction file {path} does not exist")
     if format == "sequence" or (format == "auto" and is_sequence_file(path)):
+        if signals:
+            raise ValueError(f"{path} is a sequence file (one user per line): it has no columns "
+                             f"for the signals {list(signals)}; fix: give a table with a header")
         return read_sequences(path)
-    return load_interactions(path, sep=sep)
+    return load_interactions(path, sep=sep, signals=signals)
 
 
 def text_features(texts, *, n_components: int = 128, seed: int = 0) -> np.ndarray:

@@ -26,8 +26,13 @@ def cmd_train(args) -> int:
     _model_names([args.model], "--model")
     path = _existing(args.interactions, "interaction file", folder=False)
     side = _side_files(args)
+    params = _params(args.param)
+    # further feedback columns (KuaiRand's is_like, long_view) for the learned stage's heads
+    signals = params.get("objectives") if args.model == "ltr" else None
+    if isinstance(signals, str):
+        signals = [n.strip() for n in signals.split(",") if n.strip()]
     # one user per line (`user<TAB>item item ...`, MicroLens): positions become the timestamps
-    df = read_log(path, sep=args.sep)
+    df = read_log(path, sep=args.sep, signals=signals)
     options, dataset = {}, None
     if args.embeddings:
         from recsys.ranking.training import load_item_embeddings
@@ -36,7 +41,7 @@ def cmd_train(args) -> int:
         options["item_embeddings"] = load_item_embeddings(
             _existing(args.embeddings, "embedding folder", folder=True), dataset.item_ids)
     if side["validation"]:
-        options["validation"] = read_log(side["validation"], sep=args.sep)
+        options["validation"] = read_log(side["validation"], sep=args.sep, signals=signals)
     if side["item_features"] or side["item_text"]:
         dataset = dataset or build_dataset(df)
         options["item_features"] = item_side_matrices(dataset, side["item_features"], side["item_text"])
@@ -45,7 +50,7 @@ def cmd_train(args) -> int:
         options["progress"] = not args.quiet
     if args.two_stage:
         options["two_stage"] = True
-    tm = stages.train_model(df, args.model, _params(args.param), dataset=dataset, source=str(path), **options)
+    tm = stages.train_model(df, args.model, params, dataset=dataset, source=str(path), **options)
     save_trained(args.out, tm)
     tu = tm.info.get("tuning")
     tuned = (f"Tuned on a validation split in {tu['seconds']:.2f} s ({len(tu['table'])} grid points, best "
@@ -96,7 +101,12 @@ def add_commands(sub, add, common, fmt) -> None:
     s.add_argument("interactions", metavar="INTERACTIONS")
     s.add_argument("--model", required=True, help=MODEL_NAMES_HELP)
     s.add_argument("--out", required=True, metavar="MODEL_DIR")
-    s.add_argument("--param", action="append", metavar="KEY=VALUE", help="model parameter (repeatable)")
+    s.add_argument("--param", action="append", metavar="KEY=VALUE",
+                   help="model parameter (repeatable; values read as JSON when they parse). With "
+                        "--model ltr: objectives=is_like,long_view trains one ranker head per "
+                        "feedback column of the log's header besides the interaction head, and "
+                        "objective_weights='{\"interaction\": 1, \"is_like\": 2}' blends them "
+                        "(weighted sum of per-user standardised head scores; default 1 each)")
     s.add_argument("--sep", help="column separator (default: sniffed)")
     s.add_argument("--tune", action="store_true",
                    help="choose hyperparameters on a validation split carved from the training data "

@@ -122,7 +122,7 @@ def _first_nonblank_line(path: Path) -> tuple[str, int]:
     return "", 0
 
 
-def load_interactions(path, *, sep=None, columns=None) -> pd.DataFrame:
+def load_interactions(path, *, sep=None, columns=None, signals=None) -> pd.DataFrame:
     """Load an interaction log from CSV, TSV, MovieLens ``u.data``/``ratings.dat`` or Parquet.
 
     Parameters
@@ -139,13 +139,19 @@ def load_interactions(path, *, sep=None, columns=None) -> pd.DataFrame:
         :data:`COLUMN_ALIASES`. None: header names are matched with :data:`COLUMN_ALIASES`; a
         first line with no recognised name is data, read positionally as
         ``user_id, item_id, rating, timestamp`` (2 to 4 fields), which is MovieLens ``u.data``.
+    signals : sequence of str, optional
+        Further feedback columns to keep by their exact header name (files with a header, or
+        Parquet), e.g. KuaiRand's ``("is_like", "long_view")``: numbers >= 0, kept as float64
+        columns of that name (the learned stage's objectives,
+        :class:`recsys.models.LTRRecommender`).
 
     Returns
     -------
     pandas.DataFrame
         Columns ``user_id``, ``item_id`` (object, str), ``rating`` (float64; 1.0 where the file
         has no rating column) and, when present, ``timestamp`` (int64 seconds; fractional seconds
-        are floored, date strings are parsed as UTC). Unrecognised columns are dropped. Rows keep
+        are floored, date strings are parsed as UTC), and the ``signals`` columns.
+        Unrecognised columns are dropped. Rows keep
         file order, duplicates removed by the module's duplicate rule; ``attrs`` holds ``source``
         (the path) and ``n_duplicates_dropped``. Blank lines are skipped.
 
@@ -157,7 +163,9 @@ def load_interactions(path, *, sep=None, columns=None) -> pd.DataFrame:
         Empty file; a header without user/item columns; a line with a wrong number of fields;
         a missing id; a non-numeric, NaN or infinite rating; an unparseable timestamp. The
         message names the file, the 1-based line (the header counts as line 1) and the expected
-        columns. Line numbers assume no quoted field spans several lines.
+        columns. Line numbers assume no quoted field spans several lines. A ``signals`` column
+        that is absent (the message lists the columns), empty, non-numeric, negative or
+        infinite on some line.
     ValueError
         ``columns`` names something that is not a canonical column.
     """
@@ -169,7 +177,32 @@ def load_interactions(path, *, sep=None, columns=None) -> pd.DataFrame:
     else:
         raw, line_of_row, mapping = _read_text(path, sep, columns)
     df = _normalise(path, raw, line_of_row, mapping)
+    for name in _signal_names(signals):
+        if name not in raw.columns or name in mapping:
+            raise InteractionFileError(
+                path, None, f"no column {name!r} to read as a feedback signal among "
+                f"{[str(c) for c in raw.columns if c not in mapping]} (the columns that are not "
+                "user, item, rating or timestamp); signals need a header naming them")
+        src = raw[name]
+        vals = pd.to_numeric(src, errors="coerce").to_numpy(dtype=np.float64)
+        text = src.astype(str).str.strip()
+        _first_bad(path, line_of_row, src.isna().to_numpy() | (text == "").to_numpy(),
+                   f"missing {name}")
+        _first_bad(path, line_of_row, np.isnan(vals), f"non-numeric {name}")
+        _first_bad(path, line_of_row, np.isinf(vals) | (vals < 0), f"{name} negative or infinite")
+        df[name] = vals
     return drop_duplicate_interactions(df, source=str(path))
+
+
+def _signal_names(signals) -> list[str]:
+    if signals is None:
+        return []
+    names = [signals] if isinstance(signals, str) else list(signals)
+    for n in names:
+        if not isinstance(n, str) or not n or n in INTERACTION_COLUMNS:
+            raise ValueError(f"signals names a column {n!r}; expected header names other than "
+                             f"{list(INTERACTION_COLUMNS)}")
+    return names
 
 
 def _check_canonical(names) -> None:

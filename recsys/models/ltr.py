@@ -60,7 +60,7 @@ from embeddings._io import atomic_dir
 from .base import FORMAT_VERSION, Recommender, check_user_items, topk
 from .ltr_features import build_context, context_feature_names, context_features, resolve_time_kind
 
-__all__ = ["LTRRecommender", "DEFAULT_SOURCES", "carve_holdout"]
+__all__ = ["LTRRecommender", "DEFAULT_SOURCES", "MAIN_OBJECTIVE", "carve_holdout"]
 
 logger = logging.getLogger(__name__)
 
@@ -118,6 +118,28 @@ def carve_holdout(user_items: sp.csr_matrix, ratio: float = 0.25, seed: int = 42
 
 #: Name of the built-in source of ``label_popularity`` (features ``label-popularity__score/rank``).
 LABEL_POPULARITY = "label-popularity"
+#: Name of the head trained on the interactions themselves (always present).
+MAIN_OBJECTIVE = "interaction"
+
+
+def _labels(m: sp.csr_matrix) -> sp.csr_matrix:
+    """Signal values as LightGBM ranking labels: rounded, clipped to [0, 30], zeros dropped."""
+    m = sp.csr_matrix(m, dtype=np.float64, copy=True)
+    m.data = np.clip(np.rint(m.data), 0, 30)
+    m.eliminate_zeros()
+    return m
+
+
+def _standardise_per_user(pred: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """``pred`` (float64, one value per pair) minus its user's mean, divided by its user's
+    standard deviation (1 where a user's values are all equal); ``r`` = row of each pair."""
+    n = int(r.max()) + 1 if r.size else 0
+    cnt = np.maximum(np.bincount(r, minlength=n), 1)
+    mean = np.bincount(r, weights=pred, minlength=n) / cnt
+    var = np.bincount(r, weights=(pred - mean[r]) ** 2, minlength=n) / cnt
+    std = np.sqrt(var)
+    std[std <= 1e-12] = 1.0
+    return (pred - mean[r]) / std[r]
 
 
 class _LabelPopularity:
@@ -219,6 +241,17 @@ class LTRRecommender(Recommender):
         (TikTok's val.tsv: 1,272 distinct items, median training popularity 17 vs 3 over
         all items, ``benchmarks/bench_ltr.py --dataset tiktok``). Off for splits carved from
         the training data, whose labels follow the training popularity.
+    objective_weights : dict[str, float], optional
+        Weights of the heads when ``fit`` was given ``objectives`` (several feedback signals,
+        e.g. KuaiRand's ``is_like``, ``long_view``): ``{"interaction": w, name: w, ...}``,
+        each >= 0, not all 0; default 1 for every head. One ranker (head) is trained per
+        objective on the same candidates and features, with that signal's value on the
+        held-out interactions as the label (0 for candidates without it); the served score
+        is ``sum_k w_k * z_k`` where ``z_k`` is head ``k``'s prediction standardised within
+        the user's candidate pool (mean 0, standard deviation 1), so that heads whose raw
+        scores have different scales weigh as their weights say (the weighted-sum fusion of
+        multi-task rankers, e.g. Zhao et al., "Recommending What Video to Watch Next",
+        RecSys 2019). Ignored without ``objectives``.
     seed : int
         Seed of the holdout, the early-stopping users and LightGBM.
 
@@ -230,6 +263,9 @@ class LTRRecommender(Recommender):
     label_counts_ : np.ndarray, float32, shape (n_items,), or None
         Label occurrences per item of ``label-popularity`` (None when off).
     booster_ : lightgbm.Booster
+        The ``"interaction"`` head.
+    heads_ : dict[str, lightgbm.Booster]
+        The other objectives' heads (empty without ``objectives``).
     fallback_ : str or None
         The source served alone when the guard (Notes) found the ranker not better.
     feature_names_ : list of str
@@ -247,6 +283,8 @@ class LTRRecommender(Recommender):
     within the pool) on the early-stopping users; when a source alone is at least as good,
     ``fallback_`` names it and ``recommend`` serves that source alone (``report_["guard_ndcg@10"]``
     holds the numbers), so the learned stage is never worse than its best source on validation.
+    With several objectives there is no fallback (a source serves one signal, the blend several);
+    the guard's numbers are still reported for the ``"interaction"`` head.
 
     Ties of the ranker's (piecewise-constant) scores are broken by the best source's rank
     (``report_["tiebreak"]``): a score of ``pred - 1e-4 * rank / (budget + 1)``.
@@ -263,7 +301,8 @@ class LTRRecommender(Recommender):
                  early_stopping_rounds: int = 30, lgb_params: dict | None = None,
                  num_threads: int = 1, time_features: str = "auto",
                  time_windows: Any = (0.01, 0.05, 0.2), n_last: int = 3,
-                 label_popularity: Any = "auto", seed: int = 42) -> None:
+                 label_popularity: Any = "auto", objective_weights: dict | None = None,
+                 seed: int = 42) -> None:
         self.sources = sources
         self.budgets = budgets
         self.n_candidates = n_candidates
@@ -277,6 +316,7 @@ class LTRRecommender(Recommender):
         self.time_windows = time_windows
         self.n_last = n_last
         self.label_popularity = label_popularity
+        self.objective_weights = objective_weights
         self.seed = seed
 
     # ------------------------------------------------------------------ validation
@@ -332,6 +372,49 @@ class LTRRecommender(Recommender):
                 raise ValueError(f"budgets names unknown source {name!r}; sources: {sorted(names)}")
             if isinstance(b, bool) or not isinstance(b, (int, np.integer)) or b < 1:
                 raise ValueError(f"budgets[{name!r}] must be an int >= 1, got {b!r}")
+
+    def _check_objectives(self, objectives: Any, shape: tuple) -> dict[str, sp.csr_matrix]:
+        """Validated ``{name: CSR}`` of the further objectives (empty for None)."""
+        if objectives is None:
+            return {}
+        if not isinstance(objectives, dict):
+            raise ValueError(f"objectives must be a dict {{name: CSR matrix}}, got "
+                             f"{type(objectives).__name__}")
+        out = {}
+        for name, m in objectives.items():
+            if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
+                raise ValueError(f"objective name {name!r} must be letters, digits, '_' or '-'; "
+                                 "fix: rename it")
+            if name == MAIN_OBJECTIVE:
+                raise ValueError(f"objective name {name!r} is reserved for the head trained on "
+                                 "the interactions themselves; fix: rename the signal")
+            mat = check_user_items(m, f"objectives[{name!r}]")
+            if mat.shape != shape:
+                raise ValueError(f"objectives[{name!r}] has shape {mat.shape}, expected {shape} "
+                                 "(like user_items)")
+            out[name] = mat
+        return out
+
+    def _objective_weights(self, names: list[str]) -> dict[str, float]:
+        """``objective_weights`` resolved for the heads ``"interaction"`` + ``names``."""
+        heads = [MAIN_OBJECTIVE] + names
+        given = self.objective_weights or {}
+        if not isinstance(given, dict):
+            raise ValueError(f"objective_weights must be a dict {{objective: weight}}, got "
+                             f"{type(given).__name__}")
+        unknown = sorted(set(given) - set(heads))
+        if unknown:
+            raise ValueError(f"objective_weights names unknown objective(s) {unknown}; the heads "
+                             f"are {heads} (pass the signals as fit(objectives=...))")
+        out = {}
+        for h in heads:
+            w = given.get(h, 1.0)
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not np.isfinite(w) or w < 0:
+                raise ValueError(f"objective_weights[{h!r}] must be a number >= 0, got {w!r}")
+            out[h] = float(w)
+        if not any(out.values()):
+            raise ValueError("objective_weights are all 0; fix: give at least one head a weight > 0")
+        return out
 
     def _budget(self, name: str) -> int:
         return int((self.budgets or {}).get(name, self.n_candidates))
@@ -407,7 +490,8 @@ class LTRRecommender(Recommender):
     # ------------------------------------------------------------------ fitting
     def fit(self, user_items: sp.csr_matrix, *, relevance: sp.csr_matrix | None = None,
             item_embeddings: np.ndarray | None = None, interaction_times: Any = None,
-            item_features: Any = None, validation: tuple | None = None) -> LTRRecommender:
+            item_features: Any = None, validation: tuple | None = None,
+            objectives: dict | None = None) -> LTRRecommender:
         """Train the ranker on a validation split carved from ``user_items``, then fit sources.
 
         Parameters
@@ -434,6 +518,13 @@ class LTRRecommender(Recommender):
             part = ``user_items`` itself): its interactions are the labels (binary unless
             ``relevance`` covers them), the sources are fitted once on ``user_items`` (or
             reused when already fitted on it) and ``label_popularity="auto"`` turns on.
+        objectives : dict[str, scipy.sparse.csr_matrix], optional
+            Further feedback signals, one matrix per name, shaped like ``user_items``, holding
+            the signal's value (>= 0; e.g. 1 where liked, or a watch-ratio grade) on the
+            interactions that have it, including those of a ``validation`` held-out part.
+            Values are rounded to integers in [0, 30] as labels (bin continuous signals such
+            as watch ratio first). One head is trained per name besides ``"interaction"``;
+            ``objective_weights`` blends them.
 
         Returns
         -------
@@ -442,7 +533,10 @@ class LTRRecommender(Recommender):
         Raises
         ------
         ValueError
-            Bad matrices, shapes, parameters, or no held-out item found by any source.
+            Bad matrices, shapes, parameters, or no held-out item found by any source; an
+            objective name that is reserved or not letters/digits/'_'/'-', a matrix of another
+            shape or with negative or non-finite values, ``objective_weights`` naming an
+            unknown objective or with negative, non-finite or only zero weights.
         """
         import lightgbm as lgb
 
@@ -461,6 +555,8 @@ class LTRRecommender(Recommender):
         rel = ui if relevance is None else check_user_items(relevance, "relevance")
         if rel.shape != ui.shape:
             raise ValueError(f"relevance has shape {rel.shape}, expected {ui.shape} (like user_items)")
+        signals = self._check_objectives(objectives, ui.shape)
+        weights = self._objective_weights(list(signals))
         if validation is None:
             splits = [carve_holdout(ui, self.holdout, self.seed + f) for f in range(int(self.n_folds))]
         else:
@@ -484,6 +580,7 @@ class LTRRecommender(Recommender):
         ctx_args = {"windows": tuple(float(w) for w in np.ravel(self.time_windows)),
                     "n_last": int(self.n_last)}
         Xs, ys, groups, group_user, hits = [], [], [], [], np.zeros(len(names) + 1)
+        ys_sig: dict[str, list] = {k: [] for k in signals}
         n_held = 0
         fitted_whole: dict[str, Recommender] = {}
         step = max(1, (1 << 22) // n_items)
@@ -514,10 +611,12 @@ class LTRRecommender(Recommender):
             # ``relevance`` covers it)
             relv = (held != 0).astype(np.float64).maximum(rel.multiply(held != 0)).tocsr()
             relv.data = np.clip(np.rint(relv.data), 1, 30)
+            sig_held = {k: _labels(v.multiply(held != 0).tocsr()) for k, v in signals.items()}
             for a in range(0, users.size, step):
                 ub = users[a:a + step]
                 r, c, X, proposed = self._pool(val_sources, fit_ui[ub], ub, pop_fit, emb, ctx)
                 lab = np.asarray(relv[ub[r], c]).ravel()
+                sig = {k: np.asarray(v[ub[r], c]).ravel() for k, v in sig_held.items()}
                 hits[:-1] += proposed[lab > 0].sum(axis=0)
                 hits[-1] += (lab > 0).sum()
                 starts = np.searchsorted(r, np.arange(ub.size + 1))
@@ -526,6 +625,8 @@ class LTRRecommender(Recommender):
                     if s1 > s0 and lab[s0:s1].max() > 0:
                         Xs.append(X[s0:s1])
                         ys.append(lab[s0:s1])
+                        for k in signals:
+                            ys_sig[k].append(sig[k][s0:s1])
                         groups.append(s1 - s0)
                         group_user.append(ub[u])
         if n_held == 0:
@@ -544,10 +645,10 @@ class LTRRecommender(Recommender):
         params = {**_LGB_DEFAULTS, "monotone_constraints": mono, **(self.lgb_params or {}),
                   "num_threads": int(self.num_threads), "seed": int(self.seed)}
 
-        def dataset(mask):
+        def dataset(mask, labels=ys):
             idx = np.flatnonzero(mask)
             return lgb.Dataset(np.vstack([Xs[i] for i in idx]),
-                               label=np.concatenate([ys[i] for i in idx]),
+                               label=np.concatenate([labels[i] for i in idx]),
                                group=[groups[i] for i in idx], feature_name=feature_names,
                                free_raw_data=True)
 
@@ -566,6 +667,21 @@ class LTRRecommender(Recommender):
         best_score = (float(next(iter(booster.best_score["valid_0"].values())))
                       if valid_sets and booster.best_score.get("valid_0") else None)
         gain = booster.feature_importance("gain", iteration=best_it)
+        heads, head_report = {}, {}
+        for k in signals:  # one head per further objective: same rows, that signal as labels
+            cb = [lgb.early_stopping(int(self.early_stopping_rounds), verbose=False)] if callbacks else []
+            vs = [dataset(is_eval, ys_sig[k])] if valid_sets else []
+            hb = lgb.train(params, dataset(~is_eval, ys_sig[k]), num_boost_round=int(self.num_boost_round),
+                           valid_sets=vs, callbacks=cb)
+            h_it = int(hb.best_iteration or hb.current_iteration())
+            heads[k] = (hb, h_it)
+            pos = float(np.mean(np.concatenate(ys_sig[k]) > 0)) if ys_sig[k] else 0.0
+            head_report[k] = {
+                "best_iteration": h_it, "positive_share_of_candidates": pos,
+                "validation_ndcg@10": (float(next(iter(hb.best_score["valid_0"].values())))
+                                       if vs and hb.best_score.get("valid_0") else None),
+                "feature_importance_gain": {f: float(g) for f, g in zip(
+                    feature_names, hb.feature_importance("gain", iteration=h_it), strict=True)}}
         # guard: on the early-stopping users, compare the ranker with each source's own order
         # (binary NDCG@10 within the pool); serve the best source alone if it is not beaten
         guard = {}
@@ -577,7 +693,7 @@ class LTRRecommender(Recommender):
             guard = {n: float(np.mean([_ndcg10(p, ys[i]) for p, i in zip(v, idx, strict=True)]))
                      for n, v in preds.items()}
         best_src = max(names, key=lambda n: guard.get(n, -1.0)) if guard else None
-        fallback = best_src if guard and guard[best_src] >= guard["ltr"] else None
+        fallback = best_src if guard and guard[best_src] >= guard["ltr"] and not signals else None
 
         # serving sources: the given ones when already fitted on this matrix, else fitted clones
         side_full = {"item_embeddings": emb, "interaction_times": interaction_times,
@@ -591,6 +707,9 @@ class LTRRecommender(Recommender):
         else:
             self.label_counts_ = None
         self.booster_ = booster
+        self.heads_ = {k: hb for k, (hb, _) in heads.items()}
+        self.head_iterations_ = {k: it for k, (_, it) in heads.items()}
+        self.objective_weights_ = weights
         self.fallback_ = fallback
         self.tiebreak_ = best_src or names[0]
         self.best_iteration_ = best_it
@@ -609,6 +728,7 @@ class LTRRecommender(Recommender):
             "best_iteration": best_it, "validation_ndcg@10": best_score,
             "guard_ndcg@10": guard, "fallback": fallback, "tiebreak": best_src or names[0],
             "feature_importance_gain": {f: float(g) for f, g in zip(feature_names, gain, strict=True)},
+            "objectives": head_report, "objective_weights": weights,
         }
         logger.info("ltr: union recall %.3f over %d held-out items, best iteration %d",
                     self.report_["recall_union"], n_held, best_it)
@@ -633,6 +753,14 @@ class LTRRecommender(Recommender):
                                        self.item_embeddings_, self.context_)
         pred = (self.booster_.predict(X, num_iteration=self.best_iteration_) if r.size
                 else np.zeros(0))
+        heads = getattr(self, "heads_", None) or {}
+        if heads and r.size:  # several objectives: weighted sum of per-user standardised heads
+            w = self.objective_weights_
+            blend = w[MAIN_OBJECTIVE] * _standardise_per_user(np.asarray(pred, np.float64), r)
+            for k, hb in heads.items():
+                hp = hb.predict(X, num_iteration=self.head_iterations_[k])
+                blend = blend + w[k] * _standardise_per_user(np.asarray(hp, np.float64), r)
+            pred = blend
         return r, c, X, proposed, np.asarray(pred, dtype=np.float32)
 
     def _score(self, rows: sp.csr_matrix, user_index) -> np.ndarray:
@@ -666,7 +794,8 @@ class LTRRecommender(Recommender):
             Per user, up to ``k`` dicts ``{"item_index", "score", "sources": {name: {"rank",
             "score"}}, "top_features": {feature: contribution}}`` best first; ``score`` is the
             served score (the fallback source's when ``fallback_`` is set), source scores are
-            relative to the user's best score from that source.
+            relative to the user's best score from that source. With several objectives the
+            feature contributions are those of the ``"interaction"`` head.
         """
         self._check_fitted()
         ids, served = self.recommend(np.atleast_1d(user_index), user_items, k=k)
@@ -719,8 +848,9 @@ class LTRRecommender(Recommender):
         """Write the fitted model to the folder ``path`` (atomic; no pickle).
 
         Layout: ``meta.json`` (class, params without the sources, format version, counts,
-        feature names, best iteration, report, source names), ``booster.txt``
-        (``lightgbm.Booster.save_model``), ``state.npz`` (item popularity, optional item
+        feature names, best iteration, report, source names, heads and their weights),
+        ``booster.txt`` (``lightgbm.Booster.save_model``, the ``"interaction"`` head),
+        ``heads/<objective>.txt`` (the other objectives' heads), ``state.npz`` (item popularity, optional item
         embeddings, the time context as ``ctx__<name>`` arrays) and ``sources/<name>`` (each
         source's own ``save``).
         """
@@ -730,12 +860,18 @@ class LTRRecommender(Recommender):
                 "n_users": self.n_users_, "n_items": self.n_items_,
                 "sources": list(self.sources_), "feature_names": self.feature_names_,
                 "best_iteration": self.best_iteration_, "report": self.report_,
+                "heads": {k: int(it) for k, it in (getattr(self, "head_iterations_", None) or {}).items()},
+                "objective_weights": getattr(self, "objective_weights_", None),
                 "time_kind": (self.context_ or {}).get("kind")}
         with atomic_dir(path) as tmp:
             (tmp / "sources").mkdir()
             for name, model in self.sources_.items():
                 model.save(tmp / "sources" / name)
             self.booster_.save_model(str(tmp / "booster.txt"))
+            if getattr(self, "heads_", None):
+                (tmp / "heads").mkdir()
+                for k, hb in self.heads_.items():
+                    hb.save_model(str(tmp / "heads" / f"{k}.txt"))
             state = {"item_popularity": self.item_popularity_}
             if self.label_counts_ is not None:
                 state["label_counts"] = self.label_counts_
@@ -776,6 +912,14 @@ class LTRRecommender(Recommender):
         model = cls(sources=sources, **meta["params"])
         model.sources_ = sources
         model.booster_ = lgb.Booster(model_file=str(folder / "booster.txt"))
+        head_its = meta.get("heads") or {}
+        for k in head_its:
+            if not (folder / "heads" / f"{k}.txt").is_file():
+                raise FileNotFoundError(f"{folder / 'heads' / (k + '.txt')} is missing: the folder "
+                                        f"lists the head {k!r} in meta.json; fix: save the model again")
+        model.heads_ = {k: lgb.Booster(model_file=str(folder / "heads" / f"{k}.txt")) for k in head_its}
+        model.head_iterations_ = {k: int(it) for k, it in head_its.items()}
+        model.objective_weights_ = meta.get("objective_weights") or {MAIN_OBJECTIVE: 1.0}
         with np.load(folder / "state.npz", allow_pickle=False) as npz:
             model.item_popularity_ = npz["item_popularity"]
             model.item_embeddings_ = npz["item_embeddings"] if "item_embeddings" in npz.files else None

@@ -22,6 +22,11 @@ With a timestamp column (or the positions of a sequence file) the interaction ti
 time and short-term features (:mod:`recsys.models.ltr_features`; ``--param time_features=none``
 turns them off) and the sources that need them (``sasrec``, ``lastitem``, ``trending``).
 
+Several feedback signals (``params["objectives"]``: columns of the log such as KuaiRand's
+``is_like`` and ``long_view``, read by ``recsys train --param objectives=is_like,long_view``):
+one ranker head per signal besides the interaction head, blended by ``objective_weights``
+(a weighted sum of per-user standardised head scores; default weight 1 each).
+
 Labels: the held-out interaction (binary) by default; ``label="graded"`` uses the rating
 column (on MovieLens 100K graded labels scored lower on validation, see
 ``benchmarks/bench_ltr.py --help``).
@@ -52,7 +57,10 @@ def train_ltr(df: pd.DataFrame, params: dict | None = None, *, dataset=None, sou
         Interactions (``user_id``, ``item_id``, optional ``rating``, ``timestamp``).
     params : dict, optional
         ``sources`` (comma-separated registry names or a list), ``label`` ("binary" or
-        "graded"), and any :class:`LTRRecommender` argument (``n_candidates``, ``n_folds``...).
+        "graded"), ``objectives`` (comma-separated names of further feedback columns of ``df``,
+        and of ``validation`` when given, e.g. ``"is_like,long_view"``: one head each, see
+        :class:`LTRRecommender` ``objective_weights``), and any :class:`LTRRecommender`
+        argument (``n_candidates``, ``n_folds``, ``objective_weights``...).
     dataset : recsys.data.interactions.Dataset, optional
     source : str, optional
         Recorded as ``trained_on``.
@@ -80,8 +88,8 @@ def train_ltr(df: pd.DataFrame, params: dict | None = None, *, dataset=None, sou
     Raises
     ------
     ValueError
-        Unknown source or label, ``label="graded"`` without a rating column, or what
-        fitting raises.
+        Unknown source or label, ``label="graded"`` without a rating column, an objective
+        that is not a column of ``df`` (or of ``validation``), or what fitting raises.
     """
     from recsys.data.interactions import build_dataset
     from recsys.models import LTRRecommender, interaction_times_matrix, make_model
@@ -91,12 +99,16 @@ def train_ltr(df: pd.DataFrame, params: dict | None = None, *, dataset=None, sou
     from recsys.ranking.tuning import validation_split
 
     params = dict(params or {})
+    seed = int(params.pop("seed", seed))  # `--param seed=N` seeds the splits and sources alike
     names = params.pop("sources", None)
     if names is None:
         names = list(DEFAULT_SOURCES) + (["content"] if item_embeddings is not None else [])
     elif isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
     label = params.pop("label", "binary")
+    obj_names = params.pop("objectives", None)
+    if isinstance(obj_names, str):
+        obj_names = [n.strip() for n in obj_names.split(",") if n.strip()]
     if label not in ("binary", "graded"):
         raise ValueError(f"label={label!r}: expected 'binary' or 'graded'")
     if label == "graded" and "rating" not in df.columns:
@@ -119,6 +131,7 @@ def train_ltr(df: pd.DataFrame, params: dict | None = None, *, dataset=None, sou
             sources[name] = make_model(name)
             info["sources"][name] = {"params": sources[name].get_params()}
     given_validation = validation is not None
+    val_df = validation if given_validation else None
     if given_validation:
         held = dataset.to_user_items(validation)
         if held.nnz == 0:
@@ -129,6 +142,9 @@ def train_ltr(df: pd.DataFrame, params: dict | None = None, *, dataset=None, sou
     elif tune:
         fit_df, valid_df = validation_split(df, ratio=0.75, filter_by="item", seed=seed)
         validation = (dataset.to_user_items(fit_df), dataset.to_user_items(valid_df))
+    objectives = None
+    if obj_names:
+        objectives = _objective_matrices(obj_names, dataset, df, val_df)
     relevance = None
     if label == "graded":
         from recsys.data.interactions import drop_duplicate_interactions
@@ -137,10 +153,10 @@ def train_ltr(df: pd.DataFrame, params: dict | None = None, *, dataset=None, sou
     model = LTRRecommender(sources=sources, seed=seed, **params)
     t0 = time.perf_counter()
     model.fit(ui, relevance=relevance, item_embeddings=item_embeddings, interaction_times=times,
-              item_features=item_features, validation=validation)
+              item_features=item_features, validation=validation, objectives=objectives)
     fit_s = time.perf_counter() - t0
     info.update({"params": {k: v for k, v in model.get_params().items() if k != "sources"},
-                 "label": label, "ranker": model.report_, "n_users": ui.shape[0],
+                 "label": label, "objectives": list(objectives or {}), "ranker": model.report_, "n_users": ui.shape[0],
                  "n_items": ui.shape[1], "n_interactions": int(ui.nnz),
                  "fit_seconds": round(fit_s, 4),
                  "validation": ("the predefined validation file (ranker labels; label-popularity "
@@ -153,3 +169,35 @@ def train_ltr(df: pd.DataFrame, params: dict | None = None, *, dataset=None, sou
                         user_ids=np.asarray(dataset.user_ids, dtype=object),
                         item_ids=np.asarray(dataset.item_ids, dtype=object), info=info,
                         item_embeddings=item_embeddings)
+
+
+def _objective_matrices(names: list[str], dataset, df: pd.DataFrame,
+                        val_df: pd.DataFrame | None) -> dict:
+    """``{name: CSR}`` of each feedback column's values over the training log plus the
+    validation file (when given; the ranker's labels come from it), duplicates dropped by the
+    log's duplicate rule.
+
+    Raises
+    ------
+    ValueError
+        A name that is not a column of the log or of the validation file.
+    """
+    import scipy.sparse as sp
+
+    from recsys.data.interactions import drop_duplicate_interactions
+
+    frames = [("the training log", df)] + ([("the validation file", val_df)] if val_df is not None
+                                           else [])
+    for what, frame in frames:
+        missing = [n for n in names if n not in frame.columns]
+        if missing:
+            raise ValueError(f"objectives {missing} are not columns of {what} (columns: "
+                             f"{list(frame.columns)}); fix: name feedback columns of its header, "
+                             "which `recsys train` then keeps (load_interactions(signals=))")
+    frames = [drop_duplicate_interactions(f) for _, f in frames]
+    out = {}
+    for n in names:
+        mats = [dataset.to_user_items(f.assign(rating=f[n].to_numpy(np.float64)), binary=False)
+                for f in frames]
+        out[n] = sp.csr_matrix(sum(mats[1:], mats[0]))
+    return out

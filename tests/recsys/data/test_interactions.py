@@ -62,6 +62,25 @@ def test_csv_header_without_rating_gets_ones_and_kuairec_columns(tmp_path):
     assert load_interactions(p2)["rating"].tolist() == [1.0, 1.0]
 
 
+
+def test_signals_keep_named_feedback_columns(tmp_path):
+    p = _write(tmp_path, "kr.csv", "user_id,video_id,time_ms,is_click,is_like,long_view\n"
+                                   "u1,v1,1000,1,0,1\nu1,v2,2000,1,1,0\nu2,v1,3000,0,0,0\n")
+    df = load_interactions(p, signals=["is_like", "long_view"])
+    assert df["is_like"].tolist() == [0.0, 1.0, 0.0] and df["long_view"].tolist() == [1.0, 0.0, 0.0]
+    assert "is_click" not in df.columns  # only the named signals are kept
+    assert "is_like" not in load_interactions(p).columns
+    with pytest.raises(InteractionFileError, match=r"no column 'is_share'.*is_click"):
+        load_interactions(p, signals=["is_share"])
+    bad = _write(tmp_path, "bad.csv", "user_id,item_id,is_like\nu1,v1,1\nu1,v2,yes\n")
+    with pytest.raises(InteractionFileError, match=r"line 3.*non-numeric is_like"):
+        load_interactions(bad, signals=["is_like"])
+    neg = _write(tmp_path, "neg.csv", "user_id,item_id,is_like\nu1,v1,-1\n")
+    with pytest.raises(InteractionFileError, match=r"line 2.*is_like negative"):
+        load_interactions(neg, signals="is_like")
+    with pytest.raises(ValueError, match="signals names a column 'rating'"):
+        load_interactions(p, signals=["rating"])
+
 def test_movielens_double_colon_and_explicit_columns(tmp_path):
     p = _write(tmp_path, "ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n")
     df = load_interactions(p)

@@ -287,3 +287,122 @@ def test_cli_train_ltr_with_a_validation_file_learns_its_period(tmp_path, capsys
     capsys.readouterr()
     assert main(["recommend", str(out), "--user", "u45", "-k", "2", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["item_id"] == "v29"
+
+
+def two_signals(n_users: int = 120, seed: int = 0):
+    """Items 0-9 are watched often and never liked, items 10-19 watched less and always liked.
+
+    Every user watched 6 of the first group and 3 of the second (random); ``like`` is 1 on
+    every interaction with the second group. Right answers: the interaction head ranks an
+    unseen popular item first, the like head an unseen liked item.
+    """
+    rng = np.random.default_rng(seed)
+    dense = np.zeros((n_users, 20), np.float32)
+    for u in range(n_users):
+        dense[u, rng.choice(10, 6, replace=False)] = 1.0
+        dense[u, 10 + rng.choice(10, 3, replace=False)] = 1.0
+    x = sp.csr_matrix(dense)
+    like = sp.csr_matrix(dense * (np.arange(20) >= 10))
+    return x, like
+
+
+def top1_share_liked(model, x) -> float:
+    ids, _ = model.recommend(np.arange(x.shape[0]), x, k=1)
+    return float(np.mean(ids[:, 0] >= 10))
+
+
+def test_objective_heads_blend_by_their_weights(tmp_path):
+    x, like = two_signals()
+    make = lambda w: LTRRecommender(sources={"pop": Popularity()}, n_candidates=20,  # noqa: E731
+                                    objective_weights=w, seed=1)
+    by_interaction = make({"interaction": 1.0, "like": 0.0}).fit(x, objectives={"like": like})
+    by_like = make({"interaction": 0.0, "like": 1.0}).fit(x, objectives={"like": like})
+    assert top1_share_liked(by_interaction, x) < 0.2  # popular (never liked) items first
+    assert top1_share_liked(by_like, x) > 0.8  # liked items first
+    rep = by_like.report_
+    assert set(rep["objectives"]) == {"like"} and rep["objective_weights"] == {"interaction": 0.0, "like": 1.0}
+    assert 0 < rep["objectives"]["like"]["positive_share_of_candidates"] < 1
+    assert by_like.fallback_ is None  # no single source serves several objectives
+    # without objectives the same stage is the interaction head alone
+    plain = make(None).fit(x)
+    assert plain.heads_ == {} and top1_share_liked(plain, x) < 0.2
+    # the heads and their weights survive save/load
+    by_like.save(tmp_path / "m")
+    assert (tmp_path / "m" / "heads" / "like.txt").is_file()
+    back = LTRRecommender.load(tmp_path / "m")
+    np.testing.assert_allclose(back.score(x[:10], np.arange(10)), by_like.score(x[:10], np.arange(10)),
+                               rtol=1e-5)
+
+
+def test_objectives_are_checked():
+    x, like = two_signals(30)
+    base = dict(sources={"pop": Popularity()}, n_candidates=5)
+    with pytest.raises(ValueError, match="reserved"):
+        LTRRecommender(**base).fit(x, objectives={"interaction": like})
+    with pytest.raises(ValueError, match="has shape"):
+        LTRRecommender(**base).fit(x, objectives={"like": like[:5]})
+    neg = like.copy()
+    neg.data[:] = -1.0
+    with pytest.raises(ValueError, match="holds negative values"):
+        LTRRecommender(**base).fit(x, objectives={"like": neg})
+    with pytest.raises(ValueError, match="unknown objective"):
+        LTRRecommender(**base, objective_weights={"click": 1.0}).fit(x, objectives={"like": like})
+    with pytest.raises(ValueError, match="all 0"):
+        LTRRecommender(**base, objective_weights={"interaction": 0, "like": 0}).fit(
+            x, objectives={"like": like})
+
+
+
+def test_cli_train_ltr_with_objectives_reads_the_feedback_columns(tmp_path, capsys):
+    """`recsys train LOG --model ltr --param objectives=is_like` trains a like head from the log's
+    column; weighting only that head serves liked items first."""
+    import pandas as pd
+
+    from recsys.cli import main
+
+    x, like = two_signals()
+    r, c = x.nonzero()
+    log = tmp_path / "log.csv"
+    pd.DataFrame({"user_id": [f"u{u}" for u in r], "item_id": [f"v{i}" for i in c],
+                  "is_like": np.asarray(like[r, c]).ravel().astype(int)}).to_csv(log, index=False)
+    out = tmp_path / "m"
+    assert main(["train", str(log), "--model", "ltr", "--out", str(out), "--param", "sources=popularity",
+                 "--param", "n_candidates=20", "--param", "objectives=is_like", "--param",
+                 'objective_weights={"interaction": 0, "is_like": 1}', "--param", "seed=1", "--json"]) == 0
+    info = json.loads((out / "model.json").read_text())
+    assert info["objectives"] == ["is_like"] and "is_like" in info["ranker"]["objectives"]
+    assert (out / "model" / "heads" / "is_like.txt").is_file()
+    capsys.readouterr()
+    recs = tmp_path / "recs.tsv"
+    assert main(["recommend", str(out), "--all-users", "-k", "1", "--out", str(recs)]) == 0
+    top = pd.read_csv(recs, sep="\t")
+    assert (top["item_id"].str[1:].astype(int) >= 10).mean() > 0.8
+    # a column the log does not have: an error naming it, nothing written
+    assert main(["train", str(log), "--model", "ltr", "--out", str(tmp_path / "m2"), "--param",
+                 "objectives=is_share"]) != 0
+    assert "no column 'is_share'" in capsys.readouterr().err and not (tmp_path / "m2").exists()
+
+
+def test_train_ltr_objectives_from_a_validation_file():
+    """With a validation file the heads' labels are its signal values (it must have the column)."""
+    import pandas as pd
+
+    from recsys.ranking.ltr_training import train_ltr
+
+    x, _ = two_signals()
+    fit, held = carve_holdout(x, 0.3, seed=0)
+
+    def frame(m):
+        r, c = m.nonzero()
+        return pd.DataFrame({"user_id": [f"u{u}" for u in r], "item_id": [f"v{i:02d}" for i in c],
+                             "is_like": (c >= 10).astype(float)})
+
+    params = {"sources": "popularity", "n_candidates": 20, "objectives": "is_like", "seed": 1,
+              "objective_weights": {"interaction": 0.0, "is_like": 1.0}}
+    tm = train_ltr(frame(fit), dict(params), validation=frame(held))
+    assert tm.model.label_counts_ is not None  # the validation period's own popularity is on
+    ids, _ = tm.model.recommend(np.arange(tm.user_items.shape[0]), tm.user_items, k=1)
+    liked = np.array([int(tm.item_ids[i][1:]) >= 10 for i in ids[:, 0]])
+    assert liked.mean() > 0.8
+    with pytest.raises(ValueError, match="not columns of the validation file"):
+        train_ltr(frame(fit), dict(params), validation=frame(held).drop(columns="is_like"))
