@@ -39,7 +39,7 @@ DEFAULT_GRIDS: dict[str, dict[str, list]] = {
                      "popularity_weight": [0.0, 0.02]},
     "graph-filter": {"layers": [2, 3, 4], "feature_weight": [0.0, 0.1, 0.2]},
     "lastitem": {"n_last": [1, 2, 3]},
-    "windowknn": {"window": [3, 10, 30]},
+    "windowknn": {"window": [3, 10], "alpha": [0.2, 0.5], "recency": [0.5, 1.0]},
     "sasrec": {"num_layers": [1, 2]},
     "gru4rec": {"embed_dim": [64]},
 }
