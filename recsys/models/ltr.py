@@ -251,7 +251,8 @@ class LTRRecommender(Recommender):
         the user's candidate pool (mean 0, standard deviation 1), so that heads whose raw
         scores have different scales weigh as their weights say (the weighted-sum fusion of
         multi-task rankers, e.g. Zhao et al., "Recommending What Video to Watch Next",
-        RecSys 2019). Ignored without ``objectives``.
+        RecSys 2019). Without ``objectives`` there is one head and only ``"interaction"``
+        may be named.
     seed : int
         Seed of the holdout, the early-stopping users and LightGBM.
 
@@ -914,6 +915,9 @@ class LTRRecommender(Recommender):
         model.booster_ = lgb.Booster(model_file=str(folder / "booster.txt"))
         head_its = meta.get("heads") or {}
         for k in head_its:
+            if not str(k).replace("_", "").replace("-", "").isalnum():
+                raise ValueError(f"{folder / 'meta.json'} names a head {k!r} that is not letters, "
+                                 "digits, '_' or '-'; fix: save the model again with this version")
             if not (folder / "heads" / f"{k}.txt").is_file():
                 raise FileNotFoundError(f"{folder / 'heads' / (k + '.txt')} is missing: the folder "
                                         f"lists the head {k!r} in meta.json; fix: save the model again")

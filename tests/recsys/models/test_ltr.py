@@ -332,6 +332,12 @@ def test_objective_heads_blend_by_their_weights(tmp_path):
     back = LTRRecommender.load(tmp_path / "m")
     np.testing.assert_allclose(back.score(x[:10], np.arange(10)), by_like.score(x[:10], np.arange(10)),
                                rtol=1e-5)
+    # a meta.json whose head name points outside the folder is refused, not followed
+    meta = json.loads((tmp_path / "m" / "meta.json").read_text())
+    meta["heads"] = {"../../like": 3}
+    (tmp_path / "m" / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="names a head"):
+        LTRRecommender.load(tmp_path / "m")
 
 
 def test_objectives_are_checked():
