@@ -178,7 +178,12 @@ def load_interactions(path, *, sep=None, columns=None, signals=None) -> pd.DataF
         raw, line_of_row, mapping = _read_text(path, sep, columns)
     df = _normalise(path, raw, line_of_row, mapping)
     for name in _signal_names(signals):
-        if name not in raw.columns or name in mapping:
+        if name in mapping:
+            raise InteractionFileError(
+                path, None, f"column {name!r} is read as the {mapping[name]} column; a feedback "
+                "signal must be another column (a rating is already the graded label: "
+                "--param label=graded), or pass columns= to map the header yourself")
+        if name not in raw.columns:
             raise InteractionFileError(
                 path, None, f"no column {name!r} to read as a feedback signal among "
                 f"{[str(c) for c in raw.columns if c not in mapping]} (the columns that are not "

@@ -80,6 +80,8 @@ def test_signals_keep_named_feedback_columns(tmp_path):
         load_interactions(neg, signals="is_like")
     with pytest.raises(ValueError, match="signals names a column 'rating'"):
         load_interactions(p, signals=["rating"])
+    with pytest.raises(InteractionFileError, match="'video_id' is read as the item_id column"):
+        load_interactions(p, signals=["video_id"])
 
 def test_movielens_double_colon_and_explicit_columns(tmp_path):
     p = _write(tmp_path, "ratings.dat", "1::1193::5::978300760\n1::661::3::978302109\n")
