@@ -63,7 +63,7 @@ validation = the last item left in the file, training = the rest (positions as t
 Sources: ``lastitem`` (item-kNN of the last 3 items, the settings of ``bench_sequential.py``),
 ``windowknn`` (items watched within 5 positions, pairs weighted ``0.7**(d-1)``, normalised
 by ``(n_i n_j)**0.2``, history items weighted ``0.5**age``; chosen on this validation item
-among 14 settings: HR@10 / NDCG@10 0.0697 / 0.0397 vs ``lastitem`` 0.0563 / 0.0308),
+among 13 settings: HR@10 / NDCG@10 0.0697 / 0.0397 vs ``lastitem`` 0.0563 / 0.0308),
 ``itemknn``, ``popularity`` and, with ``--sasrec-epochs N``, SASRec (``examples/microlens.toml``'s
 settings), fitted once on the training part. Ranker labels: ``validation`` (default) = the
 validation item cross-fitted over 2 user folds as on TikTok; ``train`` = the training part's own
