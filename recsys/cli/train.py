@@ -110,7 +110,9 @@ def add_commands(sub, add, common, fmt) -> None:
     s.add_argument("--sep", help="column separator (default: sniffed)")
     s.add_argument("--tune", action="store_true",
                    help="choose hyperparameters on a validation split carved from the training data "
-                        "(recorded in MODEL_DIR/model.json); --param values stay fixed; with --model ltr: "
+                        "(recorded in MODEL_DIR/model.json): each user's latest item for the next-item models "
+                        "(sasrec, gru4rec, lastitem, windowknn), a stratified 25%% holdout otherwise; "
+                        "--param values stay fixed; with --model ltr: "
                         "every source tuned, the ranker trained and early-stopped on that validation split")
     s.add_argument("--embeddings", metavar="EMB_DIR",
                    help="embedding folder of the items (video_id = item_id): needed by content and hybrid, "

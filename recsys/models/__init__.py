@@ -13,11 +13,12 @@ from .graph_filter import GraphFilter
 from .itemknn import ItemKNN
 from .ltr import LTRRecommender
 from .popularity import Popularity
-from .sequential import GRU4Rec, LastItemKNN, SASRec, WindowKNN
+from .sequential import GRU4Rec, LastItemKNN, SASRec, SequentialRecommender, WindowKNN
 from .trending import TrendingPopularity, interaction_times_matrix
 
 __all__ = [
     "MODELS",
+    "is_next_item",
     "make_model",
     "Recommender",
     "NotFittedError",
@@ -71,6 +72,15 @@ def side_inputs(model: Recommender | type[Recommender]) -> tuple[str, ...]:
     alone).
     """
     return tuple(getattr(model, "side_inputs", ()))
+
+
+def is_next_item(name: str) -> bool:
+    """Whether registry model ``name`` (case-insensitive) is a next-item model: a
+    :class:`recsys.models.sequential.SequentialRecommender` (SASRec, GRU4Rec, LastItemKNN,
+    WindowKNN), which ranks from the order of a user's history and is validated on each user's
+    latest item (leave-last-out) rather than on a random holdout. False for unknown names."""
+    cls = MODELS.get(str(name).lower())
+    return cls is not None and issubclass(cls, SequentialRecommender)
 
 
 # side inputs a model can also fit without

@@ -140,7 +140,7 @@ def train_ranker(df: pd.DataFrame, name: str, params: dict | None = None, *, dat
              if "timestamp" in df.columns and not df["timestamp"].isna().any() else None)
     info: dict = {"model": name, "trained_on": source}
     params = dict(params or {})
-    from recsys.models import MODELS, side_inputs
+    from recsys.models import MODELS, is_next_item, side_inputs
 
     if item_features is not None and "item_features" not in side_inputs(MODELS.get(name, object)):
         takers = ", ".join(repr(n) for n, c in MODELS.items() if "item_features" in side_inputs(c))
@@ -152,7 +152,7 @@ def train_ranker(df: pd.DataFrame, name: str, params: dict | None = None, *, dat
     if tune:
         t_tune = time.perf_counter()
         # next-item models are validated on each user's latest item (leave-last-out by time)
-        sequential = name.lower() in ("sasrec", "gru4rec", "lastitem")
+        sequential = is_next_item(name)
         result = run_tune(df, name, grid, dataset=dataset, fixed=params, metric=tune_metric,
                           k=int(str(tune_metric).rsplit("@", 1)[-1]),
                           item_embeddings=item_embeddings, seed=seed, validation_df=validation,
@@ -209,7 +209,7 @@ def _learned_stage(df, dataset, name, model, ui, times, item_embeddings, item_fe
     """LTRRecommender over the fitted ``model`` and default sources, trained on the tuning's
     validation split (the predefined ``validation`` frame, else one carved as the tuning
     carves it: leave-last-out for next-item models, stratified by item otherwise)."""
-    from recsys.models import LTRRecommender, make_model
+    from recsys.models import LTRRecommender, is_next_item, make_model
     from recsys.ranking.tuning import validation_split
 
     sources = {name: model}
@@ -219,7 +219,7 @@ def _learned_stage(df, dataset, name, model, ui, times, item_embeddings, item_fe
     if validation is not None:
         fit_ui, held = ui, dataset.to_user_items(validation)
     else:  # next-item models: each user's latest item, as their tuning; else stratified
-        sequential = name.lower() in ("sasrec", "gru4rec", "lastitem") and times is not None
+        sequential = is_next_item(name) and times is not None
         fit_df, valid_df = validation_split(df, protocol="leave_last_out" if sequential else
                                             "stratified",
                                             ratio=0.75, filter_by="item", seed=seed)

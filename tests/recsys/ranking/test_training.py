@@ -134,6 +134,25 @@ def test_learned_two_stage_over_a_next_item_model_uses_leave_last_out():
     assert list(recs["item_id"]) == ["v6", "v11"]  # u0 saw v0..v5, u5 saw v5..v10
 
 
+def test_every_next_item_model_is_tuned_on_each_users_latest_item():
+    """WindowKNN (like SASRec, GRU4Rec, last-item kNN) is validated leave-last-out; EASE on a
+    stratified holdout. The registry's class decides, not a list of names."""
+    from recsys.models import MODELS, is_next_item
+    from recsys.models.sequential import SequentialRecommender
+
+    assert {n for n in MODELS if is_next_item(n)} == {
+        n for n, c in MODELS.items() if issubclass(c, SequentialRecommender)} >= {
+        "sasrec", "gru4rec", "lastitem", "windowknn"}
+    assert is_next_item("WindowKNN") and not is_next_item("ease") and not is_next_item("nope")
+    rows = [(f"u{u}", f"v{(u + p) % 12}", 1.0, 1000 + p) for u in range(30) for p in range(6)]
+    df = pd.DataFrame(rows, columns=["user_id", "item_id", "rating", "timestamp"])
+    wk = train_ranker(df, "windowknn", tune=True, grid={"window": [1, 3]})
+    assert wk.info["tuning"]["validation"]["protocol"] == "leave_last_out"
+    assert wk.info["tuning"]["validation"]["n_valid"] == 30  # one latest item per user
+    ease = train_ranker(df, "ease", tune=True, grid={"l2": [1.0]})
+    assert ease.info["tuning"]["validation"]["protocol"] == "stratified"
+
+
 def test_learned_two_stage_learns_from_a_predefined_validation_file():
     """A validation frame of interactions outside the training log (each user's missing
     same-group item) labels the learned stage directly (it used to find no label there)."""
