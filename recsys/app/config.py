@@ -48,7 +48,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 __all__ = ["SCHEMA", "PipelineConfigError", "load_pipeline", "resolve_pipeline", "check_input_files",
-           "to_toml"]
+           "ltr_objectives", "to_toml"]
 
 
 class PipelineConfigError(ValueError):
@@ -236,7 +236,42 @@ def resolve_pipeline(raw: dict, base_dir: str | os.PathLike = ".") -> dict:
         raise PipelineConfigError("[rank] models must be a non-empty list, e.g. [\"ease\", \"popularity\"]")
     if not isinstance(out["query"]["texts"], list) or not all(isinstance(t, str) for t in out["query"]["texts"]):
         raise PipelineConfigError("[query] texts must be a list of strings")
+    ltr_objectives(out)  # a malformed [rank.params.ltr] objectives fails here, before any stage
     return out
+
+
+def ltr_objectives(cfg: dict) -> list[str] | None:
+    """Feedback columns the learned stage's heads need (``[rank.params.ltr] objectives``).
+
+    Parameters
+    ----------
+    cfg : dict
+        Resolved settings (:func:`resolve_pipeline`).
+
+    Returns
+    -------
+    list of str or None
+        The column names, when ``"ltr"`` is among ``[rank] models`` and its parameters name
+        objectives (a list, or one comma-separated string); else None. The log (and the
+        validation file) is then read with these columns kept
+        (:func:`recsys.data.interactions.load_interactions` ``signals``).
+
+    Raises
+    ------
+    PipelineConfigError
+        ``objectives`` is neither a list of names nor a comma-separated string.
+    """
+    from recsys.ranking.ltr_training import objective_names
+
+    models = [str(m).lower() for m in cfg["rank"]["models"]]
+    params = cfg["rank"]["params"] or {}
+    ltr = next((v for k, v in params.items() if str(k).lower() == "ltr"), None)
+    if "ltr" not in models or not isinstance(ltr, dict):
+        return None
+    try:
+        return objective_names(ltr.get("objectives"))
+    except ValueError as exc:
+        raise PipelineConfigError(f"[rank.params.ltr] {exc}") from None
 
 
 def check_input_files(cfg: dict) -> None:
@@ -260,6 +295,35 @@ def check_input_files(cfg: dict) -> None:
             raise PipelineConfigError(
                 f"[{table}] {key}: {path} is not a file; fix the path (relative paths are relative "
                 "to the pipeline file's folder)")
+    signals = ltr_objectives(cfg)
+    if signals:  # the heads' columns must be in the header of the log and of the validation file
+        for table, key in (("interactions", "path"), ("evaluate", "validation")):
+            path = cfg[table].get(key)
+            if path is None:
+                continue
+            header = _header(path, cfg["interactions"].get("sep"))
+            missing = [n for n in signals if n not in header]
+            if missing:
+                raise PipelineConfigError(
+                    f"[rank.params.ltr] objectives {missing} are not columns of [{table}] {key} "
+                    f"({path}; header: {header}); fix: name columns of its header, or drop them")
+
+
+def _header(path: str, sep: str | None) -> list[str]:
+    """Column names on the first line of a table (separator given, else sniffed among
+    comma, tab, semicolon and pipe); [] for an empty file."""
+    import csv
+
+    with open(path, encoding="utf-8", errors="replace", newline="") as f:
+        line = f.readline().rstrip("\r\n")
+    if not line:
+        return []
+    if sep is None:
+        try:
+            sep = csv.Sniffer().sniff(line, delimiters=",\t;|").delimiter
+        except csv.Error:
+            sep = ","
+    return [c.strip().strip('"') for c in line.split(sep)]
 
 
 def load_pipeline(path: str | os.PathLike) -> dict:
@@ -294,7 +358,13 @@ def to_toml(cfg: dict) -> str:
             return json.dumps(v, ensure_ascii=False)
         if isinstance(v, list):
             return "[" + ", ".join(val(x) for x in v) + "]"
-        raise TypeError(type(v))
+        if isinstance(v, dict):  # a parameter holding a mapping (objective_weights, lgb_params)
+            return "{" + ", ".join(f"{key(k)} = {val(x)}" for k, x in v.items()) + "}"
+        raise TypeError(f"cannot write {type(v).__name__} {v!r} as TOML")
+
+    def key(k) -> str:
+        k = str(k)
+        return k if k and all(c.isascii() and (c.isalnum() or c in "_-") for c in k) else json.dumps(k)
 
     lines = []
     for table, kv in cfg.items():
@@ -309,7 +379,7 @@ def to_toml(cfg: dict) -> str:
                 lines.append(f"{k} = {val(v)}")
         for k, v in subtables:
             for name, params in v.items():
-                lines.append(f"[{table}.{k}.{name}]")
+                lines.append(f"[{table}.{k}.{key(name)}]")
                 lines.extend(f"{pk} = {val(pv)}" for pk, pv in params.items())
         lines.append("")
     return "\n".join(lines)

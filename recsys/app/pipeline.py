@@ -271,14 +271,17 @@ def _run(cfg: dict, out: Path, result: RunResult, *, strict: bool, progress: boo
 
     inter = cfg["interactions"]
     if inter.get("path"):
+        from recsys.app.config import ltr_objectives
         from recsys.app.evaluate import write_evaluation
         from recsys.app.side import read_log
 
         rank, ev = cfg["rank"], cfg["evaluate"]
         with _Timer(result, "rank+evaluate"):
-            df = read_log(inter["path"], format=inter["format"], sep=inter["sep"])
+            # the learned stage's objective heads read further feedback columns (is_like, ...)
+            signals = ltr_objectives(cfg)
+            df = read_log(inter["path"], format=inter["format"], sep=inter["sep"], signals=signals)
             test_df = read_log(ev["test"], format=inter["format"], sep=inter["sep"]) if ev["test"] else None
-            val_df = (read_log(ev["validation"], format=inter["format"], sep=inter["sep"])
+            val_df = (read_log(ev["validation"], format=inter["format"], sep=inter["sep"], signals=signals)
                       if ev["validation"] else None)
             # the `recsys evaluate` folder: TREC run files of every model, CIs, significance
             res = write_evaluation(df, rank["models"], out / "evaluation", protocol=ev["protocol"],

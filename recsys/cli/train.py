@@ -28,9 +28,14 @@ def cmd_train(args) -> int:
     side = _side_files(args)
     params = _params(args.param)
     # further feedback columns (KuaiRand's is_like, long_view) for the learned stage's heads
-    signals = params.get("objectives") if args.model == "ltr" else None
-    if isinstance(signals, str):
-        signals = [n.strip() for n in signals.split(",") if n.strip()]
+    signals = None
+    if args.model == "ltr":
+        from recsys.ranking.ltr_training import objective_names
+
+        try:
+            signals = objective_names(params.get("objectives"))
+        except ValueError as exc:
+            raise UsageError(f"--param {exc}") from exc
     # one user per line (`user<TAB>item item ...`, MicroLens): positions become the timestamps
     df = read_log(path, sep=args.sep, signals=signals)
     options, dataset = {}, None

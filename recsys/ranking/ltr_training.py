@@ -40,9 +40,40 @@ import time
 import numpy as np
 import pandas as pd
 
-__all__ = ["train_ltr"]
+__all__ = ["objective_names", "train_ltr"]
 
 logger = logging.getLogger(__name__)
+
+
+def objective_names(value) -> list[str] | None:
+    """Names of the feedback columns given as ``params["objectives"]``, in order.
+
+    Parameters
+    ----------
+    value : None, str or sequence of str
+        A comma-separated string (``"is_like,long_view"``, as ``--param`` gives it) or a list
+        of names (a pipeline file's ``objectives = ["is_like", "long_view"]``).
+
+    Returns
+    -------
+    list of str or None
+        None for None or nothing named (only the interaction head).
+
+    Raises
+    ------
+    ValueError
+        Anything else (a number, a mapping, a list holding a non-string).
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        names = [n.strip() for n in value.split(",") if n.strip()]
+    elif isinstance(value, (list, tuple)) and all(isinstance(n, str) for n in value):
+        names = [n.strip() for n in value if n.strip()]
+    else:
+        raise ValueError(f"objectives={value!r}: expected column names, as a list or one "
+                         "comma-separated string (e.g. objectives=is_like,long_view)")
+    return names or None
 
 
 def train_ltr(df: pd.DataFrame, params: dict | None = None, *, dataset=None, source: str | None = None,
@@ -106,9 +137,7 @@ def train_ltr(df: pd.DataFrame, params: dict | None = None, *, dataset=None, sou
     elif isinstance(names, str):
         names = [n.strip() for n in names.split(",") if n.strip()]
     label = params.pop("label", "binary")
-    obj_names = params.pop("objectives", None)
-    if isinstance(obj_names, str):
-        obj_names = [n.strip() for n in obj_names.split(",") if n.strip()]
+    obj_names = objective_names(params.pop("objectives", None))
     if label not in ("binary", "graded"):
         raise ValueError(f"label={label!r}: expected 'binary' or 'graded'")
     if label == "graded" and "rating" not in df.columns:

@@ -70,6 +70,12 @@ def test_to_toml_round_trips():
     assert again["catalog"]["videos"] == "/v"
     assert again["rank"]["params"]["ease"]["l2"] == 5.0
     assert again["rank"]["models"] == cfg["rank"]["models"]
+    # parameters holding mappings (the learned stage's weights) and keys that need quoting
+    ltr = {"objective_weights": {"interaction": 1.0, "is like": 2}, "lgb_params": {"num_leaves": 7},
+           "objectives": ["is like"]}
+    cfg = resolve_pipeline({"interactions": {"path": "/l.tsv"},
+                            "rank": {"models": ["ltr"], "params": {"ltr": ltr, "ease-content": {"l2": 1.0}}}})
+    assert tomllib.loads(to_toml(cfg))["rank"]["params"] == {"ltr": ltr, "ease-content": {"l2": 1.0}}
 
 
 def test_index_on_disk_and_workers_are_checked():

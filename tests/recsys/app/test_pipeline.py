@@ -264,3 +264,40 @@ def test_example_tiktok_pipeline_with_fewer_models(tmp_path):
     for name in by:  # every model: a TREC run of >= 20 items for every evaluated user
         run = pd.read_csv(tmp_path / "run" / "evaluation" / f"run.{name}.trec", sep=r"\s+", header=None)
         assert run[0].nunique() == by[name]["n_users"] and run.groupby(0).size().min() >= 20, name
+
+
+def test_pipeline_trains_the_learned_stage_with_objective_heads(tmp_path, capsys):
+    """`[rank.params.ltr] objectives = ["is_like"]` keeps the log's is_like column for the like
+    head (items 10-19 are the liked ones; weighting only that head serves them first); a column
+    the log lacks is refused before anything is written."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(120):
+        rows += [(f"u{u}", f"v{i:02d}", 0) for i in rng.choice(10, 6, replace=False)]
+        rows += [(f"u{u}", f"v{i:02d}", 1) for i in 10 + rng.choice(10, 3, replace=False)]
+    pd.DataFrame(rows, columns=["user_id", "item_id", "is_like"]).to_csv(tmp_path / "log.csv", index=False)
+    conf = ('[interactions]\npath = "log.csv"\n[rank]\nmodels = ["ltr"]\nk = 1\n'
+            '[rank.params.ltr]\nsources = "popularity"\nn_candidates = 20\nseed = 1\n'
+            'objectives = [{}]\nobjective_weights = {{interaction = 0.0, is_like = 1.0}}\n'
+            '[evaluate]\nprotocol = "random_holdout"\ntest_ratio = 0.2\nk = 1\n')
+    p = tmp_path / "p.toml"
+    p.write_text(conf.format('"is_like"'))
+    out = tmp_path / "run"
+    assert main(["run", str(p), "--out", str(out), "-q"]) == 0
+    info = json.loads((out / "models" / "ltr" / "model.json").read_text())
+    assert info["objectives"] == ["is_like"]
+    assert (out / "models" / "ltr" / "model" / "heads" / "is_like.txt").is_file()
+    recs = pd.read_parquet(out / "recommendations.parquet")
+    assert set(recs["model"]) == {"ltr"} and recs["user_id"].nunique() == 120
+    assert (recs["item_id"].str[1:].astype(int) >= 10).mean() > 0.8
+    capsys.readouterr()
+    p.write_text(conf.format('"is_share"'))
+    assert main(["run", str(p), "--out", str(tmp_path / "run2"), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert "objectives ['is_share'] are not columns of [interactions] path" in err and "is_like" in err
+    assert not (tmp_path / "run2").exists()
+    p.write_text(conf.format("3"))
+    assert main(["run", str(p), "--out", str(tmp_path / "run3"), "-q"]) == 1
+    assert "[rank.params.ltr] objectives=[3]" in capsys.readouterr().err
