@@ -27,7 +27,21 @@ or 10 disjoint folds 0.2846 / 0.2819, learning rate 0.02 0.2854, min_data_in_lea
 lambda_l2 1 0.2853, 7 or 31 leaves, 50 or 200 candidates, learning rate 0.1 with 31 leaves (the
 guard then served ALS alone, 0.2819), LambdaRank 0.2834, a second and third ALS 0.2822, EASE with genre side information 0.2845, refitting the ranker on
 all users with the early-stopped number of trees 0.2851 (x1.25: 0.2861), item release year and
-user age/gender as features (guard: ALS alone), ALS bagged over 5 seeds alone 0.2827.
+user age/gender as features (guard: ALS alone), ALS bagged over 5 seeds alone 0.2827,
+an ensemble of 2 or 3 rankers trained on different validation splits (mean of per-user
+standardised scores) 0.2852 / 0.2862, DLAE-style dropout emphasis on EASE (p 0.1-0.4, l2
+10-300) at most 0.2736 alone, Mult-VAE alone 0.2187-0.2230.
+
+ALS grid, refined on the same split (64 factors, regularization 20-80 x alpha 2-8): the good
+settings lie on a ridge alpha ~ regularization / 8 (30 / 3.5 0.2847, 40 / 5 0.2864, 50 / 8
+0.2828; 40 / 3 0.2662), so ``DEFAULT_GRIDS["als"]`` now crosses it (regularization 10-60 x alpha
+2-8) and picks 40 / 5 (0.2864 vs 30 / 3's 0.2819; on three further validation splits, seeds
+43-45, +0.0032 / +0.0028 / +0.0039). The stage over that ALS: 0.2860 on this split (ranker
+seeds 0-4: 0.2829-0.2880, ALS 0.2864), +0.0028 and +0.0025 over ALS on outer splits 43 and 44.
+Test split, once (``benchmarks/results/bench_ltr/``, load 1.1): ALS 0.1521 / 0.4886 / 0.4251 /
+0.2310, and the guard (ranker 0.2924 vs ALS 0.2947 on its early-stopping users) served ALS, so
+LTR = ALS. With the earlier grid's ALS (30 / 3) the stage had reached 0.4947 vs ALS 0.4881
+(``benchmarks/results/bench_ltr_coarser_als_grid/``): most of that margin was ALS's tuning gap.
 
 ``windowknn`` (:class:`recsys.models.WindowKNN`, items watched within ``window`` positions of
 each other in time order, voted by the whole history) was tried as a sixth source (earlier
