@@ -61,9 +61,33 @@ def cmd_train(args) -> int:
     tuned = (f"Tuned on a validation split in {tu['seconds']:.2f} s ({len(tu['table'])} grid points, best "
              f"{tu['metric']} {tu['best_score']:.4f}): chosen {tu['best_params']}\n" if tu else "")
     _emit(args, {"out": str(args.out), **tm.info},
-          f"{tuned}Trained {args.model} on {tm.info['n_interactions']} interactions ({tm.info['n_users']} users x "
+          f"{tuned}{_ltr_summary(tm.info.get('ranker'))}Trained {args.model} on {tm.info['n_interactions']} interactions ({tm.info['n_users']} users x "
           f"{tm.info['n_items']} items) in {tm.info['fit_seconds']:.2f} s: {args.out}")
     return 0
+
+
+def _ltr_summary(rep: dict | None) -> str:
+    """Lines on what a learned stage serves: stage-1 recall, the guard's validation NDCG of the
+    ranker and of each source, and (when a source was no worse) that it serves that source."""
+    if not rep or "guard_ndcg@10" not in rep:
+        return ""
+    guard = rep["guard_ndcg@10"]
+    sources = ", ".join(f"{n} {v:.4f}" for n, v in guard.items() if n != "ltr")
+    recall = ", ".join(f"{n} {v:.3f}" for n, v in rep.get("recall_at_budget", {}).items())
+    top = sorted(rep.get("feature_importance_gain", {}).items(), key=lambda kv: -kv[1])[:3]
+    total = sum(rep.get("feature_importance_gain", {}).values()) or 1.0
+    lines = [f"Candidate recall (held-out items each source proposes within its budget): {recall}; "
+             f"all sources {rep['recall_union']:.3f}",
+             f"Validation NDCG@10 on the early-stopping users: ranker {guard['ltr']:.4f} "
+             f"(best iteration {rep['best_iteration']}); sources {sources}"]
+    if top:
+        lines.append("Top features (% of gain): " + ", ".join(f"{f} {100 * g / total:.1f}" for f, g in top))
+    if rep.get("fallback"):
+        lines.append(f"Serving {rep['fallback']!r} alone: the ranker did not beat it on those users "
+                     "(model.json 'ranker' has the numbers)")
+    else:
+        lines.append("Serving the learned ranker")
+    return "\n".join(lines) + "\n"
 
 
 def cmd_recommend(args) -> int:

@@ -150,6 +150,25 @@ def test_cli_train_ltr_tune_then_recommend(tmp_path, capsys):
 
 
 
+def test_cli_train_ltr_says_what_it_serves():
+    """`recsys train --model ltr` prints candidate recall, the guard's numbers, the top features
+    as shares of the gain, and which model it serves (the ranker, or a source it fell back to)."""
+    from recsys.cli.train import _ltr_summary
+
+    rep = {"recall_at_budget": {"ease": 0.6, "popularity": 0.4}, "recall_union": 0.7,
+           "guard_ndcg@10": {"ltr": 0.31, "ease": 0.3, "popularity": 0.2}, "best_iteration": 12,
+           "feature_importance_gain": {"ease__rank": 3.0, "user_history": 1.0, "n_sources": 0.0},
+           "fallback": None}
+    text = _ltr_summary(rep)
+    assert "ease 0.600, popularity 0.400; all sources 0.700" in text
+    assert "ranker 0.3100 (best iteration 12); sources ease 0.3000, popularity 0.2000" in text
+    assert "ease__rank 75.0, user_history 25.0, n_sources 0.0" in text
+    assert text.rstrip().endswith("Serving the learned ranker")
+    fell = _ltr_summary({**rep, "fallback": "ease"})
+    assert "Serving 'ease' alone: the ranker did not beat it" in fell and "learned ranker" not in fell
+    assert _ltr_summary(None) == "" and _ltr_summary({"fallback": None}) == ""
+
+
 def test_train_ltr_takes_the_time_window_source_when_the_log_has_times():
     import pandas as pd
 
