@@ -53,6 +53,8 @@ def cmd_train(args) -> int:
     if args.tune:
         options["tune"] = True
         options["progress"] = not args.quiet
+    if args.grid:
+        options["grid"] = _grid(args, params)
     if args.two_stage:
         options["two_stage"] = True
     tm = stages.train_model(df, args.model, params, dataset=dataset, source=str(path), **options)
@@ -60,10 +62,52 @@ def cmd_train(args) -> int:
     tu = tm.info.get("tuning")
     tuned = (f"Tuned on a validation split in {tu['seconds']:.2f} s ({len(tu['table'])} grid points, best "
              f"{tu['metric']} {tu['best_score']:.4f}): chosen {tu['best_params']}\n" if tu else "")
+    edges = (tu or {}).get("at_grid_edge") or {}
+    if edges:
+        tuned += ("At the edge of the grid: " + ", ".join(
+            f"{p}={tu['best_params'][p]} ({side} tried)" for p, side in edges.items())
+            + "; the optimum may lie beyond: try e.g. --grid " + " --grid ".join(
+            f"{p}=[...]" for p in edges) + "\n")
     _emit(args, {"out": str(args.out), **tm.info},
           f"{tuned}{_ltr_summary(tm.info.get('ranker'))}Trained {args.model} on {tm.info['n_interactions']} interactions ({tm.info['n_users']} users x "
           f"{tm.info['n_items']} items) in {tm.info['fit_seconds']:.2f} s: {args.out}")
     return 0
+
+
+def _grid(args, params: dict) -> dict:
+    """The tuning grid of ``--grid PARAM=[v1, v2, ...]`` options: the model's default grid with
+    those parameters' values replaced (or added)."""
+    import json
+
+    from recsys.models import MODELS
+    from recsys.ranking.tuning import DEFAULT_GRIDS
+
+    if not args.tune:
+        raise UsageError("--grid sets the values --tune tries; fix: add --tune")
+    if args.model == "ltr":
+        raise UsageError("--grid does not apply to --model ltr (its sources are tuned on their "
+                         "default grids); fix: tune a source alone with --grid, then pass its "
+                         "values, or drop --grid")
+    names = MODELS[args.model.lower()]._get_param_names()
+    grid = dict(DEFAULT_GRIDS.get(args.model.lower(), {}))
+    for item in args.grid:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        try:
+            values = json.loads(value) if sep else None
+        except json.JSONDecodeError:
+            values = None
+        if not isinstance(values, list) or not values:
+            raise UsageError(f"--grid {item!r}: expected PARAM=[v1, v2, ...], e.g. "
+                             "--grid 'regularization=[60, 100, 150]'")
+        if key not in names:
+            raise UsageError(f"--grid {key!r}: {args.model} has no such parameter; its parameters: "
+                             f"{', '.join(names)}")
+        if key in params:
+            raise UsageError(f"--grid {key!r} and --param {key}=... both given; fix: keep one "
+                             "(--param fixes the value, --grid searches values)")
+        grid[key] = values
+    return grid
 
 
 def _ltr_summary(rep: dict | None) -> str:
@@ -143,6 +187,12 @@ def add_commands(sub, add, common, fmt) -> None:
                         "(sasrec, gru4rec, lastitem, windowknn), a stratified 25%% holdout otherwise; "
                         "--param values stay fixed; with --model ltr: "
                         "every source tuned, the ranker trained and early-stopped on that validation split")
+    s.add_argument("--grid", action="append", metavar="PARAM=[V1,V2,...]",
+                   help="with --tune: values to try for one parameter instead of its default grid "
+                        "(repeatable; the other parameters keep theirs), e.g. --grid "
+                        "'regularization=[60, 100, 150]' when the chosen value sat at the edge of the "
+                        "default grid (train says so); `python -c \"from recsys.ranking.tuning import "
+                        "DEFAULT_GRIDS; print(DEFAULT_GRIDS)\"` lists the defaults")
     s.add_argument("--embeddings", metavar="EMB_DIR",
                    help="embedding folder of the items (video_id = item_id): needed by content and hybrid, "
                         "enables the content source of --two-stage")

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 __all__ = ["DEFAULT_GRIDS", "SIMPLER", "TIE_REL", "TIE_TOL", "TuningResult", "validation_split", "tune",
-           "expand_grid", "pick_best"]
+           "expand_grid", "grid_edges", "pick_best"]
 
 logger = logging.getLogger(__name__)
 
@@ -126,6 +126,8 @@ class TuningResult:
         One entry per grid point: its params, every validation metric, fit seconds.
     protocol : dict
         How the validation split was made (protocol, ratio, seed, sizes).
+    edges : dict
+        Parameters chosen at the lowest or highest value of their grid (:func:`grid_edges`).
     """
 
     model: str
@@ -134,11 +136,45 @@ class TuningResult:
     best_score: float
     table: list = field(default_factory=list)
     protocol: dict = field(default_factory=dict)
+    edges: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """JSON-ready form (stored in ``model.json`` under ``"tuning"``)."""
         return {"model": self.model, "best_params": self.best_params, "metric": self.metric,
-                "best_score": self.best_score, "validation": self.protocol, "table": self.table}
+                "best_score": self.best_score, "validation": self.protocol,
+                "at_grid_edge": self.edges, "table": self.table}
+
+
+def grid_edges(grid: dict[str, list], chosen: dict) -> dict[str, str]:
+    """Numeric parameters whose chosen value is the lowest or highest of its grid values.
+
+    A best point on the edge of the grid says the optimum may lie beyond it (or, for a
+    parameter the tie rule pushes one way, that the rule chose it).
+
+    Parameters
+    ----------
+    grid : dict
+        ``{param: [values]}`` that was searched.
+    chosen : dict
+        The chosen point (``TuningResult.best_params``).
+
+    Returns
+    -------
+    dict
+        ``{param: "lowest" | "highest"}`` for each parameter with at least two distinct numeric
+        values whose chosen value is their minimum or maximum; booleans, strings and
+        one-value lists are left out.
+    """
+    out = {}
+    for p, values in grid.items():
+        nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if p not in chosen or len(set(nums)) < 2 or len(nums) != len(values):
+            continue
+        if chosen[p] == max(nums):
+            out[p] = "highest"
+        elif chosen[p] == min(nums):
+            out[p] = "lowest"
+    return out
 
 
 def validation_split(train_df: pd.DataFrame, *, protocol: str = "stratified", ratio: float = 0.75,
@@ -310,4 +346,4 @@ def tune(train_df: pd.DataFrame, name: str, grid: dict[str, list] | None = None,
                 "n_valid": len(valid_df), "n_valid_dropped_unknown": n_dropped}
     return TuningResult(model=name, best_params={**(fixed or {}), **table[best]["params"]},
                         metric=metric, best_score=float(table[best][metric]), table=table,
-                        protocol=info)
+                        protocol=info, edges=grid_edges(grid, table[best]["params"]))

@@ -118,6 +118,40 @@ def test_cli_train_tune_two_stage(tmp_path, capsys):
     assert len(out) == 2 and "sources" in out[0]
 
 
+def test_cli_train_grid_replaces_one_parameters_values_and_reports_edges(tmp_path, capsys):
+    """`--grid l2=[...]` is the grid --tune searches (the chosen value is one of them), a choice at
+    an end of it is named in the output and model.json; misuse is refused before anything is written."""
+    log = tmp_path / "log.csv"
+    two_group_log().to_csv(log, index=False)
+    out = tmp_path / "m"
+    assert main(["train", str(log), "--model", "ease", "--out", str(out), "--tune",
+                 "--grid", "l2=[0.5, 7000]", "-q"]) == 0
+    printed = capsys.readouterr().out
+    info = json.loads((out / "model.json").read_text())
+    tried = [row["params"]["l2"] for row in info["tuning"]["table"]]
+    assert tried == [0.5, 7000] and info["params"]["l2"] in (0.5, 7000)
+    side = "lowest" if info["params"]["l2"] == 0.5 else "highest"
+    assert info["tuning"]["at_grid_edge"] == {"l2": side}
+    assert f"At the edge of the grid: l2={info['params']['l2']} ({side} tried)" in printed
+    # itemknn: one parameter replaced, the other keeps its default values
+    assert main(["train", str(log), "--model", "itemknn", "--out", str(tmp_path / "k"), "--tune",
+                 "--grid", "neighbors=[3]", "-q"]) == 0
+    rows = json.loads((tmp_path / "k" / "model.json").read_text())["tuning"]["table"]
+    assert sorted(r["params"]["weighting"] for r in rows) == ["bm25", "none"]
+    assert {r["params"]["neighbors"] for r in rows} == {3}
+    capsys.readouterr()
+    for bad, says in ((["--grid", "l2=[1]"], "add --tune"),
+                      (["--tune", "--grid", "l2=5"], "expected PARAM=[v1, v2, ...]"),
+                      (["--tune", "--grid", "lambda=[1, 2]"], "no such parameter"),
+                      (["--tune", "--grid", "l2=[1, 2]", "--param", "l2=3"], "both given")):
+        assert main(["train", str(log), "--model", "ease", "--out", str(tmp_path / "bad"), *bad]) != 0
+        assert says in capsys.readouterr().err
+        assert not (tmp_path / "bad").exists()
+    assert main(["train", str(log), "--model", "ltr", "--out", str(tmp_path / "bad"), "--tune",
+                 "--grid", "l2=[1]"]) != 0
+    assert "does not apply to --model ltr" in capsys.readouterr().err
+
+
 def test_learned_two_stage_over_a_next_item_model_uses_leave_last_out():
     """Every user of the log walks items in order; the learned stage over last-item kNN, trained on
     each user's latest item, recommends the successor of the last item."""

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.ranking.tuning import expand_grid, pick_best, tune, validation_split
+from recsys.ranking.tuning import expand_grid, grid_edges, pick_best, tune, validation_split
 
 
 def log(n_users=30, n_items=10) -> pd.DataFrame:
@@ -32,6 +32,18 @@ def test_tune_picks_best_point_keeps_fixed_and_records_table():
     assert res.to_dict()["validation"]["n_valid"] > 0
     fixed = tune(log(), "itemknn", {"neighbors": [1, 5]}, fixed={"neighbors": 3})
     assert len(fixed.table) == 1 and fixed.best_params == {"neighbors": 3}
+
+
+def test_grid_edges_name_the_parameters_chosen_at_an_end_of_their_values():
+    grid = {"reg": [10, 40, 20], "alpha": [1.0, 2.0], "factors": [64], "w": ["none", "bm25"],
+            "flag": [True, False], "mid": [1, 2, 3]}
+    chosen = {"reg": 40, "alpha": 1.0, "factors": 64, "w": "bm25", "flag": True, "mid": 2}
+    assert grid_edges(grid, chosen) == {"reg": "highest", "alpha": "lowest"}
+    assert grid_edges({"reg": [1, 1]}, {"reg": 1}) == {}  # one distinct value: no edge
+    # tune records them (a two-value grid: whichever wins is an end of it)
+    res = tune(log(), "itemknn", {"neighbors": [1, 5]})
+    side = "lowest" if res.best_params["neighbors"] == 1 else "highest"
+    assert res.edges == {"neighbors": side} and res.to_dict()["at_grid_edge"] == {"neighbors": side}
 
 
 def test_expand_grid():
